@@ -1,0 +1,185 @@
+"""Training objectives, each exposing its backbone as a denoiser D(x; sigma) ~ E[x0 | x0 + sigma n = x].
+
+One language for every model (Karras et al. 2022, eq. 1-3): whatever a network predicts (x0, eps,
+velocity), ``Denoiser`` turns it into D on the variance-exploding scale x = x0 + sigma n, so every
+sampler in ``samplers.py`` and every metric works on every model.
+
+- ``edm``: EDM preconditioning (Karras et al. 2022, Table 1 "ours", sigma_data = 0.5).
+- ``ve`` / ``vp``: the VE and VP preconditionings of the same table (Song et al. 2021 in EDM form).
+- ``ddpm``: eps-prediction on DDPM's discrete linear-beta schedule (Ho et al. 2020), with
+  x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, i.e. sigma_t = sqrt((1 - abar_t) / abar_t), x = x_t / sqrt(abar_t).
+- ``flow``: rectified flow / flow matching (Liu et al. 2023), x_t = (1 - t) x0 + t eps, v = eps - x0,
+  i.e. sigma = t / (1 - t), x = x_t / (1 - t).
+
+The scalar fed to the backbone (c_noise) is kept within a few units for all of them, so that one noise
+embedding serves every formulation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SIGMA_DATA = 0.5
+
+
+def _col(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+class Formulation:
+    name = ""
+    sigma_min, sigma_max = 0.002, 80.0
+
+    def loss(self, net, x0, gen, labels=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def denoise(self, net, x, sigma, labels=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def native_sigmas(self, n: int) -> torch.Tensor | None:
+        """The model's own discrete schedule of n noise levels (descending), when it has one."""
+        return None
+
+
+def _randn(x0, gen):
+    return torch.randn(x0.shape, generator=gen).to(x0.device)
+
+
+def _rand(n, gen, device):
+    return torch.rand(n, generator=gen).to(device)
+
+
+class Preconditioned(Formulation):
+    """D = c_skip x + c_out F(c_in x, c_noise), trained with weight lambda (Karras et al. 2022, eq. 7-8)."""
+
+    def __init__(self, kind: str = "edm"):
+        if kind not in ("edm", "ve", "vp"):
+            raise ValueError(f"Unknown preconditioning '{kind}': use edm, ve or vp.")
+        self.name = kind
+
+    # VP's sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) with EDM's constants.
+    beta_d, beta_min, eps_t = 19.9, 0.1, 1e-5
+
+    def _vp_t(self, sigma):
+        """Inverse of VP's sigma(t): the root of beta_d t^2 / 2 + beta_min t = ln(1 + sigma^2)."""
+        return ((self.beta_min**2 + 2 * self.beta_d * torch.log1p(sigma**2)).sqrt() - self.beta_min) / self.beta_d
+
+    def coefficients(self, sigma):
+        sd = SIGMA_DATA
+        if self.name == "edm":
+            s2 = sigma**2 + sd**2
+            return sd**2 / s2, sigma * sd / s2.sqrt(), 1 / s2.sqrt(), sigma.log() / 4
+        if self.name == "ve":
+            return torch.ones_like(sigma), sigma, torch.ones_like(sigma), (0.5 * sigma).log() / 4
+        return torch.ones_like(sigma), -sigma, 1 / (sigma**2 + 1).sqrt(), self._vp_t(sigma)
+
+    def sample_sigma(self, n, gen, device):
+        u = _rand(n, gen, device)
+        if self.name == "edm":  # ln sigma ~ N(-1.2, 1.2^2)
+            return (torch.randn(n, generator=gen).to(device) * 1.2 - 1.2).exp()
+        if self.name == "ve":  # log-uniform on [0.02, 100]
+            return 0.02 * (100 / 0.02) ** u
+        t = self.eps_t + (1 - self.eps_t) * u
+        return (torch.exp(0.5 * self.beta_d * t**2 + self.beta_min * t) - 1).sqrt()
+
+    def denoise(self, net, x, sigma, labels=None):
+        c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
+        return _col(c_skip, x) * x + _col(c_out, x) * net(_col(c_in, x) * x, c_noise, labels)
+
+    def loss(self, net, x0, gen, labels=None):
+        sigma = self.sample_sigma(len(x0), gen, x0.device)
+        x = x0 + _col(sigma, x0) * _randn(x0, gen)
+        weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2 if self.name == "edm" else 1 / sigma**2
+        return (_col(weight, x0) * (self.denoise(net, x, sigma, labels) - x0) ** 2).mean()
+
+
+class DDPM(Formulation):
+    """eps-prediction on the discrete linear-beta schedule (Ho et al. 2020, Algorithm 1)."""
+
+    name = "ddpm"
+
+    def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        self.T = T
+        abar = torch.cumprod(1 - torch.linspace(beta_start, beta_end, T, dtype=torch.float64), 0)
+        self.sigmas = ((1 - abar) / abar).sqrt()  # increasing in t
+        self.sigma_min, self.sigma_max = float(self.sigmas[0]), float(self.sigmas[-1])
+
+    def t_of_sigma(self, sigma):
+        """Fractional timestep by linear interpolation in log sigma, so D is defined between steps."""
+        log_s = self.sigmas.log().to(sigma.device, torch.float32)
+        ls = sigma.float().log().clamp(log_s[0], log_s[-1])
+        i = torch.searchsorted(log_s, ls).clamp(1, self.T - 1)
+        frac = (ls - log_s[i - 1]) / (log_s[i] - log_s[i - 1])
+        return (i - 1) + frac
+
+    def denoise(self, net, x, sigma, labels=None):
+        t = self.t_of_sigma(sigma)
+        x_t = x / _col((1 + sigma**2).sqrt(), x)
+        return x - _col(sigma, x) * net(x_t, t / self.T, labels)
+
+    def loss(self, net, x0, gen, labels=None):
+        t = torch.randint(0, self.T, (len(x0),), generator=gen).to(x0.device)
+        abar = (1 / (1 + self.sigmas.to(x0.device)[t] ** 2)).float()
+        eps = _randn(x0, gen)
+        x_t = _col(abar.sqrt(), x0) * x0 + _col((1 - abar).sqrt(), x0) * eps
+        return ((net(x_t, t.float() / self.T, labels) - eps) ** 2).mean()
+
+    def native_sigmas(self, n):
+        """DDIM's evenly spaced timesteps (Song et al. 2021, section 4.2), from t = T - 1 down to 0."""
+        t = torch.linspace(self.T - 1, 0, n).round().long()
+        return self.sigmas[t].float()
+
+
+class Flow(Formulation):
+    """Rectified flow (Liu et al. 2023): the network predicts v = eps - x0 at x_t = (1 - t) x0 + t eps."""
+
+    name = "flow"
+
+    def denoise(self, net, x, sigma, labels=None):
+        t = sigma / (1 + sigma)
+        x_t = x / _col(1 + sigma, x)
+        return x_t - _col(t, x) * net(x_t, t, labels)
+
+    def loss(self, net, x0, gen, labels=None):
+        t = _rand(len(x0), gen, x0.device)
+        eps = _randn(x0, gen)
+        x_t = _col(1 - t, x0) * x0 + _col(t, x0) * eps
+        return ((net(x_t, t, labels) - (eps - x0)) ** 2).mean()
+
+    def native_sigmas(self, n):
+        """Evenly spaced t in the flow's own time, from sigma_max down to sigma_min."""
+        t_hi, t_lo = self.sigma_max / (1 + self.sigma_max), self.sigma_min / (1 + self.sigma_min)
+        t = torch.linspace(t_hi, t_lo, n)
+        return t / (1 - t)
+
+
+def build(name: str) -> Formulation:
+    if name in ("edm", "ve", "vp"):
+        return Preconditioned(name)
+    if name == "ddpm":
+        return DDPM()
+    if name == "flow":
+        return Flow()
+    raise ValueError(f"Unknown formulation '{name}'. Choose one of edm, ve, vp, ddpm, flow.")
+
+
+class Denoiser(nn.Module):
+    """A backbone read through a formulation: ``D(x, sigma, labels=None)``, sigma a float or a (B,) tensor."""
+
+    def __init__(self, net: nn.Module, formulation: Formulation | str):
+        super().__init__()
+        self.net = net
+        self.formulation = build(formulation) if isinstance(formulation, str) else formulation
+
+    def forward(self, x, sigma, labels=None):
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]).clone()
+        return self.formulation.denoise(self.net, x, sigma, labels)
+
+    def loss(self, x0, gen, labels=None):
+        return self.formulation.loss(self.net, x0, gen, labels)
+
+    def native_sigmas(self, n):
+        return self.formulation.native_sigmas(n)

@@ -1,0 +1,73 @@
+"""One style for every figure: image grids, score heatmaps, regime shading; saved as PNG and PDF."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+from .paths import figures_dir
+
+sns.set_theme(context="notebook", style="white", font_scale=0.9)
+
+
+def save(fig, name: str, folder: str | Path | None = None) -> Path:
+    """Write ``<figures>/<name>.png`` and ``.pdf`` atomically; returns the PNG path."""
+    folder = Path(folder) if folder is not None else figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=f".{ext}")
+        os.close(fd)
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
+        os.replace(tmp, folder / f"{name}.{ext}")
+    return folder / f"{name}.png"
+
+
+def _as_image(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [-1, 1] to an array imshow takes."""
+    x = ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+
+
+def image_grid(rows: dict, ncols: int | None = None, size: float = 0.6, title: str | None = None):
+    """One row per named set of images (the same seeds in every row): the paper's Figure 1 layout."""
+    names = list(rows)
+    ncols = ncols or min(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(names), ncols, figsize=(ncols * size + 1.6, len(names) * size),
+                             squeeze=False, gridspec_kw=dict(wspace=0.04, hspace=0.04))
+    for r, name in enumerate(names):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.imshow(_as_image(rows[name][c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, y=1.0)
+    return fig
+
+
+def heatmap(matrix: np.ndarray, labels: list[str], ax=None, title: str = "", fmt: str = ".2f", vmin=0.0, vmax=1.0,
+            cmap: str = "viridis"):
+    """A labelled square score matrix."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.55 * len(labels) + 2, 0.5 * len(labels) + 1.2))
+    sns.heatmap(matrix, annot=True, fmt=fmt, xticklabels=labels, yticklabels=labels, vmin=vmin, vmax=vmax,
+                cmap=cmap, ax=ax, square=True, cbar=False, annot_kws={"fontsize": 7})
+    ax.set_title(title)
+    ax.tick_params(labelsize=7)
+    return ax
+
+
+def shade_regimes(ax, x, memorization_until: float | None, generalization_from: float | None):
+    """Shade the memorization (left) and generalization (right) regimes of a score-vs-N plot."""
+    lo, hi = min(x), max(x)
+    if memorization_until is not None:
+        ax.axvspan(lo, memorization_until, color="tab:blue", alpha=0.08, label="memorization")
+    if generalization_from is not None:
+        ax.axvspan(generalization_from, hi, color="tab:green", alpha=0.08, label="generalization")

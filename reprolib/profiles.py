@@ -1,0 +1,56 @@
+"""The sizes every notebook uses, per profile, in one place.
+
+- ``smoke``: seconds per notebook; for tests and CI. Claims are checked for being computed, not for
+  holding: models this small are not converged.
+- ``cpu`` (default): the paper's claims hold, on a 2-core laptop with nothing downloaded (``digits``).
+- ``paper``: the paper's scale (CIFAR-10 32x32, EDM-sized U-Nets); needs a GPU and the data on disk.
+
+A notebook asks ``settings("01", profile, **overrides)``; overrides replace single entries (papermill's
+``overrides`` parameter or ``paper_figures.py --override``), and unknown names are refused.
+"""
+
+from __future__ import annotations
+
+import os
+
+NAMES = ("smoke", "cpu", "paper")
+
+
+def current(default: str = "cpu") -> str:
+    """The profile a notebook runs at: ``REPRO_PROFILE`` when set (tests, nbval), else ``default``."""
+    return os.environ.get("REPRO_PROFILE") or default
+
+
+_DIGITS_SHAPE = (1, 8, 8)
+_CIFAR_SHAPE = (3, 32, 32)
+_PAPER_UNET = {"kind": "unet", "channel_mult": [2, 2, 2], "num_blocks": 4, "attn_res": [16]}
+
+SETTINGS: dict[str, dict[str, dict]] = {
+    "01": {
+        "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=64, gan_steps=30, vae_steps=30,
+                      sample_steps=6, n_jobs=2, device="cpu", claims_strict=False),
+        "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, gan_steps=3000, vae_steps=3000,
+                    sample_steps=18, n_jobs=2, device="cpu", claims_strict=True),
+        "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, gan_steps=100_000,
+                      vae_steps=100_000, sample_steps=18, n_jobs=1, device="auto", claims_strict=True),
+    },
+}
+
+
+def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
+    """The settings of ``notebook`` at ``profile``, with ``overrides`` applied; clear errors for bad names."""
+    profile = profile or current()
+    if notebook not in SETTINGS:
+        raise ValueError(f"No settings for notebook '{notebook}'. Known: {', '.join(SETTINGS)}.")
+    if profile not in NAMES:
+        raise ValueError(f"Unknown profile '{profile}'. Choose one of {', '.join(NAMES)}.")
+    out = dict(SETTINGS[notebook][profile], profile=profile)
+    unknown = set(overrides) - set(out)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {sorted(unknown)} for notebook {notebook}. Known: {sorted(out)}.")
+    out.update(overrides)
+    if out.get("device") == "auto":
+        import torch
+
+        out["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    return out

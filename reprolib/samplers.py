@@ -1,0 +1,133 @@
+"""Deterministic samplers of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma.
+
+Every sampler is ``fn(denoise, x, sigmas) -> x0`` over any ``denoise(x, sigma)`` (a trained model, the
+optimal denoiser, a guided wrapper) and a descending ``sigmas`` that ends at 0. ``sample`` draws the
+starting noise per seed, so a sample depends on its seed alone, never on the batch it was computed in.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, eq. 5: n levels from sigma_max to sigma_min, then a final 0."""
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    s = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    return torch.cat([s, s.new_zeros(1)]).float()
+
+
+def euler(denoise: Denoise, x, sigmas):
+    """First-order steps x += (sigma_next - sigma) (x - D) / sigma."""
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        x = x + (s_next - s) * (x - denoise(x, s)) / s
+    return x
+
+
+def heun(denoise: Denoise, x, sigmas):
+    """Karras et al. 2022, Algorithm 1 with S_churn = 0: Euler, then the trapezoidal correction
+    wherever sigma_next > 0 (2n - 1 evaluations for n steps)."""
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        d = (x - denoise(x, s)) / s
+        x_next = x + (s_next - s) * d
+        if s_next > 0:
+            d_next = (x_next - denoise(x_next, s_next)) / s_next
+            x_next = x + (s_next - s) * (d + d_next) / 2
+        x = x_next
+    return x
+
+
+def ddim(denoise: Denoise, x, sigmas):
+    """DDIM with eta = 0 (Song et al. 2021, eq. 12), written in its own variance-preserving variables:
+    x_t = sqrt(abar) x, abar = 1 / (1 + sigma^2). In x/sigma variables it coincides with Euler
+    (Karras et al. 2022, section 3); the tests check that."""
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        x0 = denoise(x, s)
+        eps = (x - x0) / s
+        abar_next = 1 / (1 + s_next**2)
+        x_t_next = abar_next.sqrt() * x0 + (1 - abar_next).sqrt() * eps  # eq. 12, sigma_t = 0
+        x = x_t_next / abar_next.sqrt()
+    return x
+
+
+def dpmpp_2m(denoise: Denoise, x, sigmas):
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in data prediction, with lambda = -log sigma;
+    first order on the first step and on the final step to sigma = 0."""
+    d_prev, h_prev = None, None
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        d = denoise(x, s)
+        if s_next == 0:
+            x = d
+            break
+        h = torch.log(s / s_next)
+        d_hat = d if d_prev is None else d + (d - d_prev) * h / (2 * h_prev)
+        x = (s_next / s) * x - torch.expm1(-h) * d_hat
+        d_prev, h_prev = d, h
+    return x
+
+
+SAMPLERS = {"euler": euler, "heun": heun, "ddim": ddim, "dpmpp_2m": dpmpp_2m}
+
+
+def evaluations(sampler: str, steps: int) -> int:
+    """Denoiser evaluations per sample (Heun: 2 steps - 1)."""
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def noise(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
+    """z ~ N(0, I) drawn from one generator per seed (CPU, float32): the same z for a seed everywhere."""
+    return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def schedule(denoiser, steps: int, kind: str = "karras", sigma_min: float = 0.002, sigma_max: float = 80.0,
+             rho: float = 7.0) -> torch.Tensor:
+    """``steps`` noise levels plus a final 0: Karras's rho schedule, or the model's own ("native")."""
+    if kind == "karras":
+        return karras_sigmas(steps, sigma_min, sigma_max, rho)
+    if kind == "native":
+        own = getattr(denoiser, "native_sigmas", lambda n: None)(steps)
+        if own is None:
+            raise ValueError(f"{type(denoiser).__name__} has no native schedule; use schedule='karras'.")
+        own = own.clamp(max=sigma_max)  # start every model from the same sigma_max * z
+        return torch.cat([own.float(), own.new_zeros(1)])
+    raise ValueError(f"Unknown schedule '{kind}': use 'karras' or 'native'.")
+
+
+@torch.no_grad()
+def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = "heun", steps: int = 18,
+           schedule_kind: str = "karras", sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+           batch_size: int = 500, device: str | torch.device | None = None, labels: torch.Tensor | None = None,
+           z: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+    """Integrate the PF-ODE from x = sigma_max * z(seed) for each seed; returns (len(seeds), *shape) on CPU.
+
+    ``z`` overrides the per-seed noise (for noise planes and interpolations). ``labels`` (one per seed)
+    are passed to class-conditional denoisers.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler '{sampler}'. Choose one of {', '.join(SAMPLERS)}.")
+    if device is None:
+        device = next((p.device for p in getattr(denoiser, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    sigmas = schedule(denoiser, steps, schedule_kind, sigma_min, sigma_max, rho).to(device)
+    z = noise(seeds, shape) if z is None else z
+    fn, out = SAMPLERS[sampler], []
+    for i in tqdm(range(0, len(z), batch_size), disable=not progress, desc=f"{sampler} x{steps}", leave=False):
+        x = z[i:i + batch_size].to(device) * sigmas[0]
+        lab = None if labels is None else labels[i:i + batch_size].to(device)
+        denoise = (lambda x_, s_: denoiser(x_, s_)) if lab is None else (lambda x_, s_: denoiser(x_, s_, lab))
+        out.append(fn(denoise, x, sigmas).float().cpu())
+    return torch.cat(out)
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between two noises, which keeps the Gaussian norm (Shoemake 1985)."""
+    a, b = z0.flatten(), z1.flatten()
+    omega = torch.arccos((a @ b / (a.norm() * b.norm())).clamp(-1, 1))
+    if omega.abs() < 1e-6:
+        return (1 - t) * z0 + t * z1
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+

@@ -1,0 +1,139 @@
+"""One training loop for every diffusion model: Adam, linear warm-up, EMA, checkpoints, resume.
+
+All randomness (initialisation, minibatches, noise levels, label dropout) comes from the config's seed:
+the weights at step k depend on nothing else, so a run resumed from a checkpoint ends bit-identical to
+one that was never interrupted (on the same device). Finished models land in the store, keyed by the
+whole config, and are never trained twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from . import data as data_lib
+from . import networks
+from .formulations import Denoiser
+from .store import Store
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = "digits"
+    n: int | None = None  # training-set size: a nested seeded subset; None = all
+    subset_seed: int = 0
+    net: dict = field(default_factory=lambda: {"kind": "unet", "width": 32})
+    formulation: str = "edm"
+    conditional: bool = False  # class labels, with label dropout for classifier-free guidance
+    label_dropout: float = 0.1
+    steps: int = 4000
+    batch: int = 128
+    lr: float = 1e-3
+    warmup: int = 200
+    ema_halflife: int = 500  # in steps
+    seed: int = 0
+    ckpt_every: int = 500  # how often to checkpoint: not part of the key, it does not change the result
+
+    def key_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("ckpt_every")
+        return d
+
+    def replace(self, **changes) -> "TrainConfig":
+        return TrainConfig(**{**asdict(self), **changes})
+
+
+KIND = "diffusion"
+
+
+def training_set(cfg: TrainConfig) -> data_lib.ImageSet:
+    return data_lib.load(cfg.data).subset(cfg.n, cfg.subset_seed)
+
+
+def build(cfg: TrainConfig, shape) -> Denoiser:
+    """The untrained denoiser the config describes, for images of ``shape`` (C, H, W)."""
+    kw = dict(cfg.net)
+    kind = kw.pop("kind")
+    num_classes = 10 if cfg.conditional else 0
+    net = networks.build(kind, in_channels=shape[0], resolution=shape[1], num_classes=num_classes, **kw)
+    return Denoiser(net, cfg.formulation)
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+
+
+def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: bool = True, callback=None) -> Denoiser:
+    """The trained EMA denoiser for ``cfg``: from the store when finished, else trained (resuming a checkpoint).
+
+    ``callback(step, loss)`` is called after every step; raising in it interrupts training like Ctrl-C.
+    """
+    store = store or Store()
+    key = cfg.key_dict()
+    ds = training_set(cfg)
+    model = build(cfg, ds.shape)
+    if store.exists(KIND, key, "final"):
+        model.load_state_dict(store.load(KIND, key, "final")["ema"])
+        return model.to(device or "cpu").eval().requires_grad_(False)
+
+    device = torch.device(device or "cpu")
+    torch.manual_seed(cfg.seed)  # initial weights
+    model = build(cfg, ds.shape).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    start, losses = 0, []
+    if store.exists(KIND, key, "checkpoint"):
+        ck = store.load(KIND, key, "checkpoint")
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        start, losses = ck["step"], ck["losses"]
+
+    images, labels = ds.images.to(device), ds.labels.to(device)
+    decay = 0.5 ** (1 / cfg.ema_halflife)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
+               desc=f"train {cfg.net['kind']}/{cfg.formulation} n={len(ds)}", leave=False)
+    running = 0.0
+    for step in bar:
+        idx = torch.randint(0, len(images), (cfg.batch,), generator=gen).to(device)
+        lab = None
+        if cfg.conditional:
+            drop = torch.rand(cfg.batch, generator=gen).to(device) < cfg.label_dropout
+            lab = torch.where(drop, torch.full_like(labels[idx], 10), labels[idx])
+        for group in opt.param_groups:
+            group["lr"] = _lr(cfg, step)
+        loss = model.loss(images[idx], gen, lab)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        running += loss.item()
+        if (step + 1) % 100 == 0:
+            losses.append(running / 100)
+            running = 0.0
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if callback is not None:
+            callback(step, loss.item())
+        if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
+            store.save(KIND, key, "checkpoint", {
+                "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "gen": gen.get_state(), "step": step + 1, "losses": losses})
+    store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses})
+    store.remove(KIND, key, "checkpoint")
+    return ema.eval()
+
+
+def losses(cfg: TrainConfig, store: Store | None = None) -> list[float]:
+    """Mean training loss per 100 steps of a finished run (for judging convergence)."""
+    return (store or Store()).load(KIND, cfg.key_dict(), "final")["losses"]
+
+
+def is_trained(cfg: TrainConfig, store: Store | None = None) -> bool:
+    return (store or Store()).exists(KIND, cfg.key_dict(), "final")
