@@ -25,10 +25,11 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 # Unit tests plus every notebook at the smoke profile (nbval-lax: a notebook fails on errors,
 # and its claims are asserts).
+# Smoke runs keep their own store and figures, so they never overwrite a real run's.
 test: venv
-	REPRO_PROFILE=smoke $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbval-lax $(NOTEBOOKS))
+	REPRO_PROFILE=smoke REPRO_STORE=$(CURDIR)/build/smoke/store REPRO_FIGURES=$(CURDIR)/build/smoke/figures $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbval-lax $(NOTEBOOKS))
 
-# e.g. make figures PROFILE=smoke ARGS="--only 01 --override n_seeds=2"
+# e.g. make figures PROFILE=smoke ARGS="--override seeds=200"
 figures: venv
 	$(PY) paper_figures.py --all --profile $(PROFILE) $(ARGS)
 

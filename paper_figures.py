@@ -7,9 +7,10 @@ command line by its number (``01`` or ``1``), its stem (``01_reproducibility``) 
 
     python paper_figures.py --list
     python paper_figures.py --all --profile smoke
-    python paper_figures.py --only 1 generalization --override n_seeds=3 --figures /tmp/figs
+    python paper_figures.py --only 1 generalization --override seeds=200 --figures /tmp/figs
 
-Each notebook receives the papermill parameters ``profile=<profile>`` plus every ``--override``,
+Each notebook receives the papermill parameters ``profile=<profile>`` and ``overrides``, a dict of every
+``--override`` (names as in ``reprolib.profiles.SETTINGS``),
 runs with ``notebooks/`` as its working directory, and its executed copy is written to
 ``build/executed/<profile>/<stem>.ipynb`` (``<stem>.failed.ipynb`` when it fails). The kernels
 see ``REPRO_PROFILE`` (and ``REPRO_FIGURES`` with ``--figures``) in their environment.
@@ -107,7 +108,7 @@ def run_notebook(
         pm.execute_notebook(
             str(path),
             str(tmp),
-            parameters={"profile": profile, **(overrides or {})},
+            parameters={"profile": profile, "overrides": overrides or {}},
             kernel_name=kernel or _kernel_of(path),
             cwd=str(path.parent),
             progress_bar=False,

@@ -11,7 +11,7 @@ To hand a sweep to a cluster, wrap the call in joblib's backend context; nothing
     import joblib
     client = Client("scheduler-address:8786")   # or Client(n_workers=2) for a local cluster
     with joblib.parallel_config(backend="dask"):
-        sweep.train_all(configs)
+        sweep.run_all(zoo.fit, configs, is_done=zoo.is_fitted)
 
 (Ray: ``from ray.util.joblib import register_ray; register_ray()`` then ``backend="ray"``.)
 The workers need the same store folder (a shared disk, or set ``REPRO_STORE`` on each).
@@ -41,10 +41,11 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
     """Run ``fn(cfg, store, progress=False)`` for every config not yet done; returns {label: seconds}.
 
     ``is_done(cfg, store)`` skips finished work (so a warm store costs nothing); ``label(cfg)`` names a
-    config in the progress bar. Heaviest-first ordering is the caller's choice: configs run in the given order.
+    config in the progress bar. Configs start in the given order: put the longest first to balance the workers.
     """
     store = store or Store()
-    todo = [c for c in configs if is_done is None or not is_done(c, store)]
+    unique = list({repr(c): c for c in configs}.values())  # one training per distinct config
+    todo = [c for c in unique if is_done is None or not is_done(c, store)]
     times = {}
     if not todo:
         return times
@@ -62,11 +63,3 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
     bar.close()
     return times
 
-
-def train_all(configs: Sequence, store: Store | None = None, n_jobs: int = 2, threads: int = 1,
-              progress: bool = True) -> dict:
-    """Train every diffusion config (``train.TrainConfig``) not yet in the store."""
-    from . import train
-
-    return run_all(train.train, configs, store, n_jobs, threads, is_done=train.is_trained, progress=progress,
-                   label=lambda c: f"{c.net['kind']}/{c.formulation}/n={c.n}/seed={c.seed}")

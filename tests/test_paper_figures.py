@@ -44,13 +44,13 @@ def nbdir(tmp_path, monkeypatch):
     folder.mkdir()
     _write(folder, "01_alpha", [
         new_markdown_cell("Intro text\n\n# Alpha: the first claim\n\nmore"),
-        _parameters('profile = "cpu"\nextra = None\nlabel = "default"'),
+        _parameters('profile = "cpu"\noverrides = {}'),
         new_code_cell(
             "import json, os\nfrom pathlib import Path\n"
             "fig = Path(os.environ['REPRO_FIGURES'])\n"
             "(fig / 'alpha.png').write_bytes(b'not really a png')\n"
-            "(fig / 'params.json').write_text(json.dumps({'profile': profile, 'extra': extra, "
-            "'label': label, 'env': os.environ['REPRO_PROFILE'], 'cwd': os.getcwd()}))"
+            "(fig / 'params.json').write_text(json.dumps({'profile': profile, 'overrides': overrides, "
+            "'env': os.environ['REPRO_PROFILE'], 'cwd': os.getcwd()}))"
         ),
     ])
     _write(folder, "02_beta", [
@@ -139,7 +139,7 @@ def test_run_writes_executed_copy_figure_and_parameters(nbdir, tmp_path, capsys)
     assert "[1/1] 01_alpha ... ok (" in out
     assert (figures / "alpha.png").read_bytes() == b"not really a png"
     params = json.loads((figures / "params.json").read_text())
-    assert params == {"profile": "smoke", "extra": [1, 2], "label": "hello", "env": "smoke",
+    assert params == {"profile": "smoke", "overrides": {"extra": [1, 2], "label": "hello"}, "env": "smoke",
                       "cwd": str(nbdir)}
     assert sorted(p.name for p in executed.iterdir()) == ["01_alpha.ipynb"]  # no temp file left
     nb = nbformat.read(executed / "01_alpha.ipynb", as_version=4)

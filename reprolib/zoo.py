@@ -1,0 +1,90 @@
+"""The models each section compares, named once so every notebook reuses the same trained artifacts.
+
+A ``Variant`` is a training config plus how it is sampled (sampler and step schedule). Sizes come from a
+profile's settings (``profiles.settings``): ``steps_scale`` stretches every training length, ``data``
+picks the data set and ``shape`` the backbone's resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import baselines, samplers
+from .store import Store
+from .train import TrainConfig, is_trained, train
+
+# Backbones sized for 8x8 digits on one CPU thread (see benchmarks/ for their step times).
+DIGIT_NETS = {
+    "unet": {"kind": "unet", "width": 16},
+    "mlp": {"kind": "mlp", "width": 256, "depth": 4},
+    "uvit": {"kind": "uvit", "width": 48, "depth": 4},
+}
+PAPER_NETS = {
+    "unet": {"kind": "unet", "width": 128, "channel_mult": [2, 2, 2], "num_blocks": 4, "attn_res": [16]},
+    "mlp": {"kind": "mlp", "width": 2048, "depth": 6},
+    "uvit": {"kind": "uvit", "width": 256, "depth": 8, "patch": 4},
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    cfg: TrainConfig
+    sampler: str = "heun"
+    schedule: str = "karras"
+
+
+def nets(P: dict) -> dict:
+    return PAPER_NETS if P["data"] == "cifar10" else DIGIT_NETS
+
+
+def section1(P: dict) -> list[Variant]:
+    """Figure 1's zoo: architecture, formulation, sampler and training seed each varied."""
+    net = nets(P)
+
+    def cfg(kind, form, steps, seed=0):
+        return TrainConfig(data=P["data"], net=net[kind], formulation=form, steps=max(int(steps * P["steps_scale"]), 1),
+                           seed=seed, batch=128)
+
+    return [
+        Variant("U-Net EDM (Heun)", cfg("unet", "edm", 3000)),
+        Variant("U-Net EDM seed 2 (Heun)", cfg("unet", "edm", 3000, seed=1)),
+        Variant("U-ViT EDM (Heun)", cfg("uvit", "edm", 3000)),
+        Variant("U-Net EDM (DPM++)", cfg("unet", "edm", 3000), sampler="dpmpp_2m"),
+        Variant("MLP EDM (Heun)", cfg("mlp", "edm", 3000)),
+        Variant("MLP DDPM (DDIM)", cfg("mlp", "ddpm", 3000), sampler="ddim", schedule="native"),
+        Variant("MLP flow (Euler)", cfg("mlp", "flow", 3000), sampler="euler", schedule="native"),
+    ]
+
+
+def section1_baselines(P: dict):
+    """Two GANs and two VAEs of different architectures on the same data."""
+    gans = [baselines.GANConfig(data=P["data"], arch=a, steps=P["gan_steps"], seed=k) for k, a in enumerate(("mlp", "conv"))]
+    vaes = [baselines.VAEConfig(data=P["data"], arch=a, steps=P["vae_steps"], seed=k) for k, a in enumerate(("mlp", "conv"))]
+    return gans, vaes
+
+
+def generate(v: Variant, store: Store, seeds, P: dict):
+    """Samples of a variant for ``seeds`` (training it first if the store lacks it)."""
+    model = train(v.cfg, store, device=P["device"], progress=False)
+    steps = P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
+    return samplers.sample(model, seeds, P["shape"], v.sampler, steps, v.schedule, device=P["device"])
+
+
+def fit(cfg, store: Store | None = None, progress: bool = True):
+    """Train (or load) any model of the zoo, whatever its kind: the one function a sweep maps."""
+    if isinstance(cfg, TrainConfig):
+        return train(cfg, store, progress=progress)
+    if isinstance(cfg, baselines.GANConfig):
+        return baselines.train_gan(cfg, store, progress=progress)
+    return baselines.train_vae(cfg, store, progress=progress)
+
+
+def is_fitted(cfg, store: Store | None = None) -> bool:
+    return is_trained(cfg, store) if isinstance(cfg, TrainConfig) else baselines.is_trained(cfg, store)
+
+
+def describe(cfg) -> str:
+    if isinstance(cfg, TrainConfig):
+        return f"{cfg.net['kind']}/{cfg.formulation} n={cfg.n or 'all'} seed={cfg.seed}"
+    return f"{type(cfg).__name__[:3]} {cfg.arch} seed={cfg.seed}"
