@@ -1,0 +1,217 @@
+"""Data sets: digits from scikit-learn, and CIFAR-10 / MNIST readers on tiny files in the real formats."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reprolib import data
+from reprolib.data import MissingDataError
+
+
+# ---------------------------------------------------------------- digits
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def test_digits_shape_range_and_values(digits):
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    assert digits.images.shape == (1797, 1, 8, 8) and len(digits) == 1797 and digits.shape == (1, 8, 8)
+    assert digits.images.dtype == torch.float32 and digits.labels.dtype == torch.int64
+    assert float(digits.images.min()) == -1.0 and float(digits.images.max()) == 1.0
+    # pixel counts 0..16 map linearly onto [-1, 1]: 0 -> -1, 8 -> 0, 16 -> 1
+    i, r, c = np.argwhere(raw.images == 8)[0]
+    assert float(digits.images[i, 0, r, c]) == 0.0
+    i, r, c = np.argwhere(raw.images == 4)[0]
+    assert float(digits.images[i, 0, r, c]) == -0.5
+    np.testing.assert_allclose(digits.images[:, 0].numpy(), raw.images / 8.0 - 1.0, atol=1e-6)
+    assert digits.labels.tolist() == raw.target.tolist()
+
+
+def test_subsets_are_nested_and_deterministic(digits):
+    s64, s128 = digits.subset(64, seed=3), digits.subset(128, seed=3)
+    assert len(s64) == 64 and len(s128) == 128
+    assert torch.equal(s128.images[:64], s64.images) and torch.equal(s128.labels[:64], s64.labels)
+    assert torch.equal(digits.subset(64, seed=3).images, s64.images)
+    assert not torch.equal(digits.subset(64, seed=4).images, s64.images)
+    # a subset is made of distinct real images of the set
+    flat = digits.images.flatten(1)
+    d = torch.cdist(s128.images.flatten(1), flat)
+    assert float(d.min(1).values.max()) == 0.0
+    idx = d.argmin(1).tolist()
+    assert len(set(idx)) == 128
+    assert all(int(digits.labels[i]) == int(l) for i, l in zip(idx, s128.labels))
+
+
+def test_subset_full_size(digits):
+    for n in (None, 1797):
+        full = digits.subset(n)
+        assert len(full) == 1797
+        assert torch.equal(full.images.sum(0), digits.images.sum(0))  # same images, any order
+
+
+@pytest.mark.parametrize("n", [0, -5, 1798, 10_000])
+def test_bad_subset_sizes_raise(digits, n):
+    with pytest.raises(ValueError, match="1797"):
+        digits.subset(n)
+
+
+def test_unknown_data_set_raises():
+    with pytest.raises(ValueError, match="digits"):
+        data.load("imagenet")
+
+
+def test_to_unit():
+    x = torch.tensor([-1.0, 0.0, 1.0, -3.0, 2.0])
+    torch.testing.assert_close(data.to_unit(x), torch.tensor([0.0, 0.5, 1.0, 0.0, 1.0]))
+
+
+# ---------------------------------------------------------------- CIFAR-10 (python version batches)
+
+
+def _cifar_rows(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+
+
+def write_cifar(root: Path, per_batch=2, n_test=3, skip=()):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batches = {}
+    for i in range(1, 6):
+        batches[f"data_batch_{i}"] = _cifar_rows(per_batch, i)
+    batches["test_batch"] = _cifar_rows(n_test, 99)
+    for k, (name, rows) in enumerate(batches.items()):
+        if name in skip:
+            continue
+        labels = [(k + j) % 10 for j in range(len(rows))]
+        with open(folder / name, "wb") as fh:  # the original is a protocol-2 pickle with bytes keys
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": rows,
+                         b"filenames": [b"x.png"] * len(rows)}, fh, protocol=2)
+    return batches
+
+
+def test_cifar10_reader(tmp_path):
+    batches = write_cifar(tmp_path)
+    # make the first pixels known: R, G, B planes of image 0 of batch 1
+    rows = batches["data_batch_1"]
+    rows[0, 0], rows[0, 1024], rows[0, 2048], rows[0, 1], rows[0, 32] = 0, 255, 51, 102, 204
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "wb") as fh:
+        pickle.dump({b"labels": [7, 3], b"data": rows}, fh, protocol=2)
+
+    train = data.load("cifar10", root=tmp_path)
+    assert train.images.shape == (10, 3, 32, 32) and train.shape == (3, 32, 32)
+    assert train.images.dtype == torch.float32
+    assert float(train.images.min()) >= -1 and float(train.images.max()) <= 1
+    im = train.images[0]
+    assert float(im[0, 0, 0]) == -1.0  # R plane first: value 0
+    assert float(im[1, 0, 0]) == 1.0  # G plane: 255
+    assert float(im[2, 0, 0]) == pytest.approx(51 / 255 * 2 - 1)  # B plane: 51 -> -0.6
+    assert float(im[0, 0, 1]) == pytest.approx(102 / 255 * 2 - 1)  # row-major within a plane
+    assert float(im[0, 1, 0]) == pytest.approx(204 / 255 * 2 - 1)
+    # every image: row = R plane, G plane, B plane, each 32x32 row-major; batches in order 1..5
+    all_rows = np.concatenate([rows] + [batches[f"data_batch_{i}"] for i in range(2, 6)])
+    expected = all_rows.reshape(10, 3, 32, 32).astype(np.float64) / 255 * 2 - 1
+    np.testing.assert_allclose(train.images.numpy(), expected, atol=1e-6)
+    assert train.labels.tolist()[:2] == [7, 3] and train.labels.dtype == torch.int64
+
+    test = data.load("cifar10", train=False, root=tmp_path)
+    assert test.images.shape == (3, 3, 32, 32)
+    np.testing.assert_allclose(test.images.numpy(),
+                               batches["test_batch"].reshape(3, 3, 32, 32) / 255 * 2 - 1, atol=1e-6)
+    assert test.labels.tolist() == [5, 6, 7]
+
+
+def test_cifar10_reads_repro_data_when_no_root(tmp_path, monkeypatch):
+    write_cifar(tmp_path)
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path))
+    assert data.load("cifar10", train=False).images.shape == (3, 3, 32, 32)
+
+
+def test_cifar10_missing_batch(tmp_path):
+    write_cifar(tmp_path, skip=("data_batch_4",))
+    with pytest.raises(MissingDataError) as err:
+        data.load("cifar10", root=tmp_path, download=False)
+    msg = str(err.value)
+    assert str(tmp_path / "cifar-10-batches-py") in msg and "data_batch_4" in msg
+    assert "REPRO_DATA" in msg and "download=True" in msg
+    assert isinstance(err.value, FileNotFoundError)
+    # the test split is complete, so it still loads
+    assert len(data.load("cifar10", train=False, root=tmp_path)) == 3
+
+
+def test_cifar10_missing_folder(tmp_path):
+    with pytest.raises(MissingDataError, match="CIFAR-10"):
+        data.load("cifar10", root=tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- MNIST (idx files via torchvision)
+
+
+def _idx_images(path: Path, images: np.ndarray):
+    n, h, w = images.shape
+    path.write_bytes(struct.pack(">IIII", 2051, n, h, w) + images.astype(np.uint8).tobytes())
+
+
+def _idx_labels(path: Path, labels: np.ndarray):
+    path.write_bytes(struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
+
+
+def write_mnist(root: Path, n_train=5, n_test=4, skip=()):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    out = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        if f"{split}-images-idx3-ubyte" not in skip:
+            _idx_images(raw / f"{split}-images-idx3-ubyte", images)
+        if f"{split}-labels-idx1-ubyte" not in skip:
+            _idx_labels(raw / f"{split}-labels-idx1-ubyte", labels)
+        out[split] = (images, labels)
+    return out
+
+
+def test_mnist_reader(tmp_path):
+    files = write_mnist(tmp_path)
+    images, labels = files["train"]
+    images[0, 0, 0], images[0, 0, 1], images[0, 27, 27] = 0, 255, 51
+    _idx_images(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", images)
+
+    train = data.load("mnist", root=tmp_path)
+    assert train.images.shape == (5, 1, 28, 28) and train.images.dtype == torch.float32
+    assert float(train.images[0, 0, 0, 0]) == -1.0
+    assert float(train.images[0, 0, 0, 1]) == 1.0
+    assert float(train.images[0, 0, 27, 27]) == pytest.approx(51 / 255 * 2 - 1)
+    np.testing.assert_allclose(train.images[:, 0].numpy(), images / 255 * 2 - 1, atol=1e-6)
+    assert train.labels.tolist() == labels.tolist() and train.labels.dtype == torch.int64
+
+    test = data.load("mnist", train=False, root=tmp_path)
+    assert test.images.shape == (4, 1, 28, 28)
+    np.testing.assert_allclose(test.images[:, 0].numpy(), files["t10k"][0] / 255 * 2 - 1, atol=1e-6)
+
+
+def test_mnist_missing_files(tmp_path):
+    write_mnist(tmp_path, skip=("t10k-labels-idx1-ubyte",))  # torchvision wants all four files
+    with pytest.raises(MissingDataError) as err:
+        data.load("mnist", root=tmp_path, download=False)
+    msg = str(err.value)
+    assert str(tmp_path / "MNIST" / "raw") in msg
+    assert "REPRO_DATA" in msg and "download=True" in msg
+
+
+def test_mnist_missing_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path / "empty"))
+    with pytest.raises(MissingDataError, match="MNIST"):
+        data.load("mnist")
