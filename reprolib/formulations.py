@@ -39,8 +39,8 @@ class Formulation:
     def denoise(self, net, x, sigma, labels=None) -> torch.Tensor:
         raise NotImplementedError
 
-    def native_sigmas(self, n: int) -> torch.Tensor | None:
-        """The model's own discrete schedule of n noise levels (descending), when it has one."""
+    def native_sigmas(self, n: int, sigma_max: float = 80.0) -> torch.Tensor | None:
+        """The model's own schedule of n noise levels at most ``sigma_max`` (descending), when it has one."""
         return None
 
 
@@ -127,9 +127,11 @@ class DDPM(Formulation):
         x_t = _col(abar.sqrt(), x0) * x0 + _col((1 - abar).sqrt(), x0) * eps
         return ((net(x_t, t.float() / self.T, labels) - eps) ** 2).mean()
 
-    def native_sigmas(self, n):
-        """DDIM's evenly spaced timesteps (Song et al. 2021, section 4.2), from t = T - 1 down to 0."""
-        t = torch.linspace(self.T - 1, 0, n).round().long()
+    def native_sigmas(self, n, sigma_max=80.0):
+        """DDIM's evenly spaced timesteps (Song et al. 2021, section 4.2), from the last t whose sigma_t is
+        at most ``sigma_max`` down to 0: every model then starts from (nearly) the same sigma_max * z."""
+        t_max = int((self.sigmas <= sigma_max).sum()) - 1
+        t = torch.linspace(t_max, 0, n).round().long()
         return self.sigmas[t].float()
 
 
@@ -149,9 +151,9 @@ class Flow(Formulation):
         x_t = _col(1 - t, x0) * x0 + _col(t, x0) * eps
         return ((net(x_t, t, labels) - (eps - x0)) ** 2).mean()
 
-    def native_sigmas(self, n):
+    def native_sigmas(self, n, sigma_max=80.0):
         """Evenly spaced t in the flow's own time, from sigma_max down to sigma_min."""
-        t_hi, t_lo = self.sigma_max / (1 + self.sigma_max), self.sigma_min / (1 + self.sigma_min)
+        t_hi, t_lo = sigma_max / (1 + sigma_max), self.sigma_min / (1 + self.sigma_min)
         t = torch.linspace(t_hi, t_lo, n)
         return t / (1 - t)
 
@@ -181,5 +183,5 @@ class Denoiser(nn.Module):
     def loss(self, x0, gen, labels=None):
         return self.formulation.loss(self.net, x0, gen, labels)
 
-    def native_sigmas(self, n):
-        return self.formulation.native_sigmas(n)
+    def native_sigmas(self, n, sigma_max=80.0):
+        return self.formulation.native_sigmas(n, sigma_max)

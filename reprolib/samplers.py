@@ -90,10 +90,9 @@ def schedule(denoiser, steps: int, kind: str = "karras", sigma_min: float = 0.00
     if kind == "karras":
         return karras_sigmas(steps, sigma_min, sigma_max, rho)
     if kind == "native":
-        own = getattr(denoiser, "native_sigmas", lambda n: None)(steps)
+        own = getattr(denoiser, "native_sigmas", lambda n, s: None)(steps, sigma_max)
         if own is None:
             raise ValueError(f"{type(denoiser).__name__} has no native schedule; use schedule='karras'.")
-        own = own.clamp(max=sigma_max)  # start every model from the same sigma_max * z
         return torch.cat([own.float(), own.new_zeros(1)])
     raise ValueError(f"Unknown schedule '{kind}': use 'karras' or 'native'.")
 

@@ -85,20 +85,19 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    start, losses = 0, []
+    start, losses, running = 0, [], 0.0
     if store.exists(KIND, key, "checkpoint"):
         ck = store.load(KIND, key, "checkpoint")
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
-        start, losses = ck["step"], ck["losses"]
+        start, losses, running = ck["step"], ck["losses"], ck["running"]
 
     images, labels = ds.images.to(device), ds.labels.to(device)
     decay = 0.5 ** (1 / cfg.ema_halflife)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
                desc=f"train {cfg.net['kind']}/{cfg.formulation} n={len(ds)}", leave=False)
-    running = 0.0
     for step in bar:
         idx = torch.randint(0, len(images), (cfg.batch,), generator=gen).to(device)
         lab = None
@@ -124,7 +123,7 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
             store.save(KIND, key, "checkpoint", {
                 "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "gen": gen.get_state(), "step": step + 1, "losses": losses})
+                "gen": gen.get_state(), "step": step + 1, "losses": losses, "running": running})
     store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses})
     store.remove(KIND, key, "checkpoint")
     return ema.eval()

@@ -268,9 +268,6 @@ def test_recorded_losses_match_across_a_resume(tmp_path):
     assert len(losses(cfg, Store(tmp_path / "whole"))) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "train.py keeps the running loss sum outside the checkpoint: a run resumed from a checkpoint that is "
-    "not at a multiple of 100 steps records a partial mean in `losses`"))
 def test_recorded_losses_match_across_an_odd_resume(tmp_path):
     cfg = TINY.replace(steps=200, ckpt_every=50, batch=4)
     train(cfg, Store(tmp_path / "whole"), progress=False)
