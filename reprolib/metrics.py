@@ -123,10 +123,18 @@ def gl_score(sim, samples, train, threshold: float | None = None) -> float:
     return 1.0 - float((nearest(sim, samples, train)[0] > t).double().mean())
 
 
+def _l2(samples: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(samples.reshape(len(samples), -1).double(), train.reshape(len(train), -1).double())
+
+
+def nearest_l2(samples: torch.Tensor, train: torch.Tensor):
+    """L2 distance to, and index of, each sample's nearest training image."""
+    return _l2(samples, train).min(1)
+
+
 def distance_ratio(samples: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
     """L2 distance to the nearest training image over the distance to the second nearest."""
-    d = torch.cdist(samples.reshape(len(samples), -1).double(), train.reshape(len(train), -1).double())
-    two = d.topk(2, dim=1, largest=False).values
+    two = _l2(samples, train).topk(2, dim=1, largest=False).values
     return two[:, 0] / two[:, 1].clamp_min(1e-12)
 
 

@@ -25,16 +25,33 @@ _DIGITS_SHAPE = (1, 8, 8)
 _CIFAR_SHAPE = (3, 32, 32)
 _PAPER_UNET = {"kind": "unet", "channel_mult": [2, 2, 2], "num_blocks": 4, "attn_res": [16]}
 
-SETTINGS: dict[str, dict[str, dict]] = {
-    "01": {
-        "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=64, gan_steps=30, vae_steps=30,
-                      sample_steps=6, n_jobs=1, device="cpu", claims_strict=False),
-        "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, gan_steps=3000, vae_steps=3000,
-                    sample_steps=18, n_jobs=2, device="cpu", claims_strict=True),
-        "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, gan_steps=100_000,
-                      vae_steps=100_000, sample_steps=18, n_jobs=1, device="auto", claims_strict=True),
-    },
+# Notebook 01: the zoo of section 1 (``zoo.section1``), lengths scaled by steps_scale.
+_S1 = {
+    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=64, sample_steps=6, n_jobs=1,
+                   device="cpu", claims_strict=False),
+    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18, n_jobs=2,
+                 device="cpu", claims_strict=True),
+    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18, n_jobs=1,
+                   device="auto", claims_strict=True),
 }
+
+# Notebooks 02 and 03: one sweep over training-set sizes (``zoo.regimes``); 03 reuses 02's models.
+# steps maps N to a training length (see notebook 02 for how convergence was judged).
+_DIGIT_SIZES = [16, 32, 64, 128, 256, 512, 1024, 1797]
+_PAPER_SIZES = [2**k for k in range(6, 16)]
+_REGIMES = {
+    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, sizes=[16, 256], widths=[4, 8], train_seeds=1,
+                   steps={16: 30, 256: 30}, batch=64, seeds=48, sample_steps=5, grid=8, n_jobs=1, device="cpu",
+                   claims_strict=False),
+    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, sizes=_DIGIT_SIZES, widths=[4, 8, 16], train_seeds=1,
+                 steps={16: 3000, 32: 3000, 64: 3000, 128: 3000, 256: 3000, 512: 3000, 1024: 3000, 1797: 3000},
+                 batch=128, seeds=500, sample_steps=18, grid=32, n_jobs=2, device="cpu", claims_strict=True),
+    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, sizes=_PAPER_SIZES, widths=[64, 128, 256], train_seeds=1,
+                   steps={n: 60_000 for n in _PAPER_SIZES}, batch=128, seeds=10_000, sample_steps=18, grid=64,
+                   n_jobs=1, device="auto", claims_strict=True),
+}
+
+SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIMES}
 
 
 def settings(notebook: str, profile: str | None = None, **overrides) -> dict:

@@ -58,17 +58,37 @@ def section1(P: dict) -> list[Variant]:
 
 
 def section1_baselines(P: dict):
-    """Two GANs and two VAEs of different architectures on the same data."""
-    gans = [baselines.GANConfig(data=P["data"], arch=a, steps=P["gan_steps"], seed=k) for k, a in enumerate(("mlp", "conv"))]
-    vaes = [baselines.VAEConfig(data=P["data"], arch=a, steps=P["vae_steps"], seed=k) for k, a in enumerate(("mlp", "conv"))]
+    """Two GANs and two VAEs of different architectures and training seeds on the same data.
+
+    Different seeds matter: two VAEs trained with one seed share their minibatch and noise draws and
+    agree above chance even across architectures (measured when baselines.py was written).
+    """
+    scale = P["steps_scale"]
+    gans = [baselines.GANConfig(data=P["data"], arch=a, steps=max(int(s * scale), 1), seed=k)
+            for k, (a, s) in enumerate((("mlp", 6000), ("conv", 3000)))]
+    vaes = [baselines.VAEConfig(data=P["data"], arch=a, steps=max(int(s * scale), 1), seed=k)
+            for k, (a, s) in enumerate((("mlp", 6000), ("conv", 4000)))]
     return gans, vaes
+
+
+def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun", schedule: str = "karras"):
+    """Samples of a trained model for ``seeds``, cached in the store beside the model (kind "samples")."""
+    steps = P["sample_steps"] if sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
+    seeds = [int(s) for s in seeds]
+    key = {"model": cfg.key_dict(), "sampler": sampler, "schedule": schedule, "steps": steps,
+           "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds}
+    if store.exists("samples", key, "x"):
+        return store.load("samples", key, "x")["x"]
+    model = train(cfg, store, device=P["device"], progress=False)
+    # Images live in [-1, 1]: clip as one does when writing the sample to an image file.
+    x = samplers.sample(model, seeds, P["shape"], sampler, steps, schedule, device=P["device"]).clamp(-1, 1)
+    store.save("samples", key, "x", {"x": x})
+    return x
 
 
 def generate(v: Variant, store: Store, seeds, P: dict):
     """Samples of a variant for ``seeds`` (training it first if the store lacks it)."""
-    model = train(v.cfg, store, device=P["device"], progress=False)
-    steps = P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
-    return samplers.sample(model, seeds, P["shape"], v.sampler, steps, v.schedule, device=P["device"])
+    return samples(v.cfg, store, seeds, P, v.sampler, v.schedule)
 
 
 def fit(cfg, store: Store | None = None, progress: bool = True):
@@ -84,7 +104,31 @@ def is_fitted(cfg, store: Store | None = None) -> bool:
     return is_trained(cfg, store) if isinstance(cfg, TrainConfig) else baselines.is_trained(cfg, store)
 
 
+def training_losses(cfg, store: Store | None = None) -> list:
+    """Mean training loss per 100 steps of a finished model of any kind."""
+    from . import train as train_lib
+
+    return train_lib.losses(cfg, store) if isinstance(cfg, TrainConfig) else baselines.losses(cfg, store)
+
+
 def describe(cfg) -> str:
     if isinstance(cfg, TrainConfig):
         return f"{cfg.net['kind']}/{cfg.formulation} n={cfg.n or 'all'} seed={cfg.seed}"
     return f"{type(cfg).__name__[:3]} {cfg.arch} seed={cfg.seed}"
+
+
+def regimes(P: dict) -> dict:
+    """Figure 2's sweep: U-Nets of doubling widths on nested subsets of N images, per training seed.
+
+    Keys are (N, width, seed); every model of one N sees the same subset (``subset_seed`` 0).
+    ``P["steps"]`` maps N to a training length: small sets memorize fast, middle ones take longest.
+    """
+    base = nets(P)["unet"]
+    out = {}
+    for n in P["sizes"]:
+        for w in P["widths"]:
+            for seed in range(P["train_seeds"]):
+                net = {**base, "width": w}
+                steps = max(int(P["steps"][n] * P.get("steps_scale", 1.0)), 1)
+                out[(n, w, seed)] = TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed, batch=P["batch"])
+    return out

@@ -1,0 +1,68 @@
+"""The noise-hyperplane figure: how a model partitions a plane of starting noises (Zhang et al., Figure 5).
+
+Three noises z1, z2, z3 span the plane z(a, b) = z1 + a (z2 - z1) + b (z3 - z1). Every grid point is rescaled
+to the norm sqrt(d) that a d-dimensional Gaussian noise has with overwhelming probability, so it is a
+plausible starting noise (what slerp does on a circle, done on the plane). A model generates an image from
+each point, and the point is labelled by which of the model's own three corner images it resembles most.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import torch
+
+from . import samplers
+from .optimal import OptimalDenoiser
+
+CORNERS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))  # (a, b) of z1, z2, z3
+EXTENT = (-0.5, 1.5, -0.5, 1.5)  # the (a, b) square drawn
+
+
+def _on_sphere(z: torch.Tensor) -> torch.Tensor:
+    flat = z.reshape(len(z), -1)
+    return (flat * (flat.shape[1] ** 0.5 / flat.norm(dim=1, keepdim=True))).reshape(z.shape)
+
+
+def points(seeds, shape, ab: torch.Tensor) -> torch.Tensor:
+    """Noises at plane coordinates ``ab`` (M, 2), rescaled to norm sqrt(d)."""
+    z1, z2, z3 = samplers.noise(seeds[:3], shape)
+    a, b = ab[:, 0].view(-1, *[1] * len(shape)), ab[:, 1].view(-1, *[1] * len(shape))
+    return _on_sphere(z1 + a * (z2 - z1) + b * (z3 - z1))
+
+
+def plane(seeds, shape, grid: int) -> torch.Tensor:
+    """A grid x grid raster of noises over EXTENT, row-major with b as the row (for imshow's origin='lower')."""
+    a = torch.linspace(EXTENT[0], EXTENT[1], grid)
+    b = torch.linspace(EXTENT[2], EXTENT[3], grid)
+    bb, aa = torch.meshgrid(b, a, indexing="ij")
+    return points(seeds, shape, torch.stack([aa.flatten(), bb.flatten()], 1))
+
+
+def partition(denoiser, grid_z: torch.Tensor, seeds, P: dict, sim) -> np.ndarray:
+    """For each noise of the plane, the index (0, 1, 2) of the corner image its sample resembles most."""
+    shape = tuple(grid_z.shape[1:])
+    corners = points(seeds, shape, torch.tensor(CORNERS))
+    run = dict(sampler="heun", steps=P["sample_steps"], device=P["device"])
+    refs = samplers.sample(denoiser, range(3), shape, z=corners, **run)
+    x = samplers.sample(denoiser, range(len(grid_z)), shape, z=grid_z, **run)
+    return (sim.embed(x) @ sim.embed(refs).T).argmax(1).numpy()
+
+
+def optimal(images: torch.Tensor) -> OptimalDenoiser:
+    return OptimalDenoiser(images)
+
+
+def agreement_table(labels: dict) -> dict:
+    """{(a, b): (fraction of the plane where a and b pick the same corner, chance of that)}.
+
+    Chance is what independent labellings with the same label frequencies would give: sum_k p_a(k) p_b(k).
+    """
+    out = {}
+    for a, b in combinations(labels, 2):
+        la, lb = labels[a], labels[b]
+        pa, pb = np.bincount(la, minlength=3) / len(la), np.bincount(lb, minlength=3) / len(lb)
+        out[(a, b)] = (float((la == lb).mean()), float(pa @ pb))
+    return out
+

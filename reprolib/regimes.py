@@ -1,0 +1,115 @@
+"""Scores of a sweep over training-set sizes N (the paper's Figure 2 and Figure 4-left).
+
+``zoo.regimes`` names the models, keyed (N, width, training seed). Here their samples become two tables:
+per model (memorization rate, GL) and per pair of widths (RP and its chance level), then the regimes are
+read off the data: memorization where every width copies (>= 90% memorized), generalization where none
+does (<= 10%).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from . import data, metrics, samplers, zoo
+from .optimal import OptimalDenoiser
+
+MEMORIZED, GENERALIZED = 0.9, 0.1  # regime bounds on the memorized fraction
+
+
+def loss_drift(curve) -> float:
+    """Relative change of the mean loss between the last two tenths of training (0 = converged)."""
+    curve = np.asarray(curve, dtype=float)
+    k = max(len(curve) // 10, 1)
+    if len(curve) < 2 * k:
+        return float("nan")
+    before, last = curve[-2 * k:-k].mean(), curve[-k:].mean()
+    return float((last - before) / before)
+
+
+def sweep_samples(models: dict, store, seeds, P: dict) -> dict:
+    """Samples of every model of the sweep for ``seeds`` (cached in the store)."""
+    return {key: zoo.samples(cfg, store, seeds, P) for key, cfg in models.items()}
+
+
+def optimal_samples(P: dict, seeds) -> dict:
+    """Samples of the closed-form optimal denoiser of each subset: Theorem 1's prediction."""
+    full = data.load(P["data"])
+    steps = P["sample_steps"]
+    return {n: samplers.sample(OptimalDenoiser(full.subset(n).images), seeds, P["shape"], "heun", steps)
+            for n in P["sizes"]}
+
+
+def model_table(samples: dict, P: dict, sim) -> pd.DataFrame:
+    """One row per model: memorized fraction (ratio test), GL = 1 - memorized, and GL by correlation."""
+    full, rows = data.load(P["data"]), []
+    for (n, w, s), x in samples.items():
+        train = full.subset(n).images
+        mem = float(metrics.memorized(x, train).double().mean())
+        rows.append(dict(n=n, width=w, seed=s, memorized=mem, gl=1 - mem,
+                         gl_corr=metrics.gl_score(sim, x, train, sim.default_threshold)))
+    return pd.DataFrame(rows)
+
+
+def pair_table(samples: dict, sim, reference: dict | None = None, reference_name: str = "optimal") -> pd.DataFrame:
+    """One row per (N, training seed, pair of widths): RP and its chance level at the similarity's threshold.
+
+    With ``reference`` ({N: samples}), pairs each model with it instead (RP against the theory).
+    """
+    rows = []
+    by_ns = {}
+    for (n, w, s), x in samples.items():
+        by_ns.setdefault((n, s), {})[w] = x
+    for (n, s), group in sorted(by_ns.items()):
+        if reference is None:
+            pairs = [(f"{a} vs {b}", group[a], group[b]) for a, b in combinations(sorted(group), 2)]
+        else:
+            pairs = [(f"{w} vs {reference_name}", group[w], reference[n]) for w in sorted(group)]
+        for name, a, b in pairs:
+            rows.append(dict(n=n, seed=s, pair=name, rp=metrics.rp_score(sim, a, b), chance=metrics.chance_rp(sim, a, b)))
+    return pd.DataFrame(rows)
+
+
+def same_copy(x, theory_x, train) -> float:
+    """Fraction of seeds where ``x`` is a copy (ratio test) of the very training image that ``theory_x`` is."""
+    copies = metrics.memorized(x, train)
+    _, mine = metrics.nearest_l2(x, train)
+    _, theirs = metrics.nearest_l2(theory_x, train)
+    return float((copies & (mine == theirs)).double().mean())
+
+
+def summarise(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Mean RP per (N, pair) over training seeds, with the half-range as error bar."""
+    g = pairs.groupby(["pair", "n"])
+    out = g.agg(rp=("rp", "mean"), lo=("rp", "min"), hi=("rp", "max"), chance=("chance", "max")).reset_index()
+    out["rp_err"] = (out["hi"] - out["lo"]) / 2
+    return out
+
+
+def regime_bounds(models: pd.DataFrame) -> tuple[int | None, int | None]:
+    """Largest N where every model memorizes, smallest N from which none does (None when absent)."""
+    worst = models.groupby("n")["memorized"].agg(["min", "max"])
+    mem = worst.index[worst["min"] >= MEMORIZED]
+    gen = worst.index[worst["max"] <= GENERALIZED]
+    mem_until = int(mem.max()) if len(mem) else None
+    gen_from = int(gen[gen > (mem_until or 0)].min()) if len(gen[gen > (mem_until or 0)]) else None
+    return mem_until, gen_from
+
+
+def claims(models: pd.DataFrame, summary: pd.DataFrame) -> dict:
+    """Figure 2's claims, thresholds as stated in notebook 02."""
+    ns = sorted(summary["n"].unique())
+    lo, hi, middle = ns[0], ns[-1], ns[1:-1]
+    mean_rp = summary.groupby("n")["rp"].mean()
+    ends = min(mean_rp[lo], mean_rp[hi])
+    gl = models.groupby("n")["gl"].mean()
+    return {
+        f"RP >= 0.6 for every pair at the smallest N ({lo})": bool(summary[summary.n == lo]["rp"].min() >= 0.6),
+        f"RP >= 0.6 for every pair at the largest N ({hi})": bool(summary[summary.n == hi]["rp"].min() >= 0.6),
+        "mean RP dips >= 0.1 below both ends in between": bool(len(middle) and mean_rp[middle].min() <= ends - 0.1),
+        f"GL <= 0.1 at N={lo}": bool(gl[lo] <= 0.1),
+        f"GL >= 0.9 at N={hi}": bool(gl[hi] >= 0.9),
+        f">= 90% memorized at N={lo} for every width": bool(models[models.n == lo]["memorized"].min() >= 0.9),
+    }
