@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import data as data_lib
 from .samplers import noise
 from .store import Store
+from .train import training_set
 
 ARCHS = ("mlp", "conv")
 DEFAULT_WIDTH = {"mlp": 256, "conv": 16}  # hidden units (mlp) or base channels (conv)
@@ -179,10 +179,6 @@ class VAE(nn.Module):
 
 # ----------------------------------------------------------------------------------------------------
 # Training.
-
-def training_set(cfg) -> data_lib.ImageSet:
-    return data_lib.load(cfg.data).subset(cfg.n, cfg.subset_seed)
-
 
 def _bar(cfg, kind: str, n: int, progress: bool):
     return tqdm(range(cfg.steps), disable=not progress, leave=False,

@@ -44,7 +44,7 @@ _REGIMES = {
                    steps={16: 30, 256: 30}, batch=64, seeds=48, sample_steps=5, grid=8, n_jobs=1, device="cpu",
                    claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, sizes=_DIGIT_SIZES, widths=[4, 8, 16], train_seeds=1,
-                 steps={16: 3000, 32: 3000, 64: 3000, 128: 3000, 256: 3000, 512: 3000, 1024: 3000, 1797: 3000},
+                 steps={16: 2000, 32: 2000, 64: 2000, 128: 3000, 256: 3000, 512: 3000, 1024: 3000, 1797: 3000},
                  batch=128, seeds=500, sample_steps=18, grid=32, n_jobs=2, device="cpu", claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, sizes=_PAPER_SIZES, widths=[64, 128, 256], train_seeds=1,
                    steps={n: 60_000 for n in _PAPER_SIZES}, batch=128, seeds=10_000, sample_steps=18, grid=64,

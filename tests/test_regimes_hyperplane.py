@@ -1,0 +1,89 @@
+"""The regime analysis (tables, bounds, claims) and the noise-hyperplane helpers, on constructed inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reprolib import hyperplane, metrics, regimes, samplers
+
+
+def test_loss_drift_is_zero_on_a_plateau_and_negative_while_falling():
+    assert regimes.loss_drift([5.0] * 20 + [1.0] * 20) == pytest.approx(0.0)
+    assert regimes.loss_drift(np.linspace(2, 1, 40)) < -0.05
+    assert np.isnan(regimes.loss_drift([1.0]))
+
+
+def _models(mem_by_n):
+    return pd.DataFrame([dict(n=n, width=w, seed=0, memorized=m, gl=1 - m) for n, ms in mem_by_n.items()
+                         for w, m in zip((4, 8), ms)])
+
+
+def test_regime_bounds_read_from_the_memorized_fractions():
+    models = _models({16: (1.0, 0.95), 64: (0.92, 0.9), 256: (0.5, 0.2), 1024: (0.05, 0.1), 1797: (0.0, 0.0)})
+    assert regimes.regime_bounds(models) == (64, 1024)
+    assert regimes.regime_bounds(_models({16: (0.5, 0.5), 64: (0.4, 0.6)})) == (None, None)
+
+
+def _summary(rp_by_n):
+    return pd.DataFrame([dict(pair="4 vs 8", n=n, rp=r, rp_err=0.0, chance=0.01) for n, r in rp_by_n.items()])
+
+
+def test_claims_hold_for_a_dip_between_two_high_ends_and_fail_without_it():
+    models = _models({16: (1.0, 0.98), 256: (0.5, 0.4), 1797: (0.0, 0.02)})
+    good = regimes.claims(models, _summary({16: 0.9, 256: 0.5, 1797: 0.8}))
+    assert all(good.values()), good
+    flat = regimes.claims(models, _summary({16: 0.9, 256: 0.85, 1797: 0.8}))
+    assert not flat["mean RP dips >= 0.1 below both ends in between"]
+    low_end = regimes.claims(models, _summary({16: 0.5, 256: 0.3, 1797: 0.8}))
+    assert not low_end["RP >= 0.6 for every pair at the smallest N (16)"]
+
+
+def test_pair_table_pairs_widths_or_a_reference():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 1, 8, 8, generator=g)
+    samples = {(16, 4, 0): a, (16, 8, 0): a.clone(), (16, 16, 0): torch.randn(50, 1, 8, 8, generator=g)}
+    sim = metrics.PixelSimilarity()
+    t = regimes.pair_table(samples, sim).set_index("pair")
+    assert list(t.index) == ["4 vs 8", "4 vs 16", "8 vs 16"]
+    assert t.loc["4 vs 8", "rp"] == 1.0 and t.loc["4 vs 16", "rp"] == 0.0
+    ref = regimes.pair_table(samples, sim, reference={16: a}).set_index("pair")
+    assert ref.loc["4 vs optimal", "rp"] == 1.0 and ref.loc["16 vs optimal", "rp"] == 0.0
+
+
+def test_same_copy_needs_a_copy_of_the_same_training_image():
+    train = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    theory = train[[0, 1, 2, 3]]
+    assert regimes.same_copy(train[[0, 1, 2, 3]], theory, train) == 1.0
+    assert regimes.same_copy(train[[0, 1, 5, 6]], theory, train) == 0.5  # copies, of other images
+    blends = (train[[0, 1, 2, 3]] + train[[4, 5, 6, 7]]) / 2  # between two images: no copy
+    assert regimes.same_copy(blends, theory, train) == 0.0
+
+
+def test_plane_points_have_gaussian_norm_and_pass_through_the_corner_noises():
+    shape, seeds = (1, 8, 8), [7, 8, 9]
+    z = hyperplane.points(seeds, shape, torch.tensor(hyperplane.CORNERS))
+    raw = samplers.noise(seeds, shape)
+    for k in range(3):  # the corners are the seeds' own noises, rescaled
+        cos = torch.nn.functional.cosine_similarity(z[k].flatten(), raw[k].flatten(), dim=0)
+        assert cos == pytest.approx(1.0, abs=1e-6)
+    grid = hyperplane.plane(seeds, shape, 5)
+    assert grid.shape == (25, *shape)
+    assert torch.allclose(grid.reshape(25, -1).norm(dim=1), torch.full((25,), 8.0), atol=1e-4)
+
+
+def test_partition_labels_each_corner_with_itself_and_agreement_counts_chance():
+    def gaussian(x, sigma):  # exact denoiser of N(0, I): its samples are the noises, scaled
+        return x / (1 + sigma**2)
+
+    P = dict(sample_steps=8, device="cpu")
+    corners = hyperplane.points([1, 2, 3], (1, 8, 8), torch.tensor(hyperplane.CORNERS))
+    labels = hyperplane.partition(gaussian, corners, [1, 2, 3], P, metrics.PixelSimilarity())
+    assert list(labels) == [0, 1, 2]
+    mixed = hyperplane.points([1, 2, 3], (1, 8, 8), torch.tensor([[0.9, 0.05], [0.05, 0.9]]))
+    assert list(hyperplane.partition(gaussian, mixed, [1, 2, 3], P, metrics.PixelSimilarity())) == [1, 2]
+    table = hyperplane.agreement_table({"a": np.array([0, 0, 1, 2]), "b": np.array([0, 1, 1, 2])})
+    agree, chance = table[("a", "b")]
+    assert agree == 0.75 and chance == pytest.approx(0.5 * 0.25 + 0.25 * 0.5 + 0.25 * 0.25)
