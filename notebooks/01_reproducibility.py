@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import baselines, data, metrics, plotting, profiles, samplers, sweep, zoo
+from reprolib import baselines, data, metrics, plotting, profiles, zoo
 from reprolib.store import Store
 
 P = profiles.settings("01", profile, **overrides)
@@ -103,8 +103,7 @@ for v in variants:
           f"steps={v.cfg.steps} seed={v.cfg.seed}")
 gan_cfgs, vae_cfgs = zoo.section1_baselines(P)
 t0 = time.perf_counter()
-sweep.run_all(zoo.fit, [v.cfg for v in variants] + gan_cfgs + vae_cfgs, store, n_jobs=P["n_jobs"],
-              is_done=zoo.is_fitted, label=zoo.describe)
+zoo.fit_all([v.cfg for v in variants] + gan_cfgs + vae_cfgs, store, P, longest_first=False)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -119,7 +118,7 @@ samples = {v.name: zoo.generate(v, store, seeds, P) for v in variants}
 others = {}
 for kind, cfgs in (("GAN", gan_cfgs), ("VAE", vae_cfgs)):
     for k, cfg in enumerate(cfgs):
-        model = zoo.fit(cfg, store, progress=False)
+        model = zoo.fit(cfg, store, progress=False, device=P["device"])
         others[f"{kind} {k + 1} ({cfg.arch})"] = baselines.generate(model, seeds, cfg.latent)
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({**{k: v[:16] for k, v in samples.items()}, **{k: v[:16] for k, v in others.items()}})

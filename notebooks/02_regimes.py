@@ -47,7 +47,7 @@ if "google.colab" in sys.modules:  # Colab starts without the library; Binder an
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reprolib import data, metrics, plotting, profiles, regimes, sweep, zoo
+from reprolib import data, metrics, plotting, profiles, regimes, zoo
 from reprolib.store import Store
 
 P = profiles.settings("02", profile, **overrides)
@@ -69,8 +69,7 @@ print(f"profile {profile}: sizes {P['sizes']}, widths {P['widths']}, {P['train_s
 
 # %%
 t0 = time.perf_counter()
-order = sorted(models.values(), key=lambda c: -c.net["width"] * c.steps)  # longest first balances the workers
-sweep.run_all(zoo.fit, order, store, n_jobs=P["n_jobs"], is_done=zoo.is_fitted, label=zoo.describe)
+zoo.fit_all(models.values(), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]

@@ -44,9 +44,8 @@ if "google.colab" in sys.modules:  # Colab starts without the library; Binder an
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from reprolib import data, hyperplane, metrics, plotting, profiles, regimes, sweep, zoo
+from reprolib import data, hyperplane, metrics, plotting, profiles, regimes, zoo
 from reprolib.store import Store
 
 P = profiles.settings("03", profile, **overrides)
@@ -55,8 +54,7 @@ t_start = time.perf_counter()
 full = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 models = zoo.regimes(P)
-sweep.run_all(zoo.fit, sorted(models.values(), key=lambda c: -c.net["width"] * c.steps), store,
-              n_jobs=P["n_jobs"], is_done=zoo.is_fitted, label=zoo.describe)
+zoo.fit_all(models.values(), store, P)
 sim = metrics.PixelSimilarity()
 
 # %% [markdown]
@@ -121,7 +119,7 @@ vs_theory.pivot_table(index="n", columns="pair", values=["same_copy", "rp"]).rou
 t0 = time.perf_counter()
 agreement = {}
 for n in (min(P["sizes"]), max(P["sizes"])):
-    denoisers = {f"width {w}": zoo.fit(models[(n, w, 0)], store, progress=False) for w in P["widths"]}
+    denoisers = {f"width {w}": zoo.fit(models[(n, w, 0)], store, False, P["device"]) for w in P["widths"]}
     denoisers["optimal"] = hyperplane.optimal(full.subset(n).images)
     grid = hyperplane.plane(seeds[:3], P["shape"], P["grid"])
     labels = {name: hyperplane.partition(d, grid, seeds, P, sim) for name, d in denoisers.items()}

@@ -17,7 +17,6 @@ embedding serves every formulation.
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn

@@ -8,8 +8,9 @@ picks the data set and ``shape`` the backbone's resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
-from . import baselines, samplers
+from . import baselines, samplers, sweep
 from .store import Store
 from .train import TrainConfig, is_trained, train
 
@@ -91,13 +92,21 @@ def generate(v: Variant, store: Store, seeds, P: dict):
     return samples(v.cfg, store, seeds, P, v.sampler, v.schedule)
 
 
-def fit(cfg, store: Store | None = None, progress: bool = True):
+def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
     """Train (or load) any model of the zoo, whatever its kind: the one function a sweep maps."""
     if isinstance(cfg, TrainConfig):
-        return train(cfg, store, progress=progress)
+        return train(cfg, store, device=device, progress=progress)
     if isinstance(cfg, baselines.GANConfig):
-        return baselines.train_gan(cfg, store, progress=progress)
-    return baselines.train_vae(cfg, store, progress=progress)
+        return baselines.train_gan(cfg, store, device=device, progress=progress)
+    return baselines.train_vae(cfg, store, device=device, progress=progress)
+
+
+def fit_all(configs, store: Store, P: dict, longest_first: bool = True) -> dict:
+    """Train every config not yet in the store, ``P["n_jobs"]`` at a time on ``P["device"]``."""
+    if longest_first:  # balances the workers: the last job to start should be a short one
+        configs = sorted(configs, key=lambda c: -c.steps * (c.net.get("width", 1) if isinstance(c, TrainConfig) else 1))
+    return sweep.run_all(partial(fit, device=P["device"]), configs, store, n_jobs=P["n_jobs"], is_done=is_fitted,
+                         label=describe)
 
 
 def is_fitted(cfg, store: Store | None = None) -> bool:
@@ -113,7 +122,7 @@ def training_losses(cfg, store: Store | None = None) -> list:
 
 def describe(cfg) -> str:
     if isinstance(cfg, TrainConfig):
-        return f"{cfg.net['kind']}/{cfg.formulation} n={cfg.n or 'all'} seed={cfg.seed}"
+        return f"{cfg.net['kind']}-{cfg.net.get('width', '')}/{cfg.formulation} n={cfg.n or 'all'} seed={cfg.seed}"
     return f"{type(cfg).__name__[:3]} {cfg.arch} seed={cfg.seed}"
 
 
