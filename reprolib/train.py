@@ -36,21 +36,31 @@ class TrainConfig:
     ema_halflife: int = 500  # in steps
     seed: int = 0
     ckpt_every: int = 500  # how often to checkpoint: not part of the key, it does not change the result
+    # Optional features; each joins the key only when set, so adding one never invalidates a store.
+    classes: tuple | None = None  # keep only these labels (before the size-n subset)
+    init: dict | None = None  # start from this trained config's EMA weights (``asdict`` of a TrainConfig)
+    trainable: tuple | None = None  # parameter-name prefixes to train (e.g. ("net.up",)); None = all
+    snapshot_every: int | None = None  # also keep the EMA weights every k steps
 
     def key_dict(self) -> dict:
         d = asdict(self)
         d.pop("ckpt_every")
-        return d
+        return {k: v for k, v in d.items() if not (k in _OPTIONAL and v is None)}
 
     def replace(self, **changes) -> "TrainConfig":
         return TrainConfig(**{**asdict(self), **changes})
 
 
+_OPTIONAL = ("classes", "init", "trainable", "snapshot_every")
 KIND = "diffusion"
 
 
-def training_set(cfg: TrainConfig) -> data_lib.ImageSet:
-    return data_lib.load(cfg.data).subset(cfg.n, cfg.subset_seed)
+def training_set(cfg) -> data_lib.ImageSet:
+    ds = data_lib.load(cfg.data)
+    if getattr(cfg, "classes", None) is not None:
+        keep = torch.isin(ds.labels, torch.tensor(list(cfg.classes)))
+        ds = data_lib.ImageSet(ds.name, ds.images[keep], ds.labels[keep])
+    return ds.subset(cfg.n, cfg.subset_seed)
 
 
 def build(cfg: TrainConfig, shape) -> Denoiser:
@@ -74,16 +84,21 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
     store = store or Store()
     key = cfg.key_dict()
     ds = training_set(cfg)
-    model = build(cfg, ds.shape)
     if store.exists(KIND, key, "final"):
+        model = build(cfg, ds.shape)
         model.load_state_dict(store.load(KIND, key, "final")["ema"])
         return model.to(device or "cpu").eval().requires_grad_(False)
 
     device = torch.device(device or "cpu")
     torch.manual_seed(cfg.seed)  # initial weights
     model = build(cfg, ds.shape).to(device)
+    if cfg.init is not None:  # fine-tuning: the parent is trained first if the store lacks it
+        model.load_state_dict(train(TrainConfig(**cfg.init), store, device, progress).state_dict())
+    if cfg.trainable is not None:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(tuple(cfg.trainable)))
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     start, losses, running = 0, [], 0.0
     if store.exists(KIND, key, "checkpoint"):
@@ -118,6 +133,8 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
             losses.append(running / 100)
             running = 0.0
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
+            store.save(KIND, key, f"ema_{step + 1}", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}})
         if callback is not None:
             callback(step, loss.item())
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
@@ -127,6 +144,14 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
     store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses})
     store.remove(KIND, key, "checkpoint")
     return ema.eval()
+
+
+def snapshot(cfg: TrainConfig, step: int, store: Store | None = None, device=None) -> Denoiser:
+    """The EMA denoiser after ``step`` steps of a run trained with ``snapshot_every`` dividing ``step``."""
+    store = store or Store()
+    model = build(cfg, training_set(cfg).shape)
+    model.load_state_dict(store.load(KIND, cfg.key_dict(), f"ema_{step}")["ema"])
+    return model.to(device or "cpu").eval().requires_grad_(False)
 
 
 def losses(cfg: TrainConfig, store: Store | None = None) -> list[float]:

@@ -1,0 +1,55 @@
+"""Optional training features: class filters, fine-tuning from a parent, partial training, EMA snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from reprolib.store import Store, config_key
+from reprolib.train import TrainConfig, snapshot, train, training_set
+
+TINY = TrainConfig(n=40, net={"kind": "mlp", "width": 16, "depth": 1}, steps=20, batch=8, ckpt_every=10)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_optional_fields_join_the_key_only_when_set():
+    assert set(TINY.key_dict()) == {"data", "n", "subset_seed", "net", "formulation", "conditional", "label_dropout",
+                                    "steps", "batch", "lr", "warmup", "ema_halflife", "seed"}
+    assert config_key(TINY.replace(classes=(0, 1)).key_dict()) != config_key(TINY.key_dict())
+
+
+def test_classes_keep_only_those_labels_and_stay_nested():
+    small = training_set(TINY.replace(classes=(5, 6, 7, 8, 9), n=30))
+    big = training_set(TINY.replace(classes=(5, 6, 7, 8, 9), n=60))
+    assert set(small.labels.tolist()) <= {5, 6, 7, 8, 9}
+    assert torch.equal(small.images, big.images[:30])
+
+
+def test_fine_tuning_starts_from_the_parent_and_freezes_what_is_not_trainable(tmp_path):
+    store = Store(tmp_path)
+    parent = train(TINY, store, progress=False)
+    child_cfg = TINY.replace(classes=(5, 6, 7, 8, 9), init=asdict(TINY), trainable=("net.out",), seed=3)
+    child = train(child_cfg, store, progress=False)
+    changed = {k for k, v in child.state_dict().items() if not torch.equal(v, parent.state_dict()[k])}
+    assert changed and all(k.startswith("net.out") for k in changed), changed
+    full = train(child_cfg.replace(trainable=None), store, progress=False)
+    assert any(not torch.equal(v, parent.state_dict()[k]) for k, v in full.state_dict().items() if not k.startswith("net.out"))
+
+
+def test_snapshots_hold_the_ema_weights_along_the_way(tmp_path):
+    store = Store(tmp_path)
+    cfg = TINY.replace(snapshot_every=10)
+    final = train(cfg, store, progress=False)
+    last = snapshot(cfg, 20, store)
+    assert all(torch.equal(v, final.state_dict()[k]) for k, v in last.state_dict().items())
+    early = snapshot(cfg, 10, store)
+    assert any(not torch.equal(v, final.state_dict()[k]) for k, v in early.state_dict().items())
