@@ -113,6 +113,8 @@ def run_notebook(
             cwd=str(path.parent),
             progress_bar=False,
             log_output=log_output,
+            # ipykernel warns on every start that local TCP is unencrypted; it would cut the progress line.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as err:  # noqa: BLE001 - any failure is reported, the others still run
         seconds = time.perf_counter() - start
