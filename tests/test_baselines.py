@@ -25,16 +25,6 @@ def _vae(**kw):
 TRAIN = {"gan": (_gan, B.train_gan), "vae": (_vae, B.train_vae)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Models this small gain nothing from threads, and on a busy machine OpenMP's spinning threads
-    # make these tests tens of times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _params(module):
     return torch.cat([p.detach().flatten() for p in module.parameters()])
 

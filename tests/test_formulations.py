@@ -21,14 +21,6 @@ NAMES = ["edm", "ve", "vp", "ddpm", "flow"]
 SD = 0.5  # EDM's sigma_data
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # Independent DDPM table (Ho et al. 2020: linear betas 1e-4..0.02 over T = 1000 steps).
 ABAR = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
 

@@ -13,14 +13,6 @@ from reprolib.metrics import (PixelSimilarity, SSCDSimilarity, chance_rp, derang
                               unpaired)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def rand_images(n, seed, shape=(1, 8, 8)):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, *shape, generator=g) * 2 - 1

@@ -10,14 +10,6 @@ from reprolib.optimal import OptimalDenoiser
 from reprolib.samplers import noise, sample
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def naive(x: np.ndarray, train: np.ndarray, sigma) -> np.ndarray:
     """sum_i softmax_i(-||x - y_i||^2 / (2 sigma^2)) y_i, one row at a time, with explicit differences."""
     x, y = x.reshape(len(x), -1).astype(np.float64), train.reshape(len(train), -1).astype(np.float64)

@@ -16,15 +16,6 @@ from reprolib import formulations, networks, samplers
 from reprolib.samplers import SAMPLERS, karras_sigmas, noise, sample, schedule, slerp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 MU, S = 0.3, 0.5
 
 

@@ -16,17 +16,6 @@ from reprolib.store import Store, StoreError, atomic_save, config_key, load_arti
 from reprolib.train import KIND, TrainConfig, is_trained, losses, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch, tmp_path):
-    """One thread (tiny models stall when 2 threads fight a busy machine), and a default store that
-    points into tmp_path, so that a test forgetting its own store still cannot write to the real one."""
-    monkeypatch.setenv("REPRO_STORE", str(tmp_path / "default-store"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tmp_files(root):
     return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import pytest
 import torch
 
 from reprolib.store import Store, config_key
 from reprolib.train import TrainConfig, snapshot, train, training_set
 
 TINY = TrainConfig(n=40, net={"kind": "mlp", "width": 16, "depth": 1}, steps=20, batch=8, ckpt_every=10)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_optional_fields_join_the_key_only_when_set():
