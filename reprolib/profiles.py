@@ -54,6 +54,39 @@ _REGIMES = {
 SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIMES}
 
 
+# Notebook 06: pre-train on the ``source`` classes, fine-tune on ``target`` (fully, decoder only, head only,
+# LoRA of rank ``lora_rank``), against from-scratch models on ``target`` (``zoo.section6``).
+_S6 = {
+    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, source=[0, 1, 2, 3, 4],
+                   target=[5, 6, 7, 8, 9], lora_rank=4, seeds=64, sample_steps=6, n_jobs=1, device="cpu",
+                   claims_strict=False),
+    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, source=[0, 1, 2, 3, 4],
+                 target=[5, 6, 7, 8, 9], lora_rank=4, seeds=1000, sample_steps=18, n_jobs=2, device="cpu",
+                 claims_strict=True),
+    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=20.0, source=[0, 1, 2, 3, 4],
+                   target=[5, 6, 7, 8, 9], lora_rank=16, seeds=10_000, sample_steps=18, n_jobs=1, device="auto",
+                   claims_strict=True),
+}
+
+# Notebook 07: a U-Net and an MLP with EMA snapshots every ``snapshot_every`` steps (``zoo.section7``), of
+# which ``snapshots`` evenly spaced ones are sampled; noise edits turn ``edit_seeds`` noises by ``angles``
+# degrees toward the noise of ``direction_seed``. Privacy reuses notebook 02's sweep when the store holds all
+# of it, else trains its ``privacy_widths`` x ``privacy_sizes`` corner (the same configs as 02's).
+_S7 = {
+    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, snapshot_every=250, snapshots=4, seeds=64,
+                   sample_steps=6, edit_seeds=32, angles=[0, 20, 45], direction_seed=7, privacy_sizes=[16, 256],
+                   privacy_widths=[8], n_jobs=1, device="cpu", claims_strict=False),
+    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, snapshot_every=250, snapshots=12, seeds=500,
+                 sample_steps=18, edit_seeds=200, angles=[0, 10, 20, 30, 45], direction_seed=7,
+                 privacy_sizes=[16, 64, 256, 1797], privacy_widths=[8], n_jobs=2, device="cpu", claims_strict=True),
+    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, snapshot_every=250, snapshots=12,
+                   seeds=10_000, sample_steps=18, edit_seeds=1000, angles=[0, 10, 20, 30, 45], direction_seed=7,
+                   privacy_sizes=[64, 1024, 32768], privacy_widths=[128], n_jobs=1, device="auto",
+                   claims_strict=True),
+}
+SETTINGS["06"], SETTINGS["07"] = _S6, _S7
+
+
 def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
     """The settings of ``notebook`` at ``profile``, with ``overrides`` applied; clear errors for bad names."""
     profile = profile or current()

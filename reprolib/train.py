@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as data_lib
+from . import lora as lora_lib
 from . import networks
 from .formulations import Denoiser
 from .store import Store
@@ -41,6 +42,7 @@ class TrainConfig:
     init: dict | None = None  # start from this trained config's EMA weights (``asdict`` of a TrainConfig)
     trainable: tuple | None = None  # parameter-name prefixes to train (e.g. ("net.up",)); None = all
     snapshot_every: int | None = None  # also keep the EMA weights every k steps
+    lora: dict | None = None  # low-rank adapters (``lora.add`` keywords, e.g. {"rank": 4}), trained alone
 
     def key_dict(self) -> dict:
         d = asdict(self)
@@ -51,7 +53,7 @@ class TrainConfig:
         return TrainConfig(**{**asdict(self), **changes})
 
 
-_OPTIONAL = ("classes", "init", "trainable", "snapshot_every")
+_OPTIONAL = ("classes", "init", "trainable", "snapshot_every", "lora")
 KIND = "diffusion"
 
 
@@ -69,7 +71,18 @@ def build(cfg: TrainConfig, shape) -> Denoiser:
     kind = kw.pop("kind")
     num_classes = 10 if cfg.conditional else 0
     net = networks.build(kind, in_channels=shape[0], resolution=shape[1], num_classes=num_classes, **kw)
+    if getattr(cfg, "lora", None) is not None:
+        lora_lib.add(net, **cfg.lora)
     return Denoiser(net, cfg.formulation)
+
+
+def mark_trainable(model, cfg: TrainConfig) -> int:
+    """Freeze what ``cfg`` does not train (``trainable`` prefixes, ``lora`` adapters); returns the count trained."""
+    if cfg.trainable is not None or cfg.lora is not None:
+        prefixes = tuple(cfg.trainable or ())
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(prefixes) or (cfg.lora is not None and lora_lib.is_adapter(name)))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -93,10 +106,11 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
     torch.manual_seed(cfg.seed)  # initial weights
     model = build(cfg, ds.shape).to(device)
     if cfg.init is not None:  # fine-tuning: the parent is trained first if the store lacks it
-        model.load_state_dict(train(TrainConfig(**cfg.init), store, device, progress).state_dict())
-    if cfg.trainable is not None:
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(tuple(cfg.trainable)))
+        parent = train(TrainConfig(**cfg.init), store, device, progress).state_dict()
+        missing, unexpected = model.load_state_dict(parent, strict=False)
+        if unexpected or not all(lora_lib.is_adapter(k) for k in missing):  # only new adapters may be missing
+            raise ValueError(f"parent does not fit the child: missing {missing}, unexpected {unexpected}")
+    mark_trainable(model, cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed + 1)

@@ -7,8 +7,10 @@ picks the data set and ``shape`` the backbone's resolution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
+
+import numpy as np
 
 from . import baselines, samplers, sweep
 from .store import Store
@@ -141,3 +143,74 @@ def regimes(P: dict) -> dict:
                 steps = max(int(P["steps"][n] * P.get("steps_scale", 1.0)), 1)
                 out[(n, w, seed)] = TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed, batch=P["batch"])
     return out
+
+
+def section6(P: dict) -> dict[str, Variant]:
+    """Section 6's fine-tuning study: a U-Net pre-trained on ``P["source"]`` classes, fine-tuned on
+    ``P["target"]`` fully, decoder only, head only and through LoRA adapters, beside two from-scratch U-Nets
+    on the target classes. Every model has its own training seed (none shares an initialisation or a
+    minibatch stream with another), and the fine-tunings train fewer steps than the from-scratch models."""
+    net = nets(P)["unet"]
+
+    def steps(k):
+        return max(int(k * P["steps_scale"]), 1)
+
+    src, tgt = tuple(P["source"]), tuple(P["target"])
+    parent = TrainConfig(data=P["data"], net=net, classes=src, steps=steps(2500), seed=10, batch=128)
+    scratch = TrainConfig(data=P["data"], net=net, classes=tgt, steps=steps(2500), seed=0, batch=128)
+    tune = scratch.replace(init=asdict(parent), steps=steps(1500), seed=2)
+    return {
+        "scratch": Variant("scratch", scratch),
+        "scratch, seed 2": Variant("scratch, seed 2", scratch.replace(seed=1)),
+        "pre-trained": Variant("pre-trained", parent),
+        "full fine-tune": Variant("full fine-tune", tune),
+        "decoder fine-tune": Variant("decoder fine-tune", tune.replace(trainable=("net.up", "net.head"))),
+        f"LoRA r{P['lora_rank']} fine-tune": Variant(f"LoRA r{P['lora_rank']} fine-tune",
+                                                     tune.replace(lora={"rank": P["lora_rank"]})),
+        "head fine-tune": Variant("head fine-tune", tune.replace(trainable=("net.head",))),
+    }
+
+
+def section7(P: dict) -> list[Variant]:
+    """Section 7's pair for training dynamics and noise edits: section 1's U-Net and MLP (EDM, Heun), trained
+    again with EMA snapshots every ``P["snapshot_every"]`` steps (scaled like the training length)."""
+    every = max(int(P["snapshot_every"] * P["steps_scale"]), 1)
+    names = ("U-Net EDM (Heun)", "MLP EDM (Heun)")
+    return [Variant(v.name, v.cfg.replace(snapshot_every=every)) for v in section1(P) if v.name in names]
+
+
+def snapshot_steps(cfg: TrainConfig, count: int) -> list[int]:
+    """``count`` evenly spaced snapshot steps of a run, the last one its final step."""
+    every = cfg.snapshot_every
+    stored = list(range(every, cfg.steps + 1, every))
+    picks = np.unique(np.linspace(0, len(stored) - 1, min(count, len(stored))).round().astype(int))
+    return [stored[i] for i in picks]
+
+
+def snapshot_samples(cfg: TrainConfig, step: int, store: Store, seeds, P: dict):
+    """Heun samples of the EMA snapshot after ``step`` steps, cached in the store like ``samples``."""
+    from .train import snapshot
+
+    seeds = [int(s) for s in seeds]
+    key = {"model": cfg.key_dict(), "snapshot": step, "sampler": "heun", "steps": P["sample_steps"], "seeds": seeds}
+    if store.exists("samples", key, "x"):
+        return store.load("samples", key, "x")["x"]
+    train(cfg, store, device=P["device"], progress=False)
+    model = snapshot(cfg, step, store, device=P["device"])
+    x = samplers.sample(model, seeds, P["shape"], "heun", P["sample_steps"], device=P["device"]).clamp(-1, 1)
+    store.save("samples", key, "x", {"x": x})
+    return x
+
+
+def privacy_models(P: dict, store: Store) -> tuple[dict, dict, bool]:
+    """The models of the privacy study: notebook 02's whole sweep when the store holds all of it (nothing is
+    trained), else its ``P["privacy_widths"]`` x ``P["privacy_sizes"]`` corner (the same configs, so a later
+    run of 02 reuses them). Returns (02's settings, {(N, width, seed): config}, whether it is the whole sweep)."""
+    from . import profiles
+
+    p02 = profiles.settings("02", P["profile"])
+    sweep_cfgs = regimes(p02)
+    if all(is_fitted(c, store) for c in sweep_cfgs.values()):
+        return p02, sweep_cfgs, True
+    sub = {k: c for k, c in sweep_cfgs.items() if k[0] in P["privacy_sizes"] and k[1] in P["privacy_widths"]}
+    return p02, sub, False
