@@ -50,6 +50,23 @@ def partition(denoiser, grid_z: torch.Tensor, seeds, P: dict, sim) -> np.ndarray
     return (sim.embed(x) @ sim.embed(refs).T).argmax(1).numpy()
 
 
+def pick_corners(denoisers: dict, candidates, shape, P: dict, sim, threshold: float | None = None) -> list:
+    """The first three candidate seeds whose images are pairwise different (similarity at most the
+    threshold) for every model: with two corners on one image a partition would lose a colour."""
+    t = sim.default_threshold if threshold is None else threshold
+    run = dict(sampler="heun", steps=P["sample_steps"], device=P["device"])
+    embeds = [sim.embed(samplers.sample(d, candidates, shape, **run)) for d in denoisers.values()]
+    close = torch.stack([(e @ e.T) > t for e in embeds]).any(0)
+    n = len(candidates)
+    for i in range(n):
+        for j in range(i + 1, n):
+            for k in range(j + 1, n):
+                if not (close[i, j] or close[i, k] or close[j, k]):
+                    return [candidates[i], candidates[j], candidates[k]]
+    raise ValueError(f"No three of the {n} candidate seeds give pairwise different images for every model; "
+                     f"pass more candidates.")
+
+
 def optimal(images: torch.Tensor) -> OptimalDenoiser:
     return OptimalDenoiser(images)
 

@@ -87,3 +87,17 @@ def test_partition_labels_each_corner_with_itself_and_agreement_counts_chance():
     table = hyperplane.agreement_table({"a": np.array([0, 0, 1, 2]), "b": np.array([0, 1, 1, 2])})
     agree, chance = table[("a", "b")]
     assert agree == 0.75 and chance == pytest.approx(0.5 * 0.25 + 0.25 * 0.5 + 0.25 * 0.25)
+
+
+def test_pick_corners_skips_seeds_whose_images_coincide():
+    P, shape, sim = dict(sample_steps=6, device="cpu"), (1, 8, 8), metrics.PixelSimilarity()
+
+    def gaussian(x, sigma):
+        return x / (1 + sigma**2)
+
+    assert hyperplane.pick_corners({"g": gaussian}, [5, 6, 7, 8], shape, P, sim) == [5, 6, 7]
+    images = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    from reprolib.optimal import OptimalDenoiser
+
+    with pytest.raises(ValueError, match="pairwise different"):  # two training images: never three corners
+        hyperplane.pick_corners({"g": gaussian, "opt": OptimalDenoiser(images)}, [5, 6, 7, 8], shape, P, sim)
