@@ -97,8 +97,46 @@ def dps(denoiser, y, A, z, sigmas, zeta: float = 1.0, solver: str = "dpmpp_2m") 
 def reconstruct(denoiser, y, A, seeds, shape, steps: int = 18, zeta: float = 1.0, solver: str = "dpmpp_2m",
                 batch_size: int = 250) -> torch.Tensor:
     """DPS reconstructions of the measurements ``y`` (one per seed) from each seed's noise."""
-    sigmas = samplers.karras_sigmas(steps)
-    z = samplers.noise(seeds, shape)
+    sigmas = samplers.karras_sigmas(steps).to(y.device)
+    z = samplers.noise(seeds, shape).to(y.device)
     out = [dps(denoiser, y[i:i + batch_size], A, z[i:i + batch_size], sigmas, zeta, solver)
            for i in range(0, len(z), batch_size)]
     return torch.cat(out).clamp(-1, 1)
+
+
+def residual(A, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image measurement misfit ||y - A(x)||; for the truth it is the noise's norm."""
+    return (y - A(x)).flatten(1).norm(dim=1)
+
+
+def rp_same_and_other_noise(sim, a: tuple, b: tuple, threshold: float) -> tuple[float, float]:
+    """Reproducibility of two reconstruction settings from the same noise, and its baseline.
+
+    ``a`` and ``b`` each hold two reconstructions of the same measurements, from noise draws 1 and 2.
+    Returns (RP over the same-noise pairs (a1, b1), (a2, b2); RP over the other-noise pairs (a1, b2),
+    (a2, b1)). The second is the chance level: same measurement, different noise.
+    """
+    from . import metrics
+
+    def rp(p, q):
+        return (metrics.paired(sim, p, q) > threshold).double()
+
+    same = torch.cat([rp(a[0], b[0]), rp(a[1], b[1])]).mean()
+    other = torch.cat([rp(a[0], b[1]), rp(a[1], b[0])]).mean()
+    return float(same), float(other)
+
+
+def cached_reconstruct(store, model_key: dict, denoiser, truth_key: dict, truth: torch.Tensor, task: str,
+                       noise_std: float, seeds, steps: int, zeta: float, solver: str, device="cpu"):
+    """``reconstruct`` of ``truth`` measured by ``task`` with ``noise_std`` (measurement seed 0), cached in
+    the store under everything that determines it (kind "dps")."""
+    seeds = [int(s) for s in seeds]
+    key = {"model": model_key, "truth": truth_key, "task": task, "noise_std": float(noise_std), "seeds": seeds,
+           "steps": int(steps), "zeta": float(zeta), "solver": solver}
+    if store.exists("dps", key, "x"):
+        return store.load("dps", key, "x")["x"]
+    A = operator(task, truth.shape[1:])
+    y = measure(A, truth, noise_std)
+    x = reconstruct(denoiser, y.to(device), A, seeds, truth.shape[1:], steps, zeta, solver).cpu()
+    store.save("dps", key, "x", {"x": x})
+    return x

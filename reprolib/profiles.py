@@ -53,6 +53,35 @@ _REGIMES = {
 
 SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIMES}
 
+# Notebook 04: conditional U-Net and MLP (``zoo.section4``) beside notebook 01's unconditional ones (same
+# steps_scale, seeds and sample_steps as 01, so its models and sample banks are reused). ``guidance`` is the
+# classifier-free guidance scale w of the claims; ``guidance_sweep`` the scales of the RP-against-w figure.
+_S4 = {
+    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=60, sample_steps=6, guidance=1.0,
+                   guidance_sweep=[0.0, 1.0], n_jobs=1, device="cpu", claims_strict=False),
+    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18, guidance=1.0,
+                 guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], n_jobs=2, device="cpu", claims_strict=True),
+    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18,
+                   guidance=1.0, guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], n_jobs=1, device="auto",
+                   claims_strict=True),
+}
+
+# Notebook 05: deterministic DPS with notebook 01's unconditional U-Net and MLP (``zoo.unconditional``).
+# ``images`` real images are measured; each is reconstructed from two noises per setting. ``zetas`` are the
+# two DPS step sizes compared; ``sample_steps`` DPM-Solver++ steps (Euler gets 2 x steps - 1, as in 01).
+_S5 = {
+    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, images=16, sample_steps=6,
+                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], n_jobs=1,
+                   device="cpu", claims_strict=False),
+    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, images=200, sample_steps=18,
+                 tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], n_jobs=2,
+                 device="cpu", claims_strict=True),
+    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, images=1000, sample_steps=18,
+                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], n_jobs=1,
+                   device="auto", claims_strict=True),
+}
+SETTINGS["04"], SETTINGS["05"] = _S4, _S5
+
 
 # Notebook 06: pre-train on the ``source`` classes, fine-tune on ``target`` (fully, decoder only, head only,
 # LoRA of rank ``lora_rank``), against from-scratch models on ``target`` (``zoo.section6``).

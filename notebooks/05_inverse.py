@@ -1,0 +1,234 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Inverse problems (section 4.2)
+#
+# *Zhang et al., The Emergence of Reproducibility and Generalizability in Diffusion Models, section 4.*
+#
+# A diffusion model used as a prior for an inverse problem (recover $x_0$ from $y = A(x_0) + n$) still maps
+# its starting noise to one answer, if the solver is deterministic. The paper makes diffusion posterior
+# sampling (DPS, Chung et al. 2023) deterministic by replacing its stochastic ancestral step with a
+# DPM-Solver step, and finds the reconstructions **reproducible within one backbone** (across step sizes and
+# solvers) and **not across backbones**. Here: inpainting, 2x super-resolution and deblurring of real 8x8
+# digits, with notebook 01's unconditional U-Net and MLP as the two backbones.
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
+overrides = {}  # e.g. {"noise_std": 0.1}; names as in reprolib.profiles.SETTINGS["05"]
+
+# %%
+import subprocess
+import sys
+import time
+
+if "google.colab" in sys.modules:  # Colab starts without the library; Binder and local runs have it
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "reprolib @ git+https://github.com/reprocompanion/companion"], check=True)
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch.nn.functional as F
+
+from reprolib import data, inverse, metrics, plotting, profiles, zoo
+from reprolib.store import Store
+from reprolib.train import train
+
+P = profiles.settings("05", profile, **overrides)
+store = Store()
+t_start = time.perf_counter()
+truth_key = {"data": P["data"], "subset": P["images"], "subset_seed": 1}
+truth = data.load(P["data"]).subset(P["images"], seed=1).images
+noises = {1: list(range(100_000, 100_000 + len(truth))), 2: list(range(200_000, 200_000 + len(truth)))}
+sim = metrics.PixelSimilarity()
+THRESHOLD = sim.default_threshold  # Pearson > 0.9, calibrated in notebook 01
+z0, z1 = P["zetas"]
+print(f"profile {profile}: {len(truth)} measured images, tasks {P['tasks']}, measurement noise std "
+      f"{P['noise_std']} (images in [-1, 1]), step sizes {P['zetas']}")
+
+# %% [markdown]
+# ## The algorithm: deterministic DPS on DPM-Solver++ steps (`reprolib.inverse.dps`)
+#
+# Given a denoiser $D(x;\sigma)$, an operator $A$, a measurement $y$, noise levels
+# $\sigma_0 > \dots > \sigma_{K-1} > \sigma_K = 0$ (Karras, $\rho = 7$) and a step size $\zeta$:
+#
+# 1. $x \leftarrow \sigma_0 z$, with $z \sim \mathcal N(0, I)$ drawn from the seed.
+# 2. For $k = 0, \dots, K-1$:
+#    - $\hat x_0 = D(x;\sigma_k)$ and the misfit $r = \lVert y - A(\hat x_0)\rVert$;
+#      $g = \nabla_x\, r^2$ (back-propagated through the network);
+#    - **solver step** (replaces DPS's stochastic ancestral step): DPM-Solver++(2M) with
+#      $h = \log(\sigma_k/\sigma_{k+1})$, $\hat d = \hat x_0 + \frac{h}{2h_{\rm prev}}(\hat x_0 - \hat x_0^{\rm prev})$
+#      (first order on the first step), $x \leftarrow \frac{\sigma_{k+1}}{\sigma_k}x - (e^{-h}-1)\,\hat d$;
+#      at $\sigma_{k+1} = 0$, $x \leftarrow \hat x_0$. (Euler: $x \leftarrow x + (\sigma_{k+1}-\sigma_k)(x-\hat x_0)/\sigma_k$.)
+#    - **DPS step** (Chung et al. 2023, Algorithm 1, $\zeta_k = \zeta / r$): $x \leftarrow x - \frac{\zeta}{r}\, g$.
+# 3. Return $x$ (clipped to $[-1, 1]$).
+#
+# Nothing is random after step 1, so the reconstruction is a function of the seed, the measurement and the
+# settings. The operators (`reprolib.inverse`): **inpainting** hides the central 4x4 square; **super-resolution**
+# averages 2x2 blocks (8x8 to 4x4); **deblurring** convolves with a 5x5 Gaussian of std 1 pixel. Measurement
+# noise is Gaussian with std `noise_std`.
+#
+# **What is compared.** Each measurement is reconstructed from two noise draws. *RP* of two settings is the
+# fraction of reconstructions from the **same** noise that correlate above 0.9; its baseline is the same score
+# between reconstructions of the **same measurement from different noise**: if that were as high, the
+# measurement alone would decide the answer and agreement would say nothing about the noise-to-image map.
+# Pairs: step size $\zeta$ = z0 vs z1 (`P["zetas"]`) and solver DPM-Solver++(2M) vs Euler (at equal evaluations,
+# 18 vs 35) within each backbone, and U-Net vs MLP at equal settings. *Reconstruction error* is the mean
+# absolute error to the true image on the [0, 1] scale, beside the error of an unguided sample from the same
+# noise ($\zeta = 0$), which ignores the measurement.
+#
+# The measured digits are real digits, which the backbones saw in training (all 1,797 digits; at that size the
+# models generalize, notebook 02).
+
+# %% [markdown]
+# ## The backbones
+#
+# Notebook 01's unconditional U-Net and MLP (EDM), from the store; trained here only if notebook 01 has not
+# run.
+
+# %%
+backbones = zoo.unconditional(P)
+t0 = time.perf_counter()
+zoo.fit_all([v.cfg for v in backbones], store, P)
+models = {v.name.split(" EDM")[0]: (v.cfg, train(v.cfg, store, device=P["device"], progress=False)) for v in backbones}
+print(f"training: {time.perf_counter() - t0:.0f} s")
+
+# %% [markdown]
+# ## Reconstructions
+#
+# Every (task, backbone, setting, noise draw) is computed once and cached in the store.
+
+# %%
+steps = P["sample_steps"]
+settings = {f"DPM++ zeta={z0}": ("dpmpp_2m", z0, steps), f"DPM++ zeta={z1}": ("dpmpp_2m", z1, steps),
+            f"Euler zeta={z0}": ("euler", z0, 2 * steps - 1), "unguided (zeta=0)": ("dpmpp_2m", 0.0, steps)}
+t0 = time.perf_counter()
+rec = {}  # (task, backbone, setting) -> (reconstructions from noise 1, from noise 2)
+for task in P["tasks"]:
+    for bname, (cfg, model) in models.items():
+        for sname, (solver, zeta, n) in settings.items():
+            rec[(task, bname, sname)] = tuple(
+                inverse.cached_reconstruct(store, cfg.key_dict(), model, truth_key, truth, task, P["noise_std"],
+                                           noises[k], n, zeta, solver, P["device"]) for k in (1, 2))
+print(f"reconstructions: {time.perf_counter() - t0:.0f} s")
+
+# %%
+dpm, dpm1, eul = list(settings)[:3]
+for task in P["tasks"]:
+    A = inverse.operator(task, P["shape"])
+    y = inverse.measure(A, truth, P["noise_std"])
+    shown = y if y.shape == truth.shape else F.interpolate(y, size=truth.shape[-2:], mode="nearest")
+    rows = {"truth": truth[:12], "measurement": shown[:12].clamp(-1, 1)}
+    for bname in models:
+        rows[f"{bname} {dpm}"] = rec[(task, bname, dpm)][0][:12]
+        rows[f"{bname} {eul}"] = rec[(task, bname, eul)][0][:12]
+        rows[f"{bname} {dpm}, other noise"] = rec[(task, bname, dpm)][1][:12]
+    fig = plotting.image_grid(rows, title=task)
+    plotting.save(fig, f"05_{task}_grid")
+
+# %% [markdown]
+# ## Reproducibility and reconstruction error
+
+# %%
+b_unet, b_mlp = list(models)
+pairs = {}
+for bname in models:
+    pairs[f"{bname}: zeta {z0} vs {z1}"] = ((bname, dpm), (bname, dpm1), "within")
+    pairs[f"{bname}: DPM++ vs Euler"] = ((bname, dpm), (bname, eul), "within")
+pairs[f"U-Net vs MLP: {dpm}"] = ((b_unet, dpm), (b_mlp, dpm), "across")
+pairs[f"U-Net vs MLP: {eul}"] = ((b_unet, eul), (b_mlp, eul), "across")
+rows = []
+for task in P["tasks"]:
+    for label, ((ba, sa), (bb, sb), kind) in pairs.items():
+        same, other = inverse.rp_same_and_other_noise(sim, rec[(task, ba, sa)], rec[(task, bb, sb)], THRESHOLD)
+        rows.append(dict(task=task, pair=label, kind=kind, rp=same, rp_other_noise=other))
+rp_table = pd.DataFrame(rows)
+err_rows = []
+for (task, bname, sname), xs in rec.items():
+    A = inverse.operator(task, P["shape"])
+    y = inverse.measure(A, truth, P["noise_std"])
+    err_rows.append(dict(task=task, backbone=bname, setting=sname,
+                         error=float(np.mean([metrics.mae(x, truth).mean() for x in xs])),
+                         misfit=float(np.mean([inverse.residual(A, x, y).mean() for x in xs])),
+                         noise_norm=float(inverse.residual(A, truth, y).mean())))
+err_table = pd.DataFrame(err_rows)
+with pd.option_context("display.width", 160):
+    print(rp_table.pivot_table(index="pair", columns="task", values=["rp", "rp_other_noise"], sort=False).round(3))
+err_table.pivot_table(index=["backbone", "setting"], columns="task", values="error", sort=False).round(3)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw=dict(width_ratios=[3, 2]))
+ax = axes[0]
+labels = list(pairs)
+width = 0.8 / len(P["tasks"])
+for j, task in enumerate(P["tasks"]):
+    t = rp_table[rp_table.task == task].set_index("pair").loc[labels]
+    x = np.arange(len(labels)) + (j - (len(P["tasks"]) - 1) / 2) * width
+    ax.bar(x, t["rp"], width=width, label=task)
+    ax.scatter(x, t["rp_other_noise"], color="k", marker="_", s=80, zorder=3)
+ax.scatter([], [], color="k", marker="_", label="same measurement, other noise")
+ax.set(xticks=range(len(labels)), ylabel=f"RP (Pearson > {THRESHOLD})", ylim=(0, 1.02), title="Reproducibility of DPS")
+ax.set_xticklabels(labels, rotation=25, ha="right", fontsize=7)
+ax.legend(fontsize=7)
+ax = axes[1]
+e = err_table.pivot_table(index=["backbone", "setting"], columns="task", values="error", sort=False)
+e[P["tasks"]].plot.barh(ax=ax, fontsize=7)
+ax.set(xlabel="mean absolute error to the truth ([0, 1] scale)", ylabel="", title="Reconstruction error")
+ax.legend(fontsize=7)
+fig.tight_layout()
+plotting.save(fig, "05_rp_and_error")
+
+# %% [markdown]
+# ## Claims
+#
+# Asserted at the run's profile (thresholds stated here, never tuned to pass), for every task:
+# 1. reproducible within a backbone: for both backbones, step size $\zeta$ = z0 vs z1 and DPM-Solver++ vs Euler
+#    give RP **>= 0.6**;
+# 2. and it is the noise that decides, not the measurement alone: each of those RPs is at least **0.3 above**
+#    the RP of the same pair from different noise;
+# 3. the measurement is used: the reconstruction error of DPM-Solver++ at $\zeta$ = z0 is at least **10% below**
+#    that of the unguided sample from the same noise, for both backbones.
+#
+# Across backbones the paper reports no reproducibility; with the two backbones here (which agree as
+# unconditional models, notebook 01) we do not assert either way, and print what we measure against the
+# within-backbone RP and the different-noise baseline.
+#
+# At the `smoke` profile the models are trained for a few steps only, so the claims are computed and printed
+# but not asserted.
+
+# %%
+claims = {}
+for task in P["tasks"]:
+    t = rp_table[rp_table.task == task]
+    within = t[t.kind == "within"]
+    claims[f"{task}: within-backbone RP >= 0.6 (min {within.rp.min():.3f})"] = bool(within.rp.min() >= 0.6)
+    gap = (within.rp - within.rp_other_noise).min()
+    claims[f"{task}: within-backbone RP >= other-noise RP + 0.3 (min gap {gap:.3f})"] = bool(gap >= 0.3)
+    for bname in models:
+        e = err_table[(err_table.task == task) & (err_table.backbone == bname)].set_index("setting")["error"]
+        claims[f"{task}, {bname}: error {e[dpm]:.3f} <= 0.9 x unguided {e['unguided (zeta=0)']:.3f}"] = bool(
+            e[dpm] <= 0.9 * e["unguided (zeta=0)"])
+    across = t[t.kind == "across"]
+    print(f"{task}: across backbones RP {', '.join(f'{r:.3f}' for r in across.rp)} "
+          f"(other noise {', '.join(f'{r:.3f}' for r in across.rp_other_noise)}); within backbones RP "
+          f"{within.rp.min():.3f}-{within.rp.max():.3f}")
+for claim, ok in claims.items():
+    print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
+print(f"total wall time: {time.perf_counter() - t_start:.0f} s")
+if P["claims_strict"]:
+    assert all(claims.values()), {k: v for k, v in claims.items() if not v}
