@@ -243,6 +243,7 @@ for (kc, ku), s in split.items():
 claims = {k: bool(v) for k, v in claims.items()}
 for claim, ok in claims.items():
     print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
-print(f"total wall time: {time.perf_counter() - t_start:.0f} s")
+print(f"total wall time: {time.perf_counter() - t_start:.0f} s; CPU time of this kernel {time.process_time():.0f} s "
+      f"(trainings run in worker processes and are not counted)")
 if P["claims_strict"]:
     assert all(claims.values()), {k: v for k, v in claims.items() if not v}
