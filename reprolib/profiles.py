@@ -36,19 +36,21 @@ _S1 = {
 }
 
 # Notebooks 02 and 03: one sweep over training-set sizes (``zoo.regimes``); 03 reuses 02's models.
-# steps maps N to a training length (see notebook 02 for how convergence was judged).
+# steps maps N to a training length (see notebook 02 for how convergence was judged). On digits the
+# widths train at lr 3e-3: at 1e-3 width 4 needs 6,000 steps to memorize 16 images, at 3e-3 3,000
+# (93% and 94% memorized), and width 16 on all 1,797 digits stays stable (loss drift -0.3% at the end).
 _DIGIT_SIZES = [16, 32, 64, 128, 256, 512, 1024, 1797]
 _PAPER_SIZES = [2**k for k in range(6, 16)]
 _REGIMES = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, sizes=[16, 256], widths=[4, 8], train_seeds=1,
-                   steps={16: 30, 256: 30}, batch=64, seeds=48, sample_steps=5, grid=8, n_jobs=1, device="cpu",
-                   claims_strict=False),
+                   steps={16: 30, 256: 30}, lr=3e-3, batch=64, seeds=48, sample_steps=5, grid=8, n_jobs=1,
+                   device="cpu", claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, sizes=_DIGIT_SIZES, widths=[4, 8, 16], train_seeds=1,
-                 steps={16: 2000, 32: 2000, 64: 2000, 128: 3000, 256: 3000, 512: 3000, 1024: 3000, 1797: 3000},
-                 batch=128, seeds=500, sample_steps=18, grid=32, n_jobs=2, device="cpu", claims_strict=True),
+                 steps={n: 3000 for n in _DIGIT_SIZES}, lr=3e-3, batch=128, seeds=500, sample_steps=18, grid=32,
+                 n_jobs=2, device="cpu", claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, sizes=_PAPER_SIZES, widths=[64, 128, 256], train_seeds=1,
-                   steps={n: 60_000 for n in _PAPER_SIZES}, batch=128, seeds=10_000, sample_steps=18, grid=64,
-                   n_jobs=1, device="auto", claims_strict=True),
+                   steps={n: 60_000 for n in _PAPER_SIZES}, lr=1e-3, batch=128, seeds=10_000, sample_steps=18,
+                   grid=64, n_jobs=1, device="auto", claims_strict=True),
 }
 
 SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIMES}
@@ -81,7 +83,6 @@ _S5 = {
                    device="auto", claims_strict=True),
 }
 SETTINGS["04"], SETTINGS["05"] = _S4, _S5
-
 
 # Notebook 06: pre-train on the ``source`` classes, fine-tune on ``target`` (fully, decoder only, head only,
 # LoRA of rank ``lora_rank``), against from-scratch models on ``target`` (``zoo.section6``).

@@ -141,8 +141,44 @@ def regimes(P: dict) -> dict:
             for seed in range(P["train_seeds"]):
                 net = {**base, "width": w}
                 steps = max(int(P["steps"][n] * P.get("steps_scale", 1.0)), 1)
-                out[(n, w, seed)] = TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed, batch=P["batch"])
+                out[(n, w, seed)] = TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed, batch=P["batch"],
+                                                lr=P["lr"])
     return out
+
+
+def section4(P: dict) -> list[Variant]:
+    """Section 4's conditional models: section 1's U-Net and MLP (EDM, Heun), trained with class labels
+    and 10% label dropout so that one network is both D(x; sigma | c) and D(x; sigma) (for guidance)."""
+    base = {v.name: v for v in section1(P)}
+    return [Variant(f"cond {name}", base[name].cfg.replace(conditional=True)) for name in _BACKBONES]
+
+
+def unconditional(P: dict) -> list[Variant]:
+    """Section 1's unconditional U-Net and MLP (EDM, Heun): the partners of section 4 and the priors of
+    section 5, reused from the store when notebook 01 has trained them."""
+    return [v for v in section1(P) if v.name in _BACKBONES]
+
+
+_BACKBONES = ("U-Net EDM (Heun)", "MLP EDM (Heun)")
+
+
+def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dict):
+    """Samples of a conditional variant for ``seeds`` with per-seed ``labels`` under classifier-free guidance
+    of scale ``scale`` (``guidance.Guided``), cached in the store like ``samples``."""
+    from .guidance import Guided
+    import torch
+
+    steps = P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1
+    seeds, labels = [int(s) for s in seeds], torch.as_tensor(labels, dtype=torch.long)
+    key = {"model": v.cfg.key_dict(), "sampler": v.sampler, "schedule": v.schedule, "steps": steps,
+           "seeds": seeds, "labels": labels.tolist(), "guidance": float(scale)}
+    if store.exists("samples", key, "x"):
+        return store.load("samples", key, "x")["x"]
+    model = Guided(train(v.cfg, store, device=P["device"], progress=False), scale)
+    x = samplers.sample(model, seeds, P["shape"], v.sampler, steps, v.schedule, device=P["device"],
+                        labels=labels).clamp(-1, 1)
+    store.save("samples", key, "x", {"x": x})
+    return x
 
 
 def section6(P: dict) -> dict[str, Variant]:
@@ -214,38 +250,3 @@ def privacy_models(P: dict, store: Store) -> tuple[dict, dict, bool]:
         return p02, sweep_cfgs, True
     sub = {k: c for k, c in sweep_cfgs.items() if k[0] in P["privacy_sizes"] and k[1] in P["privacy_widths"]}
     return p02, sub, False
-
-
-def section4(P: dict) -> list[Variant]:
-    """Section 4's conditional models: section 1's U-Net and MLP (EDM, Heun), trained with class labels
-    and 10% label dropout so that one network is both D(x; sigma | c) and D(x; sigma) (for guidance)."""
-    base = {v.name: v for v in section1(P)}
-    return [Variant(f"cond {name}", base[name].cfg.replace(conditional=True)) for name in _BACKBONES]
-
-
-def unconditional(P: dict) -> list[Variant]:
-    """Section 1's unconditional U-Net and MLP (EDM, Heun): the partners of section 4 and the priors of
-    section 5, reused from the store when notebook 01 has trained them."""
-    return [v for v in section1(P) if v.name in _BACKBONES]
-
-
-_BACKBONES = ("U-Net EDM (Heun)", "MLP EDM (Heun)")
-
-
-def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dict):
-    """Samples of a conditional variant for ``seeds`` with per-seed ``labels`` under classifier-free guidance
-    of scale ``scale`` (``guidance.Guided``), cached in the store like ``samples``."""
-    from .guidance import Guided
-    import torch
-
-    steps = P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1
-    seeds, labels = [int(s) for s in seeds], torch.as_tensor(labels, dtype=torch.long)
-    key = {"model": v.cfg.key_dict(), "sampler": v.sampler, "schedule": v.schedule, "steps": steps,
-           "seeds": seeds, "labels": labels.tolist(), "guidance": float(scale)}
-    if store.exists("samples", key, "x"):
-        return store.load("samples", key, "x")["x"]
-    model = Guided(train(v.cfg, store, device=P["device"], progress=False), scale)
-    x = samplers.sample(model, seeds, P["shape"], v.sampler, steps, v.schedule, device=P["device"],
-                        labels=labels).clamp(-1, 1)
-    store.save("samples", key, "x", {"x": x})
-    return x
