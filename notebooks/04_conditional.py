@@ -217,8 +217,12 @@ for w, r, f, m in sweep_rows:
 # Asserted at the run's profile, at guidance scale `P["guidance"]` (thresholds stated here, never tuned to pass):
 # 1. the judge is trustworthy: held-out accuracy **>= 0.97**;
 # 2. guidance works: **>= 90%** of each conditional model's samples are classified as their label;
-# 3. the conditional models reproduce each other: RP **>= 0.6** overall and **>= 10 x** the within-class
-#    chance (floored at 1/seeds);
+# 3. the conditional models reproduce each other: RP **>= 0.6** overall, and the chance-corrected agreement
+#    kappa = (RP - chance) / (1 - chance) over the within-class chance is **>= 0.5** (RP covers at least half
+#    of the room above chance). *This replaced "RP >= 10 x within-class chance" after a cpu run: a ratio to
+#    chance cannot exceed 1 / chance, and at w = 1 the within-class chance was 0.166 (samples of one class
+#    look alike under guidance), so that claim could not hold whatever the models did (measured: RP 0.959,
+#    ratio 5.8, kappa 0.95).*
 # 4. class by class: RP **>= 0.4 in every class**;
 # 5. conditional vs unconditional, for each of the four pairs: RP **>= 0.5** on the seeds whose classes match,
 #    **<= 0.05** where they do not, and the match RP at least **0.3** above the mismatch RP.
@@ -227,12 +231,11 @@ for w, r, f, m in sweep_rows:
 # but not asserted.
 
 # %%
-floor = 1 / len(seeds)
 claims = {
     "classifier accuracy >= 0.97": judge.accuracy >= 0.97,
     **{f"{k}: label taken >= 90%": f >= 0.9 for k, f in fidelity.items()},
     "conditional RP >= 0.6": cc_rp >= 0.6,
-    "conditional RP >= 10x within-class chance": cc_rp >= 10 * max(cc_chance, floor),
+    "conditional kappa over within-class chance >= 0.5": (cc_rp - cc_chance) / (1 - cc_chance) >= 0.5,
     "conditional RP >= 0.4 in every class": bool(table[:, 0].min() >= 0.4),
 }
 for (kc, ku), s in split.items():
