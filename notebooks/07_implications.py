@@ -23,9 +23,9 @@
 #
 # 1. **Training dynamics.** Follow a U-Net and a residual MLP along training (EMA snapshots): RP between the
 #    two architectures at each step, and each model's agreement with its own final self. A caution first:
-#    undertrained models all draw blurry, class-average digits, and two blurry models "agree" for trivial
-#    reasons. Every RP here is paired with its chance level (mismatched seeds: high when all samples look
-#    alike) and a quality measure (the Frechet distance in pixel space to the real digits, `reprolib.quality`).
+#    undertrained models "agree" for trivial reasons (they draw the same blurry digit, or, earlier still, the
+#    same rescaled noise). Every RP here is paired with its chance level (mismatched seeds) and a quality
+#    measure (the Frechet distance in pixel space to the real digits, `reprolib.quality`).
 # 2. **Privacy.** A model that memorizes hands out its training images. The rate at which samples are copies of
 #    a training image, against the training-set size N, with sample / nearest-training-image pairs.
 # 3. **Controllability.** Turn every starting noise by the same angle toward one fixed noise direction
@@ -133,10 +133,18 @@ fig = plotting.image_grid({f"{n} step {s}": snaps[(n, s)][:14] for n in (name_a,
 plotting.save(fig, "07_snapshot_grid")
 
 # %% [markdown]
-# Read the two panels together: where the early snapshots agree, check the chance curve. When mismatched
-# seeds agree nearly as often as matched ones and the FD is far above the floor, the models are drawing the
-# same blurry average digit for every noise, and the agreement says nothing about a shared noise-to-image map.
-# Only the **excess** over chance, at a quality near the floor, is reproducibility.
+# Read the two panels together. At the cpu profile the two architectures "agree" best at the *first*
+# snapshot (RP 1.0 at step 250, falling to about 0.87 at the end), while neither model draws digits yet
+# (pixel FD about 100 times the real-data floor) and neither agrees with its own final self (RP 0). The
+# reason: both backbones start with a zero output layer, so the untrained denoiser is EDM's skip term alone,
+# $D(x;\sigma) = c_\text{skip}(\sigma)\,x$, the same function for every architecture, and at step 250 the EMA
+# weights are still mostly the initial ones. The ODE then returns a rescaled copy of the starting noise,
+# identical across models and seed-specific, so the mismatched-seed chance level stays at 0 and does **not**
+# expose it. What does: the quality measure (far from the floor) and the agreement with the final model (none).
+# Between steps 500 and 1,000 the samples become blurry digits, still far from the floor. Only agreement
+# at a quality near the floor (here from about step 1,750) is reproducibility of a learned noise-to-image map,
+# and there RP settles near 0.87-0.9. The training-efficiency reading: each model agrees with its final self
+# at RP >= 0.9 from about step 1,250, so the final noise-to-image map can be previewed well before the end.
 
 # %% [markdown]
 # ## 2. Privacy: how many samples are training images?
@@ -191,7 +199,8 @@ priv.pivot_table(index="n", columns="width", values=["memorized", "revealed"]).r
 # Every seed's noise is turned by 10-45 degrees toward one fixed noise direction (the noise of seed
 # `direction_seed`), which keeps its Gaussian norm. Per angle: RP of the two models on the edited noises (is the
 # edited noise still mapped to the same image?), and the per-seed correlation of the two models' *changes*
-# x(angle) - x(0), against the same correlation over mismatched seeds.
+# x(angle) - x(0), against the same correlation over mismatched seeds. That chance level is not near 0:
+# every seed is pulled toward the same direction, so part of every change looks alike whatever the seed.
 
 # %%
 t0 = time.perf_counter()
@@ -230,8 +239,10 @@ edits.round(3)
 #    at 1/seeds);
 # 2. the quality measure tells early models apart: each model's pixel FD at the last snapshot is **<= 0.5 x**
 #    its FD at the first sampled snapshot;
-# 3. the seed-specific agreement grows: RP - chance at the last snapshot is **>= 0.2 above** its value at the
-#    first sampled snapshot;
+# 3. (stated before the first cpu run, **falsified** there, now printed but not asserted; see the note in
+#    part 1) the seed-specific agreement grows: RP - chance at the last snapshot is **>= 0.2 above** its value
+#    at the first sampled snapshot. The cpu run measured 1.000 at step 250 and 0.868 at step 3,000: the
+#    first snapshot's agreement is trivial but seed-specific, which this claim assumed it could not be;
 # 4. training efficiency: each model already agrees with its final self at **RP >= 0.6** at the snapshot
 #    nearest half of training.
 #
@@ -259,7 +270,6 @@ claims = {
     f"final RP {name_a} vs {name_b} >= 10x chance": bool(dyn.loc[last, "rp"] >= 10 * max(dyn.loc[last, "chance"], floor)),
     **{f"{n}: FD at step {last} <= 0.5 x FD at step {first}": bool(dyn.loc[last, f"fd_{n}"] <= 0.5 * dyn.loc[first, f"fd_{n}"])
        for n in (name_a, name_b)},
-    f"RP - chance at step {last} >= at step {first} + 0.2": bool(dyn.loc[last, "excess"] >= dyn.loc[first, "excess"] + 0.2),
     **{f"{n}: RP with its final self >= 0.6 at step {half}": bool(dyn.loc[half, f"self_{n}"] >= 0.6) for n in (name_a, name_b)},
     f">= 90% memorized at N={sizes[0]} for every width": bool(mem.min()[sizes[0]] >= 0.9),
     f"<= 10% memorized at N={sizes[-1]} for every width": bool(mem.max()[sizes[-1]] <= 0.1),
@@ -268,8 +278,14 @@ claims = {
     f"changes at {final} degrees: median correlation >= 0.5": bool(edits.loc[final, "change_corr"] >= 0.5),
     f"changes at {final} degrees: >= chance + 0.3": bool(edits.loc[final, "change_corr"] >= edits.loc[final, "change_corr_chance"] + 0.3),
 }
+falsified = {f"RP - chance at step {last} >= at step {first} + 0.2":
+             bool(dyn.loc[last, "excess"] >= dyn.loc[first, "excess"] + 0.2)}
 for claim, ok in claims.items():
     print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
-print(f"total wall time: {time.perf_counter() - t_start:.0f} s")
+for claim, ok in falsified.items():
+    print(f"[{'PASS' if ok else 'FAIL'}, not asserted: falsified at cpu] {claim} "
+          f"({dyn.loc[first, 'excess']:.3f} -> {dyn.loc[last, 'excess']:.3f})")
+print(f"total wall time: {time.perf_counter() - t_start:.0f} s; CPU time of this kernel {time.process_time():.0f} s "
+      f"(trainings run in worker processes and are not counted)")
 if P["claims_strict"]:
     assert all(claims.values()), {k: v for k, v in claims.items() if not v}
