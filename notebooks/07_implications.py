@@ -50,7 +50,6 @@ if "google.colab" in sys.modules:  # Colab starts without the library; Binder an
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
 from reprolib import data, editing, metrics, plotting, profiles, quality, regimes, samplers, zoo
 from reprolib.store import Store
