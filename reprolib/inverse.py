@@ -74,22 +74,17 @@ def dps(denoiser, y, A, z, sigmas, zeta: float = 1.0, solver: str = "dpmpp_2m") 
     if solver not in ("dpmpp_2m", "euler"):
         raise ValueError(f"Unknown DPS solver '{solver}': use 'dpmpp_2m' or 'euler'.")
     x = z * sigmas[0]
-    d_prev = h_prev = None
+    prev = None
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         x = x.detach().requires_grad_(True)
         d = denoiser(x, s)
         err = (y - A(d)).flatten(1).norm(dim=1)  # per image
         grad = torch.autograd.grad((err**2).sum(), x)[0]
         d, x = d.detach(), x.detach()
-        if s_next == 0:
-            x = d
-        elif solver == "euler":
-            x = x + (s_next - s) * (x - d) / s
-        else:  # DPM-Solver++(2M), as in samplers.dpmpp_2m
-            h = torch.log(s / s_next)
-            d_hat = d if d_prev is None else d + (d - d_prev) * h / (2 * h_prev)
-            x = (s_next / s) * x - torch.expm1(-h) * d_hat
-            d_prev, h_prev = d, h
+        if solver == "euler":
+            x = d if s_next == 0 else samplers.euler_step(x, d, s, s_next)
+        else:
+            x, prev = samplers.dpmpp_2m_step(x, d, s, s_next, prev)
         x = x - (zeta / err.clamp_min(1e-8)).view(-1, *[1] * (x.ndim - 1)) * grad  # DPS step, Algorithm 1
     return x.detach()
 

@@ -25,7 +25,7 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
 def euler(denoise: Denoise, x, sigmas):
     """First-order steps x += (sigma_next - sigma) (x - D) / sigma."""
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-        x = x + (s_next - s) * (x - denoise(x, s)) / s
+        x = euler_step(x, denoise(x, s), s, s_next)
     return x
 
 
@@ -55,19 +55,29 @@ def ddim(denoise: Denoise, x, sigmas):
     return x
 
 
+def euler_step(x, d, s, s_next):
+    """One Euler step of the PF-ODE given the denoised estimate d = D(x; s)."""
+    return x + (s_next - s) * (x - d) / s
+
+
+def dpmpp_2m_step(x, d, s, s_next, prev=None):
+    """One step of DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in data prediction, lambda = -log sigma.
+
+    ``prev`` is the (d, h) the previous step returned (None on the first step: first order). Returns the
+    new x and the (d, h) to pass on; the final step to sigma = 0 returns d itself.
+    """
+    if s_next == 0:
+        return d, None
+    h = torch.log(s / s_next)
+    d_hat = d if prev is None else d + (d - prev[0]) * h / (2 * prev[1])
+    return (s_next / s) * x - torch.expm1(-h) * d_hat, (d, h)
+
+
 def dpmpp_2m(denoise: Denoise, x, sigmas):
-    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in data prediction, with lambda = -log sigma;
-    first order on the first step and on the final step to sigma = 0."""
-    d_prev, h_prev = None, None
+    """DPM-Solver++(2M) over a schedule; first order on the first step and on the final step to sigma = 0."""
+    prev = None
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-        d = denoise(x, s)
-        if s_next == 0:
-            x = d
-            break
-        h = torch.log(s / s_next)
-        d_hat = d if d_prev is None else d + (d - d_prev) * h / (2 * h_prev)
-        x = (s_next / s) * x - torch.expm1(-h) * d_hat
-        d_prev, h_prev = d, h
+        x, prev = dpmpp_2m_step(x, denoise(x, s), s, s_next, prev)
     return x
 
 
