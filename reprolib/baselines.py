@@ -19,6 +19,7 @@ sample depends on its seed alone, never on the batch it was computed in.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .samplers import noise
 from .store import Store
-from .train import training_set
+from .train import ema_update, training_set
 
 ARCHS = ("mlp", "conv")
 DEFAULT_WIDTH = {"mlp": 256, "conv": 16}  # hidden units (mlp) or base channels (conv)
@@ -64,7 +65,7 @@ class GANConfig:
         return asdict(self)
 
     def replace(self, **changes) -> "GANConfig":
-        return GANConfig(**{**asdict(self), **changes})
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class VAEConfig:
         return asdict(self)
 
     def replace(self, **changes) -> "VAEConfig":
-        return VAEConfig(**{**asdict(self), **changes})
+        return dataclasses.replace(self, **changes)
 
 
 GAN_KIND, VAE_KIND = "gan", "vae"
@@ -230,9 +231,7 @@ def train_gan(cfg: GANConfig, store: Store | None = None, device=None, progress:
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        ema_update(G_ema, G, decay)
 
         run_d += loss_d.item()
         run_g += loss_g.item()

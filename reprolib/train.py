@@ -9,6 +9,7 @@ whole config, and are never trained twice.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -50,7 +51,7 @@ class TrainConfig:
         return {k: v for k, v in d.items() if not (k in _OPTIONAL and v is None)}
 
     def replace(self, **changes) -> "TrainConfig":
-        return TrainConfig(**{**asdict(self), **changes})
+        return dataclasses.replace(self, **changes)
 
 
 _OPTIONAL = ("classes", "init", "trainable", "snapshot_every", "lora")
@@ -83,6 +84,13 @@ def mark_trainable(model, cfg: TrainConfig) -> int:
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith(prefixes) or (cfg.lora is not None and lora_lib.is_adapter(name)))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -139,9 +147,7 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        ema_update(ema, model, decay)
         running += loss.item()
         if (step + 1) % 100 == 0:
             losses.append(running / 100)
