@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import baselines, data, metrics, plotting, profiles, zoo
+from reprolib import baselines, data, hub, metrics, plotting, profiles, zoo
 from reprolib.store import Store
 
 P = profiles.settings("01", profile, **overrides)
@@ -111,17 +111,23 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 #
 # Each diffusion model integrates the PF-ODE from $\sigma_{\max} z$ for the same seeds with its own sampler
 # (18 steps at the cpu profile). The bottom rows are the GANs and VAEs fed the same per-seed latent.
+#
+# Released checkpoints can join: list diffusers DDPM checkpoints (local folders or hub ids, e.g.
+# `google/ddpm-cifar10-32` at the paper profile) in the setting `public_checkpoints`. Each is read as
+# $D(x;\sigma)$ (`reprolib.hub`), sampled with DDIM from the same seeds, and added to the grid and the
+# heatmaps; the claims below stay about the models trained here.
 
 # %%
 t0 = time.perf_counter()
 samples = {v.name: zoo.generate(v, store, seeds, P) for v in variants}
+public = hub.rows(P["public_checkpoints"], store, seeds, P)  # {} unless checkpoints are listed
 others = {}
 for kind, cfgs in (("GAN", gan_cfgs), ("VAE", vae_cfgs)):
     for k, cfg in enumerate(cfgs):
         model = zoo.fit(cfg, store, progress=False, device=P["device"])
         others[f"{kind} {k + 1} ({cfg.arch})"] = baselines.generate(model, seeds, cfg.latent)
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
-fig = plotting.image_grid({**{k: v[:16] for k, v in samples.items()}, **{k: v[:16] for k, v in others.items()}})
+fig = plotting.image_grid({k: v[:16] for k, v in {**samples, **public, **others}.items()})
 plotting.save(fig, "01_same_noise_grid")
 
 # %% [markdown]
@@ -129,19 +135,23 @@ plotting.save(fig, "01_same_noise_grid")
 #
 # RP of models A and B is the fraction of seeds whose two samples correlate above the threshold; the chance
 # heatmap is the same score on mismatched seeds. MAE is the mean absolute pixel difference of paired samples
-# on the [0, 1] scale (lower is more alike).
+# on the [0, 1] scale (lower is more alike). Released checkpoints, when listed, are the last rows.
 
 # %%
-names = list(samples)
-rp = metrics.score_matrix(lambda a, b: metrics.rp_score(sim, a, b, THRESHOLD), samples)
-chance = metrics.score_matrix(lambda a, b: metrics.chance_rp(sim, a, b, THRESHOLD), samples)
-mae = metrics.score_matrix(lambda a, b: float(metrics.mae(a, b).mean()), samples)
+names, rows = list(samples), list({**samples, **public})  # the models trained here come first in both
+rp = metrics.score_matrix(lambda a, b: metrics.rp_score(sim, a, b, THRESHOLD), {**samples, **public})
+chance = metrics.score_matrix(lambda a, b: metrics.chance_rp(sim, a, b, THRESHOLD), {**samples, **public})
+mae = metrics.score_matrix(lambda a, b: float(metrics.mae(a, b).mean()), {**samples, **public})
 fig, axes = plt.subplots(1, 3, figsize=(17, 5.5))
-plotting.heatmap(rp, names, axes[0], f"RP (Pearson > {THRESHOLD})")
-plotting.heatmap(chance, names, axes[1], "chance (mismatched seeds)")
-plotting.heatmap(mae, names, axes[2], "MAE of paired samples", vmax=float(mae.max()) or 1.0, cmap="viridis_r")
+plotting.heatmap(rp, rows, axes[0], f"RP (Pearson > {THRESHOLD})")
+plotting.heatmap(chance, rows, axes[1], "chance (mismatched seeds)")
+plotting.heatmap(mae, rows, axes[2], "MAE of paired samples", vmax=float(mae.max()) or 1.0, cmap="viridis_r")
 fig.tight_layout()
 plotting.save(fig, "01_rp_mae_heatmaps")
+for p in public:  # printed, not asserted: these were trained elsewhere, on other data and for other lengths
+    k = rows.index(p)
+    print(f"{p}: RP with the models trained here {rp[k, :len(names)].min():.3f}-{rp[k, :len(names)].max():.3f}, "
+          f"chance <= {chance[k, :len(names)].max():.3f}")
 
 # %% [markdown]
 # ## RP against the threshold, and the baselines

@@ -100,9 +100,14 @@ class DDPM(Formulation):
 
     name = "ddpm"
 
-    def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
-        self.T = T
-        abar = torch.cumprod(1 - torch.linspace(beta_start, beta_end, T, dtype=torch.float64), 0)
+    def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, betas=None):
+        # ``betas`` (any 1-D table) replaces the linear schedule: a released model keeps the very table it
+        # was trained with (``hub.py`` passes its scheduler's), whatever rule produced it.
+        if betas is None:
+            betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        self.T = T = len(betas)
+        abar = torch.cumprod(1 - betas, 0)
         self.sigmas = ((1 - abar) / abar).sqrt()  # increasing in t
         self.sigma_min, self.sigma_max = float(self.sigmas[0]), float(self.sigmas[-1])
 

@@ -25,14 +25,16 @@ _DIGITS_SHAPE = (1, 8, 8)
 _CIFAR_SHAPE = (3, 32, 32)
 _PAPER_UNET = {"kind": "unet", "channel_mult": [2, 2, 2], "num_blocks": 4, "attn_res": [16]}
 
-# Notebook 01: the zoo of section 1 (``zoo.section1``), lengths scaled by steps_scale.
+# Notebook 01: the zoo of section 1 (``zoo.section1``), lengths scaled by steps_scale. ``public_checkpoints``
+# (local folders or hub ids of diffusers DDPM checkpoints, ``hub.py``) add rows to the heatmaps; empty by
+# default, so that nothing is downloaded unless asked for.
 _S1 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=64, sample_steps=6, n_jobs=1,
-                   device="cpu", claims_strict=False),
+                   device="cpu", claims_strict=False, public_checkpoints=[]),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18, n_jobs=2,
-                 device="cpu", claims_strict=True),
+                 device="cpu", claims_strict=True, public_checkpoints=[]),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18, n_jobs=1,
-                   device="auto", claims_strict=True),
+                   device="auto", claims_strict=True, public_checkpoints=[]),
 }
 
 # Notebooks 02 and 03: one sweep over training-set sizes (``zoo.regimes``); 03 reuses 02's models.

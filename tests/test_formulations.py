@@ -257,3 +257,17 @@ def test_build_returns_the_named_formulation(name):
     f = formulations.build(name)
     assert f.name == name
     assert Denoiser(networks.build("mlp", width=8, depth=1), name).formulation.name == name
+
+
+def test_ddpm_takes_a_given_beta_table():
+    """A released model's own betas (any rule, any length) define its table; the default is the linear one."""
+    betas = np.linspace(1e-4, 0.02, 1000)
+    torch.testing.assert_close(DDPM(betas=torch.tensor(betas)).sigmas, DDPM().sigmas, rtol=1e-12, atol=0)
+    cosine = 1 - np.cos((np.arange(1, 51) / 50 + 0.008) / 1.008 * np.pi / 2) ** 2 / np.cos(
+        (np.arange(50) / 50 + 0.008) / 1.008 * np.pi / 2) ** 2
+    d = DDPM(betas=np.clip(cosine, 0, 0.999))
+    abar = np.cumprod(1 - np.clip(cosine, 0, 0.999))
+    assert d.T == 50
+    np.testing.assert_allclose(d.sigmas.numpy(), np.sqrt((1 - abar) / abar), rtol=1e-12)
+    torch.testing.assert_close(d.t_of_sigma(d.sigmas[[0, 7, 49]].float()), torch.tensor([0.0, 7.0, 49.0]),
+                               rtol=0, atol=2e-3)
