@@ -5,21 +5,24 @@ only 1.3-1.5x), so the default is ``n_jobs`` processes of ``threads`` thread eac
 model lands in the store, so an interrupted sweep resumes where it stopped, and every notebook reuses
 what any other has trained.
 
-To hand a sweep to a cluster, wrap the call in joblib's backend context; nothing else changes::
+To hand a sweep to a cluster, name a joblib backend (``backend=`` here, or ``REPRO_SWEEP_BACKEND`` for a
+notebook run headlessly), or wrap the call in joblib's backend context; nothing else changes::
 
     from dask.distributed import Client
-    import joblib
     client = Client("scheduler-address:8786")   # or Client(n_workers=2) for a local cluster
-    with joblib.parallel_config(backend="dask"):
-        sweep.run_all(zoo.fit, configs, is_done=zoo.is_fitted)
+    sweep.run_all(zoo.fit, configs, is_done=zoo.is_fitted, n_jobs=16, backend="dask")
 
-(Ray: ``from ray.util.joblib import register_ray; register_ray()`` then ``backend="ray"``.)
-The workers need the same store folder (a shared disk, or set ``REPRO_STORE`` on each).
+``backend="dask"`` uses the current Dask client, else connects to ``DASK_SCHEDULER_ADDRESS`` for the
+sweep's duration; ``backend="ray"`` registers Ray's joblib backend (``ray.init`` as usual, or
+``RAY_ADDRESS``). Without a named backend, ``n_jobs=1`` trains in this process. The workers need the
+same store folder (a shared disk): the store root is sent with every task.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 import joblib
@@ -36,13 +39,57 @@ def _run(fn: Callable, cfg, store_root: str, threads: int):
     return cfg, time.perf_counter() - t0
 
 
+@contextmanager
+def _backend(name: str):
+    """joblib's context for backend ``name``, with what the cluster backends need to find their cluster."""
+    client = None
+    if name == "dask":
+        try:
+            from distributed import Client, default_client
+        except ImportError as err:
+            raise ImportError("backend 'dask' needs dask.distributed: pip install 'reprolib[cluster]'.") from err
+        try:
+            default_client()
+        except ValueError:  # no client in this process: connect to the configured scheduler
+            import dask
+
+            address = dask.config.get("scheduler-address", None)  # DASK_SCHEDULER_ADDRESS
+            if not address:
+                raise RuntimeError("backend 'dask' needs a Dask cluster: create a distributed.Client first, or set "
+                                   "DASK_SCHEDULER_ADDRESS=tcp://host:8786.") from None
+            client = Client(address)
+    elif name == "ray":
+        try:
+            from ray.util.joblib import register_ray
+        except ImportError as err:
+            raise ImportError("backend 'ray' needs Ray: pip install 'ray[default]'.") from err
+        register_ray()
+    try:
+        with joblib.parallel_config(backend=name):
+            yield
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _local_backend() -> bool:
+    """Whether joblib's active backend is one of its own (this machine): a cluster backend set by the caller's
+    ``joblib.parallel_config`` must get the work even at n_jobs=1."""
+    active, _ = joblib.parallel.get_active_backend()
+    return type(active).__name__ in ("LokyBackend", "MultiprocessingBackend", "ThreadingBackend", "SequentialBackend")
+
+
 def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs: int = 2, threads: int = 1,
-            is_done: Callable | None = None, progress: bool = True, label: Callable = str) -> dict:
+            is_done: Callable | None = None, progress: bool = True, label: Callable = str,
+            backend: str | None = None) -> dict:
     """Run ``fn(cfg, store, progress=False)`` for every config not yet done; returns {label: seconds}.
 
     ``is_done(cfg, store)`` skips finished work (so a warm store costs nothing); ``label(cfg)`` names a
     config in the progress bar. Configs start in the given order: put the longest first to balance the workers.
+    ``backend`` (default ``REPRO_SWEEP_BACKEND``, else joblib's active one) is a joblib backend name such as
+    ``"loky"``, ``"dask"`` or ``"ray"``; ``n_jobs`` is passed to it (Dask sends tasks to every worker anyway).
     """
+    backend = backend or os.environ.get("REPRO_SWEEP_BACKEND") or None
     store = store or Store()
     unique = list({repr(c): c for c in configs}.values())  # one training per distinct config
     todo = [c for c in unique if is_done is None or not is_done(c, store)]
@@ -50,16 +97,22 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
     if not todo:
         return times
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
-    if n_jobs == 1:
+    if n_jobs == 1 and backend is None and _local_backend():
         torch_threads = torch.get_num_threads()
         results = (_run(fn, c, str(store.root), torch_threads) for c in todo)
+        _collect(results, times, bar, label)
     else:
-        results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            joblib.delayed(_run)(fn, c, str(store.root), threads) for c in todo)
+        with _backend(backend) if backend else joblib.parallel_config():
+            results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                joblib.delayed(_run)(fn, c, str(store.root), threads) for c in todo)
+            _collect(results, times, bar, label)
+    bar.close()
+    return times
+
+
+def _collect(results, times: dict, bar, label: Callable) -> None:
     for cfg, seconds in results:
         times[label(cfg)] = seconds
         bar.set_postfix_str(f"done {label(cfg)} in {seconds:.0f}s")
         bar.update()
-    bar.close()
-    return times
 

@@ -103,12 +103,13 @@ def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
     return baselines.train_vae(cfg, store, device=device, progress=progress)
 
 
-def fit_all(configs, store: Store, P: dict, longest_first: bool = True) -> dict:
-    """Train every config not yet in the store, ``P["n_jobs"]`` at a time on ``P["device"]``."""
+def fit_all(configs, store: Store, P: dict, longest_first: bool = True, backend: str | None = None) -> dict:
+    """Train every config not yet in the store, ``P["n_jobs"]`` at a time on ``P["device"]``; ``backend`` names
+    a joblib backend (``"dask"``, ``"ray"``; default ``REPRO_SWEEP_BACKEND``), see ``sweep.run_all``."""
     if longest_first:  # balances the workers: the last job to start should be a short one
         configs = sorted(configs, key=lambda c: -c.steps * (c.net.get("width", 1) if isinstance(c, TrainConfig) else 1))
     return sweep.run_all(partial(fit, device=P["device"]), configs, store, n_jobs=P["n_jobs"], is_done=is_fitted,
-                         label=describe)
+                         label=describe, backend=backend)
 
 
 def is_fitted(cfg, store: Store | None = None) -> bool:
