@@ -119,6 +119,14 @@ _S7 = {
 SETTINGS["06"], SETTINGS["07"] = _S6, _S7
 
 
+def _like(default, value):
+    """An override in the default's own key type: papermill hands parameters over as JSON, whose keys are
+    strings, so ``steps={8: 5}`` reaches the notebook as ``{"8": 5}``."""
+    if isinstance(default, dict) and isinstance(value, dict) and default and all(isinstance(k, int) for k in default):
+        return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v for k, v in value.items()}
+    return value
+
+
 def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
     """The settings of ``notebook`` at ``profile``, with ``overrides`` applied; clear errors for bad names."""
     profile = profile or current()
@@ -130,7 +138,7 @@ def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
     unknown = set(overrides) - set(out)
     if unknown:
         raise ValueError(f"Unknown setting(s) {sorted(unknown)} for notebook {notebook}. Known: {sorted(out)}.")
-    out.update(overrides)
+    out.update({k: _like(out[k], v) for k, v in overrides.items()})
     if out.get("device") == "auto":
         import torch
 

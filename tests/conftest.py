@@ -1,7 +1,12 @@
-"""Shared test settings: one torch thread, and a default store that no test can write into by accident."""
+"""Shared test settings: one torch thread, a default store that no test can write into by accident, and a
+writer of tiny CIFAR-10 folders in the real format."""
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -15,3 +20,33 @@ def _one_thread_and_private_store(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _cifar_rows(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+
+
+def _write_cifar(root: Path, per_batch=2, n_test=3, skip=()):
+    """``root/cifar-10-batches-py`` as the official "python version": five training batches and a test batch,
+    each a protocol-2 pickle of {b"data": uint8 (n, 3072), b"labels": [...], ...}; returns {name: rows}."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batches = {}
+    for i in range(1, 6):
+        batches[f"data_batch_{i}"] = _cifar_rows(per_batch, i)
+    batches["test_batch"] = _cifar_rows(n_test, 99)
+    for k, (name, rows) in enumerate(batches.items()):
+        if name in skip:
+            continue
+        labels = [(k + j) % 10 for j in range(len(rows))]
+        with open(folder / name, "wb") as fh:  # the original is a protocol-2 pickle with bytes keys
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": rows,
+                         b"filenames": [b"x.png"] * len(rows)}, fh, protocol=2)
+    return batches
+
+
+@pytest.fixture
+def write_cifar():
+    """``write_cifar(root, per_batch=2, n_test=3, skip=())``: a tiny CIFAR-10 folder under ``root``."""
+    return _write_cifar

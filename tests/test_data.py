@@ -77,31 +77,10 @@ def test_to_unit():
 
 
 # ---------------------------------------------------------------- CIFAR-10 (python version batches)
+# (the fixture writer ``write_cifar`` lives in conftest.py: the paper-profile run uses it too)
 
 
-def _cifar_rows(n, seed):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-
-
-def write_cifar(root: Path, per_batch=2, n_test=3, skip=()):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    batches = {}
-    for i in range(1, 6):
-        batches[f"data_batch_{i}"] = _cifar_rows(per_batch, i)
-    batches["test_batch"] = _cifar_rows(n_test, 99)
-    for k, (name, rows) in enumerate(batches.items()):
-        if name in skip:
-            continue
-        labels = [(k + j) % 10 for j in range(len(rows))]
-        with open(folder / name, "wb") as fh:  # the original is a protocol-2 pickle with bytes keys
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": rows,
-                         b"filenames": [b"x.png"] * len(rows)}, fh, protocol=2)
-    return batches
-
-
-def test_cifar10_reader(tmp_path):
+def test_cifar10_reader(tmp_path, write_cifar):
     batches = write_cifar(tmp_path)
     # make the first pixels known: R, G, B planes of image 0 of batch 1
     rows = batches["data_batch_1"]
@@ -132,13 +111,13 @@ def test_cifar10_reader(tmp_path):
     assert test.labels.tolist() == [5, 6, 7]
 
 
-def test_cifar10_reads_repro_data_when_no_root(tmp_path, monkeypatch):
+def test_cifar10_reads_repro_data_when_no_root(tmp_path, monkeypatch, write_cifar):
     write_cifar(tmp_path)
     monkeypatch.setenv("REPRO_DATA", str(tmp_path))
     assert data.load("cifar10", train=False).images.shape == (3, 3, 32, 32)
 
 
-def test_cifar10_missing_batch(tmp_path):
+def test_cifar10_missing_batch(tmp_path, write_cifar):
     write_cifar(tmp_path, skip=("data_batch_4",))
     with pytest.raises(MissingDataError) as err:
         data.load("cifar10", root=tmp_path, download=False)

@@ -1,0 +1,94 @@
+"""The paper profile end to end on a CIFAR-format fixture: notebook 02 through ``paper_figures.py``, at tiny
+sizes given with ``--override``, on this CPU; and what the profile would do on a machine with CUDA.
+
+The fixture is random 32x32x3 images in the official ``cifar-10-batches-py`` pickles (``write_cifar`` in
+conftest.py), so the run exercises the paper profile's code path (CIFAR reader, the DDPM++-like U-Net with
+three levels, four blocks and attention at 16x16), not its results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from reprolib import profiles, zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["sizes=[8, 16]", "widths=[4, 8]", "steps={8: 5, 16: 5}", "seeds=16", "grid=4", "sample_steps=3", "batch=8"]
+FIGURES = ["02_training_curves", "02_rp_gl_vs_n", "02_samples_n8", "02_samples_n16"]
+
+
+def paper_02(tmp_path, *overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_")}
+    # One OpenMP thread: on a busy 2-core machine two spinning threads made this run ~30x slower (490 s vs 17 s).
+    env.update(REPRO_DATA=str(tmp_path / "data"), REPRO_STORE=str(tmp_path / "store"), OMP_NUM_THREADS="1")
+    args = [sys.executable, "paper_figures.py", "--profile", "paper", "--only", "02", "--figures",
+            str(tmp_path / "figures"), "--executed", str(tmp_path / "executed")]
+    for o in TINY + list(overrides):
+        args += ["--override", o]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def stdout_of(notebook: Path) -> str:
+    nb = nbformat.read(notebook, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_paper_profile_runs_notebook_02_on_a_cifar_fixture(tmp_path, write_cifar):
+    write_cifar(tmp_path / "data", per_batch=4)  # 20 training images: N = 8 and 16 are nested subsets of them
+
+    # Models trained for 5 steps do not show the paper's regimes, and the paper profile asserts its claims:
+    strict = paper_02(tmp_path)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "02_regimes failed at" in strict.stdout and "AssertionError" in strict.stdout
+    failed = stdout_of(tmp_path / "executed" / "02_regimes.failed.ipynb")
+    assert "[FAIL]" in failed and "profile paper: sizes [8, 16], widths [4, 8]" in failed
+
+    # ... so the tiny run turns them off, and the models and samples of the first run are reused.
+    run = paper_02(tmp_path, "claims_strict=False")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "executed" / "02_regimes.ipynb").exists()
+    assert not (tmp_path / "executed" / "02_regimes.failed.ipynb").exists()
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
+    out = stdout_of(tmp_path / "executed" / "02_regimes.ipynb")
+    assert "4 models, 16 seeds" in out
+    assert sum(line.startswith(("[PASS]", "[FAIL]")) for line in out.splitlines()) == 6  # claims computed, printed
+
+    trained = [json.loads(p.read_text()) for p in (tmp_path / "store" / "diffusion").glob("*/config.json")]
+    assert sorted((c["n"], c["net"]["width"]) for c in trained) == [(8, 4), (8, 8), (16, 4), (16, 8)]
+    assert all(c["data"] == "cifar10" and c["steps"] == 5 and c["batch"] == 8 for c in trained)
+    assert all((c["net"] | {"width": 0}) == (zoo.PAPER_NETS["unet"] | {"width": 0}) for c in trained)
+    assert len(list((tmp_path / "store" / "samples").glob("*/x.pt"))) == 4
+    x = torch.load(next((tmp_path / "store" / "samples").glob("*/x.pt")), weights_only=True)["payload"]["x"]
+    assert x.shape == (16, 3, 32, 32)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_paper_profile_uses_cuda_where_present(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    for notebook in profiles.SETTINGS:
+        assert profiles.settings(notebook, "paper")["device"] == ("cuda" if cuda else "cpu"), notebook
+        assert profiles.settings(notebook, "cpu")["device"] == "cpu"  # the laptop profiles never move
+        assert profiles.settings(notebook, "paper", device="cpu")["device"] == "cpu"  # and an override wins
+
+
+def test_paper_profile_asserts_its_claims():
+    for notebook in profiles.SETTINGS:
+        assert profiles.settings(notebook, "paper")["claims_strict"] is True, notebook
+        assert profiles.settings(notebook, "paper", claims_strict=False)["claims_strict"] is False
+
+
+def test_overrides_through_papermill_keep_integer_keys():
+    """papermill passes parameters as JSON, so ``--override steps={8: 5}`` arrives as {"8": 5}."""
+    p = profiles.settings("02", "paper", steps={"8": 5, "16": 7}, sizes=[8, 16])
+    assert p["steps"] == {8: 5, 16: 7}
+    assert profiles.settings("01", "smoke", public_checkpoints=["a/b"])["public_checkpoints"] == ["a/b"]
