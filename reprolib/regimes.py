@@ -12,6 +12,8 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
 from . import data, metrics, samplers, zoo
 from .optimal import OptimalDenoiser
@@ -78,6 +80,34 @@ def same_copy(x, theory_x, train) -> float:
     _, mine = metrics.nearest_l2(x, train)
     _, theirs = metrics.nearest_l2(theory_x, train)
     return float((copies & (mine == theirs)).double().mean())
+
+
+class Handoff(nn.Module):
+    """The denoiser ``hi`` above the noise level ``sigma`` and ``lo`` at or below it.
+
+    Integrating the PF-ODE with D* on one side of ``sigma`` and a trained model on the other locates the noise
+    levels where the model's noise-to-image map departs from Theorem 1's. The samplers call a denoiser with
+    one noise level per step, so the switch is per call.
+    """
+
+    def __init__(self, hi, lo, sigma: float):
+        super().__init__()
+        self.hi, self.lo, self.sigma = hi, lo, sigma
+
+    def forward(self, x, sigma, labels=None):
+        level = float(torch.as_tensor(sigma).reshape(-1)[0])
+        return (self.hi if level > self.sigma else self.lo)(x, sigma).to(x.dtype)
+
+
+def handoff_table(model, optimal, theory_x, train, seeds, cuts, P: dict) -> pd.DataFrame:
+    """Same-copy rate with D*'s samples when D* takes the levels above each cut and the model those below
+    ("D* above"), and the reverse ("model above")."""
+    rows = []
+    for cut in cuts:
+        for name, hi, lo in (("D* above", optimal, model), ("model above", model, optimal)):
+            x = samplers.sample(Handoff(hi, lo, cut), seeds, P["shape"], "heun", P["sample_steps"]).clamp(-1, 1)
+            rows.append(dict(cut=cut, order=name, same_copy=same_copy(x, theory_x, train)))
+    return pd.DataFrame(rows)
 
 
 def summarise(pairs: pd.DataFrame) -> pd.DataFrame:

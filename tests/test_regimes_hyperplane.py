@@ -62,6 +62,28 @@ def test_same_copy_needs_a_copy_of_the_same_training_image():
     assert regimes.same_copy(blends, theory, train) == 0.0
 
 
+def test_handoff_switches_denoisers_at_the_cut_and_locates_where_a_model_departs():
+    from reprolib.optimal import OptimalDenoiser
+
+    torch.manual_seed(0)
+    train = torch.rand(6, 1, 4, 4) * 2 - 1
+    optimal = OptimalDenoiser(train)
+    other = OptimalDenoiser(torch.flip(train, dims=[-1]))  # the mirrored set: every copy is of a foreign image
+    x, sigma = torch.randn(3, 1, 4, 4), torch.tensor(0.5)
+    assert torch.equal(regimes.Handoff(optimal, other, 1.0)(x, sigma), other(x, sigma).float())
+    assert torch.equal(regimes.Handoff(optimal, other, 0.1)(x, sigma), optimal(x, sigma).float())
+    assert regimes.Handoff(optimal, other, 1.0)(x, sigma).dtype == x.dtype
+
+    P = dict(shape=(1, 4, 4), sample_steps=8)
+    seeds = range(40)
+    theory = samplers.sample(optimal, seeds, P["shape"], "heun", 8)
+    t = regimes.handoff_table(other, optimal, theory, train, seeds, [1e-3, 1e3], P).set_index(["cut", "order"])
+    # D* everywhere (model below 1e-3 never called; model above 1e3 never called) reproduces the theory
+    assert t.loc[(1e-3, "D* above"), "same_copy"] == 1.0 and t.loc[(1e3, "model above"), "same_copy"] == 1.0
+    # the mirrored model alone copies none of the theory's images
+    assert t.loc[(1e3, "D* above"), "same_copy"] == 0.0 and t.loc[(1e-3, "model above"), "same_copy"] == 0.0
+
+
 def test_plane_points_have_gaussian_norm_and_pass_through_the_corner_noises():
     shape, seeds = (1, 8, 8), [7, 8, 9]
     z = hyperplane.points(seeds, shape, torch.tensor(hyperplane.CORNERS))
