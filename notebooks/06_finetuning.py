@@ -175,13 +175,13 @@ plotting.save(fig, "06_rp_vs_trained_share")
 # 2. as well as a second from-scratch training does: RP(full fine-tune, scratch) **>= RP(scratch seed 2,
 #    scratch) - 0.1**;
 # 3. partial fine-tuning reproduces less: for each partial fine-tuning (decoder, head, LoRA), RP with scratch
-#    **<= RP(full fine-tune, scratch) - 0.1**. The decoder part of this claim was **falsified** by the first cpu
-#    run and is now printed but not asserted: decoder-only fine-tuning (47% of the weights) reached RP 0.854
-#    against the full fine-tuning's 0.886 (and a second from-scratch seed's 0.891), only 0.03 lower. The
-#    up path of this U-Net receives every skip connection, so it sees the input at every resolution and can
-#    rebuild the target denoiser on frozen encoder features; the deficit grows as less is trained (LoRA
-#    rank 4, 15% of the weights: 0.765; head only, 0.1%: 0.086), which is the paper's direction but with a
-#    threshold that the decoder does not cross at this scale;
+#    **<= RP(full fine-tune, scratch) - 0.1**. *At `cpu` the decoder part fails, and it stays asserted as first
+#    written:* decoder-only fine-tuning (47% of the weights) reached RP 0.854 against the full fine-tuning's
+#    0.886 (and a second from-scratch seed's 0.891), only 0.03 lower. What we think happens: the up path of
+#    this U-Net receives every skip connection, so it sees the input at every resolution and can rebuild the
+#    target denoiser on frozen encoder features. The deficit grows as less is trained (LoRA rank 4, 15% of
+#    the weights: 0.765; head only, 0.1%: 0.086), the paper's direction, but the decoder does not cross the
+#    stated margin at this scale (the paper calls this detail unconfirmed);
 # 4. the full fine-tuning has left the pre-training data: **>= 90%** of its samples are classified as target
 #    digits (digits profiles only).
 #
@@ -198,10 +198,8 @@ claims = {
     "full fine-tune RP with scratch >= 10x chance": bool(full_rp >= 10 * max(T.loc["full fine-tune", "chance_vs_scratch"], floor)),
     "full fine-tune RP >= second scratch seed's RP - 0.1": bool(full_rp >= T.loc["scratch, seed 2", "rp_vs_scratch"] - 0.1),
     **{f"{n} RP with scratch <= full fine-tune's - 0.1": bool(T.loc[n, "rp_vs_scratch"] <= full_rp - 0.1)
-       for n in partial if n != "decoder fine-tune"},
+       for n in partial},
 }
-falsified = {"decoder fine-tune RP with scratch <= full fine-tune's - 0.1":
-             bool(T.loc["decoder fine-tune", "rp_vs_scratch"] <= full_rp - 0.1)}
 if "target_share" in T:
     claims[">= 90% of the full fine-tune's samples are target digits"] = bool(T.loc["full fine-tune", "target_share"] >= 0.9)
 for n in tuned + ["scratch, seed 2", "pre-trained"]:
@@ -210,8 +208,6 @@ for n in tuned + ["scratch, seed 2", "pre-trained"]:
           + (f", {T.loc[n, 'target_share']:.0%} target digits" if "target_share" in T else ""))
 for claim, ok in claims.items():
     print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
-for claim, ok in falsified.items():
-    print(f"[{'PASS' if ok else 'FAIL'}, not asserted: falsified at cpu] {claim}")
 print(f"total wall time: {time.perf_counter() - t_start:.0f} s; CPU time of this kernel {time.process_time():.0f} s "
       f"(trainings run in worker processes and are not counted)")
 if P["claims_strict"]:
