@@ -56,7 +56,7 @@ full = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 models = zoo.regimes(P)
 zoo.fit_all(models.values(), store, P)
-sim = metrics.PixelSimilarity()
+sim = metrics.backend(P["similarity"], device=P["device"])
 
 # %% [markdown]
 # ## Theorem 1, numerically
@@ -133,7 +133,7 @@ for w, t in handoff.items():
                 color=f"C{P['widths'].index(w)}")
 ax.set(xscale="log", xlabel=r"hand-off level $\sigma_c$", ylabel="same copy as $D^*$", ylim=(-0.02, 1.02),
        title=f"N = {n}: which noise levels decide the image")
-ax.legend(fontsize=6)
+ax.legend(fontsize=6, handlelength=3)
 plotting.save(fig, "03_handoff")
 print(f"hand-off: {time.perf_counter() - t0:.0f} s")
 pd.concat({f"width {w}": t.pivot(index="cut", columns="order", values="same_copy") for w, t in handoff.items()},
@@ -190,7 +190,7 @@ print(f"hyperplanes: {time.perf_counter() - t0:.0f} s")
 # agreement of 0.47 between widths 4 and 16 (chance 0.31). Width 4 copies 97% of its samples, so it is in the
 # memorization regime, but the hand-off figure above shows where it departs from $D^*$: given $D^*$ above
 # $\sigma = 1$ it lands on $D^*$'s image 95% of the time, so its own choice is made between $\sigma \approx 1$
-# and 10, the levels its 12k weights fit worst. Side runs outside this notebook (same seeds, N = 16): width 4
+# and 10 (mostly below 3), the levels its 12k weights fit worst. Side runs outside this notebook (same seeds, N = 16): width 4
 # rises only to 0.600 / 0.628 after 6,000 / 12,000 steps (width 8: 0.742 / 0.774), and a width-32 U-Net
 # reaches 0.758 after 2,000 steps but trains about 5x slower than width 8 per step, too slow for the cpu
 # budget. For scale, the paper's own Figure 4 (left) reports about 0.5 at its smallest N, so threshold 2 is
