@@ -185,9 +185,10 @@ print(f"hyperplanes: {time.perf_counter() - t0:.0f} s")
 # 4. the hyperplane partitions agree across models far above chance: for every pair of U-Nets, at both N,
 #    agreement **>= 0.7 and >= chance + 0.3**.
 #
-# *At `cpu`, claims 2 and 4 fail for width 4, and they stay asserted as first written.* The cold cpu run measured
+# *At `cpu`, claims 2 and 4 fail (mostly for width 4), and they stay asserted as first written.* The cold cpu run measured
 # a same-copy rate of 0.556 for width 4 at N = 16 (0.698 and 0.760 for widths 8 and 16), and plane agreement of
-# 0.47 between widths 4 and 16 (chance 0.31). Width 4 copies 97% of its samples, so it is in the memorization
+# 0.47 between widths 4 and 16 (chance 0.31); widths 8 and 16 agree on 0.72 of the plane, 0.01 short of chance
+# (0.43) + 0.3. Width 4 copies 97% of its samples, so it is in the memorization
 # regime, but the hand-off figure above shows where it departs from $D^*$: given $D^*$ above $\sigma = 1$ it lands
 # on $D^*$'s image 95% of the time, so its own choice is made between $\sigma \approx 1$ and 10 (mostly below 3),
 # the levels its 12k weights fit worst. Side runs outside this notebook (same seeds, N = 16): width 4 rises only
