@@ -18,6 +18,7 @@ Scores (Zhang et al. 2024, section 2-3):
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 
 class PixelSimilarity:
-    name, default_threshold = "pixel", 0.9
+    name, label, default_threshold = "pixel", "Pearson", 0.9
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         flat = images.reshape(len(images), -1).double()
@@ -37,7 +38,7 @@ class PixelSimilarity:
 class SSCDSimilarity:
     """SSCD descriptors from a TorchScript file: ``path`` or the ``REPRO_SSCD`` environment variable."""
 
-    name, default_threshold = "sscd", 0.6
+    name, label, default_threshold = "sscd", "SSCD cosine", 0.6
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
     def __init__(self, path: str | Path | None = None, size: int = 320, batch_size: int = 64, device="cpu"):
@@ -47,27 +48,31 @@ class SSCDSimilarity:
                 f"SSCD weights not found ({path or 'no path given'}). Download sscd_disc_large.torchscript.pt "
                 f"on a machine with internet, then pass its path or set REPRO_SSCD=/path/to/it. "
                 f"Without it, use PixelSimilarity().")
-        self.model = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # SSCD ships as TorchScript only; torch 2.14 calls jit.load deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = torch.jit.load(str(path), map_location=device).eval()
         self.size, self.batch_size, self.device = size, batch_size, device
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         out = []
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        for i in range(0, len(images), self.batch_size):
-            x = ((images[i:i + self.batch_size].float() + 1) / 2).clamp(0, 1)
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        for i in range(0, len(images), self.batch_size):  # resized on the device: 320x320 batches are large
+            x = ((images[i:i + self.batch_size].float().to(self.device) + 1) / 2).clamp(0, 1)
             x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-            out.append(self.model(((x - mean) / std).to(self.device)).float().cpu())
+            out.append(self.model((x - mean) / std).float().cpu())
         return F.normalize(torch.cat(out), dim=1).double()
 
 
-def backend(name: str = "pixel", **kwargs):
+def backend(name: str = "pixel", device="cpu", **kwargs):
+    """The similarity a notebook's ``similarity`` setting names; SSCD runs on ``device``, reads ``kwargs``
+    (``path``, ``size``, ``batch_size``) and without a path reads ``REPRO_SSCD``."""
     if name == "pixel":
         return PixelSimilarity()
     if name == "sscd":
-        return SSCDSimilarity(**kwargs)
+        return SSCDSimilarity(device=device, **kwargs)
     raise ValueError(f"Unknown similarity '{name}': use 'pixel' or 'sscd'.")
 
 

@@ -4,10 +4,15 @@ All randomness (initialisation, minibatches, noise levels, label dropout) comes 
 the weights at step k depend on nothing else, so a run resumed from a checkpoint ends bit-identical to
 one that was never interrupted (on the same device). Finished models land in the store, keyed by the
 whole config, and are never trained twice.
+
+``precision`` ("bf16" or "fp16") runs the forward pass and the loss under ``torch.autocast`` (Micikevicius
+et al. 2018, mixed precision training); fp16 adds dynamic loss scaling (``torch.amp.GradScaler``) because its
+narrow exponent underflows small gradients. Weights, Adam's state, the EMA and what is saved stay float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from dataclasses import asdict, dataclass, field
@@ -44,18 +49,23 @@ class TrainConfig:
     trainable: tuple | None = None  # parameter-name prefixes to train (e.g. ("net.up",)); None = all
     snapshot_every: int | None = None  # also keep the EMA weights every k steps
     lora: dict | None = None  # low-rank adapters (``lora.add`` keywords, e.g. {"rank": 4}), trained alone
+    precision: str | None = None  # autocast dtype of the loss: "bf16" or "fp16"; None = float32
 
     def key_dict(self) -> dict:
         d = asdict(self)
         d.pop("ckpt_every")
+        if d["init"] is not None:  # a parent given as ``asdict`` gained fields added since: unset, they are no key
+            d["init"] = {k: v for k, v in d["init"].items() if not (k in _ADDED_SINCE_INIT and v is None)}
         return {k: v for k, v in d.items() if not (k in _OPTIONAL and v is None)}
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
 
-_OPTIONAL = ("classes", "init", "trainable", "snapshot_every", "lora")
+_OPTIONAL = ("classes", "init", "trainable", "snapshot_every", "lora", "precision")
+_ADDED_SINCE_INIT = ("precision",)  # optional fields younger than the stores that hold fine-tuned models
 KIND = "diffusion"
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def training_set(cfg) -> data_lib.ImageSet:
@@ -93,6 +103,15 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         p_ema.lerp_(p, 1 - decay)
 
 
+def autocast(precision: str | None, device) -> contextlib.AbstractContextManager:
+    """The context a training step's forward pass runs in: ``torch.autocast`` at ``precision``, or nothing."""
+    if precision is None:
+        return contextlib.nullcontext()
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision '{precision}': use None (float32), 'bf16' or 'fp16'.")
+    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
+
+
 def _lr(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
 
@@ -122,6 +141,9 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
+    precision = getattr(cfg, "precision", None)
+    # Loss scaling only for fp16; disabled, the scaler passes the loss and the step through unchanged.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     start, losses, running = 0, [], 0.0
     if store.exists(KIND, key, "checkpoint"):
         ck = store.load(KIND, key, "checkpoint")
@@ -129,6 +151,8 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
+        if "scaler" in ck:
+            scaler.load_state_dict(ck["scaler"])
         start, losses, running = ck["step"], ck["losses"], ck["running"]
 
     images, labels = ds.images.to(device), ds.labels.to(device)
@@ -143,10 +167,12 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
             lab = torch.where(drop, torch.full_like(labels[idx], 10), labels[idx])
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
-        loss = model.loss(images[idx], gen, lab)
+        with autocast(precision, device):
+            loss = model.loss(images[idx], gen, lab).float()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         ema_update(ema, model, decay)
         running += loss.item()
         if (step + 1) % 100 == 0:
@@ -160,7 +186,8 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
             store.save(KIND, key, "checkpoint", {
                 "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "gen": gen.get_state(), "step": step + 1, "losses": losses, "running": running})
+                "gen": gen.get_state(), "step": step + 1, "losses": losses, "running": running,
+                **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
     store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses})
     store.remove(KIND, key, "checkpoint")
     return ema.eval()

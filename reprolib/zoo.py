@@ -2,7 +2,8 @@
 
 A ``Variant`` is a training config plus how it is sampled (sampler and step schedule). Sizes come from a
 profile's settings (``profiles.settings``): ``steps_scale`` stretches every training length, ``data``
-picks the data set and ``shape`` the backbone's resolution.
+picks the data set and ``shape`` the backbone's resolution, ``nets`` overrides backbone entries and
+``precision`` sets the training precision of every config (``configured``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ class Variant:
 
 
 def nets(P: dict) -> dict:
-    return PAPER_NETS if P["data"] == "cifar10" else DIGIT_NETS
+    """The backbones for ``P["data"]``, each updated with ``P["nets"]`` entries (e.g. {"mlp": {"depth": 2}})."""
+    base = PAPER_NETS if P["data"] == "cifar10" else DIGIT_NETS
+    return {kind: {**net, **P.get("nets", {}).get(kind, {})} for kind, net in base.items()}
+
+
+def configured(cfg: TrainConfig, P: dict) -> TrainConfig:
+    """``cfg`` with the profile's training precision; unset (float32) leaves the config, and its key, as it is."""
+    return cfg.replace(precision=P["precision"]) if P.get("precision") else cfg
 
 
 def section1(P: dict) -> list[Variant]:
@@ -46,8 +54,8 @@ def section1(P: dict) -> list[Variant]:
     net = nets(P)
 
     def cfg(kind, form, steps, seed=0):
-        return TrainConfig(data=P["data"], net=net[kind], formulation=form, steps=max(int(steps * P["steps_scale"]), 1),
-                           seed=seed, batch=128)
+        return configured(TrainConfig(data=P["data"], net=net[kind], formulation=form,
+                                      steps=max(int(steps * P["steps_scale"]), 1), seed=seed, batch=128), P)
 
     return [
         Variant("U-Net EDM (Heun)", cfg("unet", "edm", 3000)),
@@ -142,8 +150,8 @@ def regimes(P: dict) -> dict:
             for seed in range(P["train_seeds"]):
                 net = {**base, "width": w}
                 steps = max(int(P["steps"][n] * P.get("steps_scale", 1.0)), 1)
-                out[(n, w, seed)] = TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed, batch=P["batch"],
-                                                lr=P["lr"])
+                out[(n, w, seed)] = configured(TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed,
+                                                           batch=P["batch"], lr=P["lr"]), P)
     return out
 
 
@@ -193,8 +201,8 @@ def section6(P: dict) -> dict[str, Variant]:
         return max(int(k * P["steps_scale"]), 1)
 
     src, tgt = tuple(P["source"]), tuple(P["target"])
-    parent = TrainConfig(data=P["data"], net=net, classes=src, steps=steps(2500), seed=10, batch=128)
-    scratch = TrainConfig(data=P["data"], net=net, classes=tgt, steps=steps(2500), seed=0, batch=128)
+    parent = configured(TrainConfig(data=P["data"], net=net, classes=src, steps=steps(2500), seed=10, batch=128), P)
+    scratch = configured(TrainConfig(data=P["data"], net=net, classes=tgt, steps=steps(2500), seed=0, batch=128), P)
     tune = scratch.replace(init=asdict(parent), steps=steps(1500), seed=2)
     return {
         "scratch": Variant("scratch", scratch),
@@ -245,7 +253,8 @@ def privacy_models(P: dict, store: Store) -> tuple[dict, dict, bool]:
     run of 02 reuses them). Returns (02's settings, {(N, width, seed): config}, whether it is the whole sweep)."""
     from . import profiles
 
-    p02 = profiles.settings("02", P["profile"])
+    # 02's models as 02 would train them under this run's backbone and precision settings
+    p02 = profiles.settings("02", P["profile"], **{k: P[k] for k in ("nets", "precision") if k in P})
     sweep_cfgs = regimes(p02)
     if all(is_fitted(c, store) for c in sweep_cfgs.values()):
         return p02, sweep_cfgs, True
