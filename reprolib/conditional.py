@@ -72,15 +72,17 @@ def class_fidelity(predicted, labels) -> float:
     return float((torch.as_tensor(predicted) == torch.as_tensor(labels)).double().mean())
 
 
-def judge(data_name: str):
-    """The classifier that judges a sample's class: ``classifier.digit_classifier`` for digits."""
-    if data_name != "digits":
-        raise NotImplementedError(
-            f"No classifier for '{data_name}' here; train one on the real images and pass its predict() "
-            f"to the notebook (the paper's CIFAR-10 runs would use a standard ResNet).")
-    from .classifier import digit_classifier
+def judge(data_name: str, store=None, device="cpu", **config):
+    """The classifier that judges a sample's class: ``classifier.digit_classifier`` for digits, the CNN of
+    ``classifier.train_cnn`` (``config``: ``CNNConfig`` fields, cached in ``store``) for CIFAR-10."""
+    from . import classifier
 
-    return digit_classifier()
+    if data_name == "digits":
+        return classifier.digit_classifier()
+    if data_name == "cifar10":
+        return classifier.train_cnn(classifier.CNNConfig(data=data_name, **config), store, device, progress=False)
+    raise NotImplementedError(
+        f"No classifier for '{data_name}' here: reprolib.classifier has one for digits and one for cifar10.")
 
 
 def summary_array(by_class: dict) -> np.ndarray:
