@@ -108,7 +108,7 @@ for (n, w, s), d in sorted(drift.items()):
 
 # %%
 t0 = time.perf_counter()
-sim = metrics.PixelSimilarity()
+sim = metrics.backend(P["similarity"], device=P["device"])
 samples = regimes.sweep_samples(models, store, seeds, P)
 table = regimes.model_table(samples, P, sim)
 pairs = regimes.pair_table(samples, sim)

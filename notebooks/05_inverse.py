@@ -55,8 +55,9 @@ t_start = time.perf_counter()
 truth_key = {"data": P["data"], "subset": P["images"], "subset_seed": 1}
 truth = data.load(P["data"]).subset(P["images"], seed=1).images
 noises = {1: list(range(100_000, 100_000 + len(truth))), 2: list(range(200_000, 200_000 + len(truth)))}
-sim = metrics.PixelSimilarity()
-THRESHOLD = sim.default_threshold  # Pearson > 0.9, calibrated in notebook 01
+sim = metrics.backend(P["similarity"], device=P["device"])
+THRESHOLD = sim.default_threshold  # Pearson 0.9 (calibrated in notebook 01), or SSCD 0.6
+print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 z0, z1 = P["zetas"]
 print(f"profile {profile}: {len(truth)} measured images, tasks {P['tasks']}, measurement noise std "
       f"{P['noise_std']} (images in [-1, 1]), step sizes {P['zetas']}")
@@ -182,7 +183,7 @@ for j, task in enumerate(P["tasks"]):
     ax.bar(x, t["rp"], width=width, label=task)
     ax.scatter(x, t["rp_other_noise"], color="k", marker="_", s=80, zorder=3)
 ax.scatter([], [], color="k", marker="_", label="same measurement, other noise")
-ax.set(xticks=range(len(labels)), ylabel=f"RP (Pearson > {THRESHOLD})", ylim=(0, 1.02), title="Reproducibility of DPS")
+ax.set(xticks=range(len(labels)), ylabel=f"RP ({sim.label} > {THRESHOLD})", ylim=(0, 1.02), title="Reproducibility of DPS")
 ax.set_xticklabels(labels, rotation=25, ha="right", fontsize=7)
 ax.legend(fontsize=7)
 ax = axes[1]

@@ -60,8 +60,9 @@ store = Store()
 t_start = time.perf_counter()
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 variants = zoo.section6(P)
-sim = metrics.PixelSimilarity()
+sim = metrics.backend(P["similarity"], device=P["device"])
 THRESHOLD = sim.default_threshold
+print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 print(f"profile {profile}: pre-train on {P['source']}, fine-tune on {P['target']}, {len(seeds)} seeds")
 
 # %% [markdown]
@@ -121,7 +122,7 @@ names = list(samples)
 rp = metrics.score_matrix(lambda a, b: metrics.rp_score(sim, a, b, THRESHOLD), samples)
 chance = metrics.score_matrix(lambda a, b: metrics.chance_rp(sim, a, b, THRESHOLD), samples)
 fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-plotting.heatmap(rp, names, axes[0], f"RP (Pearson > {THRESHOLD})")
+plotting.heatmap(rp, names, axes[0], f"RP ({sim.label} > {THRESHOLD})")
 plotting.heatmap(chance, names, axes[1], "chance (mismatched seeds)")
 fig.tight_layout()
 plotting.save(fig, "06_rp_heatmaps")
@@ -149,7 +150,7 @@ for name in names:
 axes[0].plot(thresholds, metrics.rp_curve(metrics.unpaired(sim, samples["scratch"], samples["scratch, seed 2"]),
                                           thresholds), "k:", label="chance (scratch pair)")
 axes[0].axvline(THRESHOLD, color="k", lw=1, alpha=0.5)
-axes[0].set(xlabel="Pearson threshold", ylabel="RP with scratch", title="RP with the from-scratch model")
+axes[0].set(xlabel=f"{sim.label} threshold", ylabel="RP with scratch", title="RP with the from-scratch model")
 axes[0].legend(fontsize=7)
 tuned = [n for n in names if "fine-tune" in n]
 for k, n in enumerate(tuned):
