@@ -13,7 +13,7 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from . import samplers
+from . import metrics, samplers
 from .optimal import OptimalDenoiser
 
 CORNERS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))  # (a, b) of z1, z2, z3
@@ -40,14 +40,29 @@ def plane(seeds, shape, grid: int) -> torch.Tensor:
     return points(seeds, shape, torch.stack([aa.flatten(), bb.flatten()], 1))
 
 
-def partition(denoiser, grid_z: torch.Tensor, seeds, P: dict, sim) -> np.ndarray:
-    """For each noise of the plane, the index (0, 1, 2) of the corner image its sample resembles most."""
+def generate(denoiser, grid_z: torch.Tensor, seeds, P: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's three corner images and its image from every noise of the plane."""
     shape = tuple(grid_z.shape[1:])
     corners = points(seeds, shape, torch.tensor(CORNERS))
     run = dict(sampler="heun", steps=P["sample_steps"], device=P["device"])
-    refs = samplers.sample(denoiser, range(3), shape, z=corners, **run)
-    x = samplers.sample(denoiser, range(len(grid_z)), shape, z=grid_z, **run)
+    return (samplers.sample(denoiser, range(3), shape, z=corners, **run),
+            samplers.sample(denoiser, range(len(grid_z)), shape, z=grid_z, **run))
+
+
+def partition(denoiser, grid_z: torch.Tensor, seeds, P: dict, sim) -> np.ndarray:
+    """For each noise of the plane, the index (0, 1, 2) of the corner image its sample resembles most."""
+    return nearest_corner(*generate(denoiser, grid_z, seeds, P), sim)
+
+
+def nearest_corner(refs: torch.Tensor, x: torch.Tensor, sim) -> np.ndarray:
+    """``partition`` of images already generated (``generate``'s output)."""
     return (sim.embed(x) @ sim.embed(refs).T).argmax(1).numpy()
+
+
+def reached(x: torch.Tensor, train: torch.Tensor) -> np.ndarray:
+    """For each image of the plane, the index of the training image it is closest to: in the memorization
+    regime, the copy it made, a label that does not depend on the corners."""
+    return metrics.nearest_l2(x, train)[1].numpy()
 
 
 def pick_corners(denoisers: dict, candidates, shape, P: dict, sim, threshold: float | None = None) -> list:
@@ -79,7 +94,8 @@ def agreement_table(labels: dict) -> dict:
     out = {}
     for a, b in combinations(labels, 2):
         la, lb = labels[a], labels[b]
-        pa, pb = np.bincount(la, minlength=3) / len(la), np.bincount(lb, minlength=3) / len(lb)
+        k = int(max(la.max(), lb.max())) + 1
+        pa, pb = np.bincount(la, minlength=k) / len(la), np.bincount(lb, minlength=k) / len(lb)
         out[(a, b)] = (float((la == lb).mean()), float(pa @ pb))
     return out
 

@@ -111,6 +111,15 @@ def test_partition_labels_each_corner_with_itself_and_agreement_counts_chance():
     assert agree == 0.75 and chance == pytest.approx(0.5 * 0.25 + 0.25 * 0.5 + 0.25 * 0.25)
 
 
+def test_reached_labels_each_image_by_its_nearest_training_image_and_chance_counts_every_label():
+    train = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    x = train[[4, 0, 0, 3]] + 0.01
+    assert list(hyperplane.reached(x, train)) == [4, 0, 0, 3]
+    table = hyperplane.agreement_table({"a": np.array([4, 0, 0, 3]), "b": np.array([4, 0, 1, 1])})
+    agree, chance = table[("a", "b")]
+    assert agree == 0.5 and chance == pytest.approx(0.5 * 0.25 + 0.25 * 0.25)  # labels 0 and 4 shared
+
+
 def test_pick_corners_skips_seeds_whose_images_coincide():
     P, shape, sim = dict(sample_steps=6, device="cpu"), (1, 8, 8), metrics.PixelSimilarity()
 
