@@ -157,7 +157,8 @@ t0 = time.perf_counter()
 agreement = {}
 for n in (min(P["sizes"]), max(P["sizes"])):
     denoisers = {f"width {w}": zoo.fit(models[(n, w, 0)], store, False, P["device"]) for w in P["widths"]}
-    denoisers["optimal"] = hyperplane.optimal(full.subset(n).images)
+    train_n = full.subset(n).images
+    denoisers["optimal"] = hyperplane.optimal(train_n)
     corners = hyperplane.pick_corners(denoisers, seeds[:40], P["shape"], P, sim)
     grid = hyperplane.plane(corners, P["shape"], P["grid"])
     images = {name: hyperplane.generate(d, grid, corners, P) for name, d in denoisers.items()}
@@ -177,8 +178,7 @@ for n in (min(P["sizes"]), max(P["sizes"])):
     for (a, b), (agree, chance) in agreement[n].items():
         print(f"  {a:9s} vs {b:9s}: {agree:.2f} ({chance:.2f})")
     if n == min(P["sizes"]):  # memorization: label each point by the training image its sample copies
-        copies = hyperplane.agreement_table({name: hyperplane.reached(x, full.subset(n).images)
-                                             for name, (_, x) in images.items()})
+        copies = hyperplane.agreement_table({name: hyperplane.reached(x, train_n) for name, (_, x) in images.items()})
         print(f"N={n}: fraction of the plane where two models reach the same training image (chance in brackets)")
         for (a, b), (agree, chance) in copies.items():
             print(f"  {a:9s} vs {b:9s}: {agree:.2f} ({chance:.2f})")

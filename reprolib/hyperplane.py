@@ -49,13 +49,9 @@ def generate(denoiser, grid_z: torch.Tensor, seeds, P: dict) -> tuple[torch.Tens
             samplers.sample(denoiser, range(len(grid_z)), shape, z=grid_z, **run))
 
 
-def partition(denoiser, grid_z: torch.Tensor, seeds, P: dict, sim) -> np.ndarray:
-    """For each noise of the plane, the index (0, 1, 2) of the corner image its sample resembles most."""
-    return nearest_corner(*generate(denoiser, grid_z, seeds, P), sim)
-
-
 def nearest_corner(refs: torch.Tensor, x: torch.Tensor, sim) -> np.ndarray:
-    """``partition`` of images already generated (``generate``'s output)."""
+    """For each image ``x`` of the plane, the index (0, 1, 2) of the corner image ``refs`` it resembles most
+    (``generate``'s two outputs)."""
     return (sim.embed(x) @ sim.embed(refs).T).argmax(1).numpy()
 
 

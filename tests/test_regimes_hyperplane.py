@@ -96,16 +96,17 @@ def test_plane_points_have_gaussian_norm_and_pass_through_the_corner_noises():
     assert torch.allclose(grid.reshape(25, -1).norm(dim=1), torch.full((25,), 8.0), atol=1e-4)
 
 
-def test_partition_labels_each_corner_with_itself_and_agreement_counts_chance():
+def test_nearest_corner_labels_each_corner_with_itself_and_agreement_counts_chance():
     def gaussian(x, sigma):  # exact denoiser of N(0, I): its samples are the noises, scaled
         return x / (1 + sigma**2)
 
     P = dict(sample_steps=8, device="cpu")
     corners = hyperplane.points([1, 2, 3], (1, 8, 8), torch.tensor(hyperplane.CORNERS))
-    labels = hyperplane.partition(gaussian, corners, [1, 2, 3], P, metrics.PixelSimilarity())
+    labels = hyperplane.nearest_corner(*hyperplane.generate(gaussian, corners, [1, 2, 3], P), metrics.PixelSimilarity())
     assert list(labels) == [0, 1, 2]
     mixed = hyperplane.points([1, 2, 3], (1, 8, 8), torch.tensor([[0.9, 0.05], [0.05, 0.9]]))
-    assert list(hyperplane.partition(gaussian, mixed, [1, 2, 3], P, metrics.PixelSimilarity())) == [1, 2]
+    assert list(hyperplane.nearest_corner(*hyperplane.generate(gaussian, mixed, [1, 2, 3], P),
+                                         metrics.PixelSimilarity())) == [1, 2]
     table = hyperplane.agreement_table({"a": np.array([0, 0, 1, 2]), "b": np.array([0, 1, 1, 2])})
     agree, chance = table[("a", "b")]
     assert agree == 0.75 and chance == pytest.approx(0.5 * 0.25 + 0.25 * 0.5 + 0.25 * 0.25)
