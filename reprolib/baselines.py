@@ -43,8 +43,22 @@ def _check(arch: str, width):
     return DEFAULT_WIDTH[arch] if width is None else int(width)
 
 
+class _Config:
+    """What the GAN and VAE configs share: ``arch`` checked and ``width`` filled in (so equal models get equal
+    keys), the whole config as the store key, and ``replace``."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "width", _check(self.arch, self.width))
+
+    def key_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class GANConfig:
+class GANConfig(_Config):
     data: str = "digits"
     n: int | None = None  # training-set size: a nested seeded subset; None = all
     subset_seed: int = 0
@@ -58,18 +72,9 @@ class GANConfig:
     ema_halflife: int = 200  # in steps, on the generator's weights
     seed: int = 0
 
-    def __post_init__(self):
-        object.__setattr__(self, "width", _check(self.arch, self.width))
-
-    def key_dict(self) -> dict:
-        return asdict(self)
-
-    def replace(self, **changes) -> "GANConfig":
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(_Config):
     data: str = "digits"
     n: int | None = None
     subset_seed: int = 0
@@ -81,15 +86,6 @@ class VAEConfig:
     lr: float = 1e-3
     beta: float = 1.0  # weight of the KL term
     seed: int = 0
-
-    def __post_init__(self):
-        object.__setattr__(self, "width", _check(self.arch, self.width))
-
-    def key_dict(self) -> dict:
-        return asdict(self)
-
-    def replace(self, **changes) -> "VAEConfig":
-        return dataclasses.replace(self, **changes)
 
 
 GAN_KIND, VAE_KIND = "gan", "vae"
