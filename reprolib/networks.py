@@ -16,18 +16,23 @@ from torch import nn
 
 
 class NoiseEmbedding(nn.Module):
-    """Sinusoidal features of the scalar noise condition (Vaswani et al. 2017), then an MLP."""
+    """Sinusoidal features of the scalar noise condition (Vaswani et al. 2017), then an MLP.
 
-    def __init__(self, dim: int, num_classes: int = 0):
+    The features are cos/sin of ``scale * c_noise * 10000^(-i / half)``. ``scale`` 100 (the default, under which
+    the first stores were trained) suits DDPM's c_noise = t / T in [0, 1]; EDM's DDPM++ feeds c_noise = ln(sigma) / 4
+    at scale 1 (Karras et al. 2022, Table 1), whose features stay smooth in sigma.
+    """
+
+    def __init__(self, dim: int, num_classes: int = 0, scale: float = 100.0):
         super().__init__()
-        self.dim = dim
+        self.dim, self.scale = dim, scale
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, dim))
         self.label = nn.Embedding(num_classes + 1, dim) if num_classes else None
 
     def forward(self, c_noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         half = self.dim // 2
         freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=c_noise.device) / half)
-        angles = c_noise.float()[:, None] * freqs[None] * 100.0  # c_noise lives in roughly [-3, 3]
+        angles = c_noise.float()[:, None] * freqs[None] * self.scale
         emb = self.mlp(torch.cat([angles.cos(), angles.sin()], dim=1))
         if self.label is not None:
             if labels is None:
@@ -36,16 +41,25 @@ class NoiseEmbedding(nn.Module):
         return emb
 
 
-def _groups(channels: int) -> int:
-    return math.gcd(channels, 8)
+def group_norm(channels: int, group_size: int | None = None) -> nn.GroupNorm:
+    """GroupNorm with EDM's DDPM++ grouping for ``group_size`` k: min(32, C // k) groups of at least k channels
+    (Karras et al. 2022, ``training/networks.py``). ``None`` keeps the rule the first stores were trained with,
+    gcd(C, 8) groups, which below 16 channels normalises each channel alone (instance norm)."""
+    if group_size is None:
+        groups = math.gcd(channels, 8)
+    else:
+        groups = max(1, min(32, channels // group_size))
+        while channels % groups:
+            groups -= 1
+    return nn.GroupNorm(groups, channels)
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_dim: int):
+    def __init__(self, cin: int, cout: int, emb_dim: int, group_size: int | None = None):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(_groups(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm1, self.conv1 = group_norm(cin, group_size), nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
-        self.norm2, self.conv2 = nn.GroupNorm(_groups(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2, self.conv2 = group_norm(cout, group_size), nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x, emb):
@@ -56,9 +70,9 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention2d(nn.Module):
-    def __init__(self, channels: int, heads: int = 1):
+    def __init__(self, channels: int, heads: int = 1, group_size: int | None = None):
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.norm = group_norm(channels, group_size)
         self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
 
     def forward(self, x):
@@ -71,36 +85,41 @@ class UNet(nn.Module):
     """A DDPM++-like U-Net (Song et al. 2021; Karras et al. 2022) scaled by ``width``.
 
     ``channel_mult`` gives one level per entry; ``attn_res`` lists the resolutions with attention.
+    ``group_size`` and ``noise_scale`` are the GroupNorm grouping (``group_norm``) and the noise features'
+    scale (``NoiseEmbedding``); their defaults are the first stores' rules, ``group_size=4, noise_scale=1``
+    are DDPM++'s as EDM trains it.
     """
 
     def __init__(self, in_channels=1, resolution=8, width=32, channel_mult=(1, 2), num_blocks=1,
-                 attn_res=(), num_classes=0):
+                 attn_res=(), num_classes=0, group_size=None, noise_scale=100.0):
         super().__init__()
         emb_dim = 4 * width
-        self.embed = NoiseEmbedding(emb_dim, num_classes)
+        self.embed = NoiseEmbedding(emb_dim, num_classes, noise_scale)
+        block = lambda cin, cout: ResBlock(cin, cout, emb_dim, group_size)
+        attention = lambda c: SelfAttention2d(c, group_size=group_size)
         self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         chans, skips, res = width, [width], resolution
         for level, mult in enumerate(channel_mult):
             for _ in range(num_blocks):
-                self.down.append(nn.ModuleList([ResBlock(chans, width * mult, emb_dim),
-                                                SelfAttention2d(width * mult) if res in attn_res else nn.Identity()]))
+                self.down.append(nn.ModuleList([block(chans, width * mult),
+                                                attention(width * mult) if res in attn_res else nn.Identity()]))
                 chans = width * mult
                 skips.append(chans)
             if level < len(channel_mult) - 1:
                 self.down.append(nn.Conv2d(chans, chans, 3, stride=2, padding=1))
                 skips.append(chans)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(chans, chans, emb_dim), SelfAttention2d(chans), ResBlock(chans, chans, emb_dim)])
+        self.mid = nn.ModuleList([block(chans, chans), attention(chans), block(chans, chans)])
         for level, mult in reversed(list(enumerate(channel_mult))):
             for _ in range(num_blocks + 1):
-                self.up.append(nn.ModuleList([ResBlock(chans + skips.pop(), width * mult, emb_dim),
-                                              SelfAttention2d(width * mult) if res in attn_res else nn.Identity()]))
+                self.up.append(nn.ModuleList([block(chans + skips.pop(), width * mult),
+                                              attention(width * mult) if res in attn_res else nn.Identity()]))
                 chans = width * mult
             if level > 0:
                 self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
                 res *= 2
-        self.head = nn.Sequential(nn.GroupNorm(_groups(chans), chans), nn.SiLU(), nn.Conv2d(chans, in_channels, 3, padding=1))
+        self.head = nn.Sequential(group_norm(chans, group_size), nn.SiLU(), nn.Conv2d(chans, in_channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 

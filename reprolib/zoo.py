@@ -29,6 +29,11 @@ PAPER_NETS = {
     "uvit": {"kind": "uvit", "width": 256, "depth": 8, "patch": 4},
 }
 
+# Two details of EDM's DDPM++ (``networks.UNet``) that the section-1 U-Nets, trained and verified first, lack:
+# GroupNorm groups of at least 4 channels, and noise features smooth in ln(sigma). The size sweep needs them: at
+# widths 4 and 8 the first rule normalises every channel alone (notebook 03 gives the numbers before and after).
+DDPMPP = {"group_size": 4, "noise_scale": 1.0}
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -140,7 +145,8 @@ def describe(cfg) -> str:
 def regimes(P: dict) -> dict:
     """Figure 2's sweep: U-Nets of doubling widths on nested subsets of N images, per training seed.
 
-    Keys are (N, width, seed); every model of one N sees the same subset (``subset_seed`` 0).
+    Keys are (N, width, seed); every model of one N sees the same subset (``subset_seed`` 0). The U-Nets are
+    ``DDPMPP``'s, whatever ``P["nets"]`` leaves unset.
     ``P["steps"]`` maps N to a training length: small sets memorize fast, middle ones take longest.
     """
     base = nets(P)["unet"]
@@ -148,7 +154,7 @@ def regimes(P: dict) -> dict:
     for n in P["sizes"]:
         for w in P["widths"]:
             for seed in range(P["train_seeds"]):
-                net = {**base, "width": w}
+                net = {**DDPMPP, **base, "width": w}
                 steps = max(int(P["steps"][n] * P.get("steps_scale", 1.0)), 1)
                 out[(n, w, seed)] = configured(TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed,
                                                            batch=P["batch"], lr=P["lr"]), P)
