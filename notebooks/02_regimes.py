@@ -27,7 +27,9 @@
 # **generalization** (large N: new images, still the same across models), with a dip between them where N is
 # near the models' capacity. The paper's CIFAR-10 U-Nets have widths 64/128/256; on 8x8 digits and two CPU
 # cores we scale them to widths 4/8/16 (the `cpu` profile) so that the transition falls inside the 1,797
-# digits available.
+# digits available. At these widths two details of the paper's DDPM++ U-Net matter, and the sweep keeps them
+# (`zoo.DDPMPP`): GroupNorm groups of at least 4 channels (a narrower rule would normalise each channel of a
+# width-4 layer alone) and noise features that vary smoothly with $\ln\sigma$.
 
 # %% tags=["parameters"]
 import os

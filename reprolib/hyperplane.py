@@ -3,7 +3,8 @@
 Three noises z1, z2, z3 span the plane z(a, b) = z1 + a (z2 - z1) + b (z3 - z1). Every grid point is rescaled
 to the norm sqrt(d) that a d-dimensional Gaussian noise has with overwhelming probability, so it is a
 plausible starting noise (what slerp does on a circle, done on the plane). A model generates an image from
-each point, and the point is labelled by which of the model's own three corner images it resembles most.
+each point, and the point is labelled by which of the model's own three corner images it resembles most; the
+corners are seeds that every model maps to the same image, so a colour means one image in every panel.
 """
 
 from __future__ import annotations
@@ -62,20 +63,23 @@ def reached(x: torch.Tensor, train: torch.Tensor) -> np.ndarray:
 
 
 def pick_corners(denoisers: dict, candidates, shape, P: dict, sim, threshold: float | None = None) -> list:
-    """The first three candidate seeds whose images are pairwise different (similarity at most the
-    threshold) for every model: with two corners on one image a partition would lose a colour."""
+    """The first three candidate seeds that every model maps to one shared image (every pair of models' images
+    similar above the threshold), the three images pairwise different (at most the threshold) for every model.
+
+    Shared corners make each colour mean one image in every panel, so that partitions can be compared; two
+    corners on one image would lose a colour.
+    """
     t = sim.default_threshold if threshold is None else threshold
     run = dict(sampler="heun", steps=P["sample_steps"], device=P["device"])
     embeds = [sim.embed(samplers.sample(d, candidates, shape, **run)) for d in denoisers.values()]
     close = torch.stack([(e @ e.T) > t for e in embeds]).any(0)
-    n = len(candidates)
-    for i in range(n):
-        for j in range(i + 1, n):
-            for k in range(j + 1, n):
-                if not (close[i, j] or close[i, k] or close[j, k]):
-                    return [candidates[i], candidates[j], candidates[k]]
-    raise ValueError(f"No three of the {n} candidate seeds give pairwise different images for every model; "
-                     f"pass more candidates.")
+    shared = [i for i in range(len(candidates))
+              if all(float(a[i] @ b[i]) > t for a, b in combinations(embeds, 2))]
+    for i, j, k in combinations(shared, 3):
+        if not (close[i, j] or close[i, k] or close[j, k]):
+            return [candidates[i], candidates[j], candidates[k]]
+    raise ValueError(f"No three of the {len(candidates)} candidate seeds give images that every model shares "
+                     f"({len(shared)} do) and that differ pairwise; pass more candidates.")
 
 
 def optimal(images: torch.Tensor) -> OptimalDenoiser:

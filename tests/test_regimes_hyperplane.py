@@ -131,5 +131,26 @@ def test_pick_corners_skips_seeds_whose_images_coincide():
     images = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     from reprolib.optimal import OptimalDenoiser
 
-    with pytest.raises(ValueError, match="pairwise different"):  # two training images: never three corners
-        hyperplane.pick_corners({"g": gaussian, "opt": OptimalDenoiser(images)}, [5, 6, 7, 8], shape, P, sim)
+    with pytest.raises(ValueError, match="differ pairwise"):  # two training images: never three corners
+        hyperplane.pick_corners({"opt": OptimalDenoiser(images)}, [5, 6, 7, 8], shape, P, sim)
+
+
+def test_pick_corners_takes_only_seeds_that_every_model_maps_to_one_image():
+    """Two optimal denoisers, one missing a training image: seeds that reach it with the first land elsewhere
+    with the second, and must not become corners."""
+    from reprolib.optimal import OptimalDenoiser
+
+    P, shape, sim = dict(sample_steps=10, device="cpu"), (1, 8, 8), metrics.PixelSimilarity()
+    images = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    models = {"all": OptimalDenoiser(images), "five": OptimalDenoiser(images[:5])}
+    candidates = list(range(40))
+    corners = hyperplane.pick_corners(models, candidates, shape, P, sim)
+    x = {name: samplers.sample(d, candidates, shape, "heun", 10) for name, d in models.items()}
+    differ = [s for s in candidates if metrics.paired(sim, x["all"][[s]], x["five"][[s]]).item() <= sim.default_threshold]
+    assert differ and differ[0] < corners[-1], "the test needs a disagreeing seed before the last corner"
+    assert not set(differ) & set(corners)
+    for s in corners:
+        assert metrics.paired(sim, x["all"][[s]], x["five"][[s]]).item() > sim.default_threshold
+    with pytest.raises(ValueError, match="every model shares"):
+        pick = {"all": models["all"], "noise": lambda z, sigma: z / (1 + sigma**2)}
+        hyperplane.pick_corners(pick, candidates[:6], shape, P, sim)
