@@ -9,6 +9,7 @@ corners are seeds that every model maps to the same image, so a colour means one
 
 from __future__ import annotations
 
+import warnings
 from itertools import combinations
 
 import numpy as np
@@ -67,7 +68,8 @@ def pick_corners(denoisers: dict, candidates, shape, P: dict, sim, threshold: fl
     similar above the threshold), the three images pairwise different (at most the threshold) for every model.
 
     Shared corners make each colour mean one image in every panel, so that partitions can be compared; two
-    corners on one image would lose a colour.
+    corners on one image would lose a colour. Without three shared seeds, warns and takes the first three whose
+    images differ pairwise for every model.
     """
     t = sim.default_threshold if threshold is None else threshold
     run = dict(sampler="heun", steps=P["sample_steps"], device=P["device"])
@@ -78,8 +80,15 @@ def pick_corners(denoisers: dict, candidates, shape, P: dict, sim, threshold: fl
     for i, j, k in combinations(shared, 3):
         if not (close[i, j] or close[i, k] or close[j, k]):
             return [candidates[i], candidates[j], candidates[k]]
-    raise ValueError(f"No three of the {len(candidates)} candidate seeds give images that every model shares "
-                     f"({len(shared)} do) and that differ pairwise; pass more candidates.")
+    if len(shared) < len(candidates):  # models that mostly disagree (barely trained) still get a figure
+        warnings.warn(f"No three of the {len(candidates)} candidate seeds give images that every model shares "
+                      f"({len(shared)} do) and that differ pairwise: each model's corners are its own images, so "
+                      f"a colour may mean different images in different panels.", stacklevel=2)
+        for i, j, k in combinations(range(len(candidates)), 3):
+            if not (close[i, j] or close[i, k] or close[j, k]):
+                return [candidates[i], candidates[j], candidates[k]]
+    raise ValueError(f"No three of the {len(candidates)} candidate seeds give pairwise different images for every "
+                     f"model; pass more candidates.")
 
 
 def optimal(images: torch.Tensor) -> OptimalDenoiser:

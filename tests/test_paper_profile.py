@@ -71,7 +71,7 @@ def test_paper_profile_runs_notebook_02_on_a_cifar_fixture(tmp_path, write_cifar
     trained = [json.loads(p.read_text()) for p in (tmp_path / "store" / "diffusion").glob("*/config.json")]
     assert sorted((c["n"], c["net"]["width"]) for c in trained) == [(8, 4), (8, 8), (16, 4), (16, 8)]
     assert all(c["data"] == "cifar10" and c["steps"] == 5 and c["batch"] == 8 for c in trained)
-    assert all((c["net"] | {"width": 0}) == (zoo.PAPER_NETS["unet"] | {"width": 0}) for c in trained)
+    assert all((c["net"] | {"width": 0}) == (zoo.DDPMPP | zoo.PAPER_NETS["unet"] | {"width": 0}) for c in trained)
     assert len(list((tmp_path / "store" / "samples").glob("*/x.pt"))) == 4
     x = torch.load(next((tmp_path / "store" / "samples").glob("*/x.pt")), weights_only=True)["payload"]["x"]
     assert x.shape == (16, 3, 32, 32)
