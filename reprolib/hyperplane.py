@@ -77,18 +77,21 @@ def pick_corners(denoisers: dict, candidates, shape, P: dict, sim, threshold: fl
     close = torch.stack([(e @ e.T) > t for e in embeds]).any(0)
     shared = [i for i in range(len(candidates))
               if all(float(a[i] @ b[i]) > t for a, b in combinations(embeds, 2))]
-    for i, j, k in combinations(shared, 3):
-        if not (close[i, j] or close[i, k] or close[j, k]):
-            return [candidates[i], candidates[j], candidates[k]]
-    if len(shared) < len(candidates):  # models that mostly disagree (barely trained) still get a figure
+
+    def first_distinct(indices):
+        return next(([candidates[i], candidates[j], candidates[k]] for i, j, k in combinations(indices, 3)
+                     if not (close[i, j] or close[i, k] or close[j, k])), None)
+
+    corners = first_distinct(shared)
+    if corners is None and len(shared) < len(candidates):  # models that mostly disagree (barely trained)
         warnings.warn(f"No three of the {len(candidates)} candidate seeds give images that every model shares "
                       f"({len(shared)} do) and that differ pairwise: each model's corners are its own images, so "
                       f"a colour may mean different images in different panels.", stacklevel=2)
-        for i, j, k in combinations(range(len(candidates)), 3):
-            if not (close[i, j] or close[i, k] or close[j, k]):
-                return [candidates[i], candidates[j], candidates[k]]
-    raise ValueError(f"No three of the {len(candidates)} candidate seeds give pairwise different images for every "
-                     f"model; pass more candidates.")
+        corners = first_distinct(range(len(candidates)))
+    if corners is None:
+        raise ValueError(f"No three of the {len(candidates)} candidate seeds give pairwise different images for "
+                         f"every model; pass more candidates.")
+    return corners
 
 
 def optimal(images: torch.Tensor) -> OptimalDenoiser:
