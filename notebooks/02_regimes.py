@@ -48,6 +48,7 @@ if "google.colab" in sys.modules:  # Colab starts without the library; Binder an
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from reprolib import data, metrics, plotting, profiles, regimes, zoo
 from reprolib.store import Store
@@ -67,8 +68,8 @@ print(f"profile {profile}: sizes {P['sizes']}, widths {P['widths']}, {P['train_s
 # Every model of one N sees the same nested subset (the first N images of one seeded permutation of the data
 # set). The trainings run two at a time in one-thread processes and land in the store: notebook 03 reuses them,
 # and an interrupted sweep resumes where it stopped. How long each N trains, and at which learning rate, is in
-# `reprolib.profiles`: at the cpu profile 3,000 steps at lr 3e-3 (at 1e-3 the smallest width needed twice as
-# many steps to memorize even 16 images).
+# `reprolib.profiles`: at the cpu profile lr 3e-3 (at 1e-3 the smallest width needed twice as many steps to
+# memorize even 16 images), 5,000 steps for N <= 32 and 3,000 for the rest (why: the next section).
 
 # %%
 t0 = time.perf_counter()
@@ -78,25 +79,48 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 # %% [markdown]
 # ## Has each model converged?
 #
-# We judge convergence on the training loss (mean per 100 steps): the relative change between the means of
-# the last two tenths of training. A model still improving its loss by more than a few percent is still
-# moving; the figure shows the curves, the table the relative change.
+# Two tests, both read from the run itself. The **training loss** (mean per 100 steps): its relative change
+# between the means of the last two tenths of training. The **memorized fraction** (the ratio test below) of
+# each model's samples at every EMA snapshot: the loss flattens early at small N, while the model is still
+# settling which images it copies. A model counts as converged when its loss moved by at most 5% and its
+# memorized fraction by at most 0.05 over the last snapshot interval.
+#
+# The first cpu sweep trained every N 3,000 steps and judged by the loss alone. The memorized fraction of
+# width 4 was then still climbing at N = 32 (0.35 to 0.80 over the last 1,000 steps) and N = 16 (0.89 to
+# 1.00), so those sizes now train 5,000 steps. The middle sizes are not converged by the second test within
+# the budget: their memorized fraction keeps rising slowly (a side run of width 4 at N = 64 went from 0.08 at
+# 3,000 steps to 0.40 at 6,000). They are listed below (at cpu: N = 64 at every width, N = 128 at widths 8
+# and 16, N = 256 at width 16, each with a loss drift within 3.2%), and their RP is that of models caught
+# between the two regimes at a fixed training budget; the memorization regime (N <= 32) and the
+# generalization regime (N >= 512) are converged by both tests.
 
 # %%
-fig, axes = plt.subplots(1, len(P["widths"]), figsize=(4 * len(P["widths"]), 3), sharey=True, squeeze=False)
-drift = {}
-for (n, w, s), cfg in models.items():
-    curve = np.array(zoo.training_losses(cfg, store))
-    drift[(n, w, s)] = regimes.loss_drift(curve)
-    if s == 0:
-        ax = axes[0, P["widths"].index(w)]
-        ax.plot(np.arange(1, len(curve) + 1) * 100, curve, label=f"N={n}")
-        ax.set(title=f"width {w}", xlabel="step", yscale="log")
+t0 = time.perf_counter()
+curves = regimes.training_curves(models, store, seeds[:P["curve_seeds"]], P)
+losses = {key: np.array(zoo.training_losses(cfg, store)) for key, cfg in models.items()}
+fig, axes = plt.subplots(2, len(P["widths"]), figsize=(4 * len(P["widths"]), 5.5), sharey="row", squeeze=False)
+for (n, w, s), g in curves.groupby(["n", "width", "seed"]):
+    if s:
+        continue
+    col = P["widths"].index(w)
+    axes[0, col].plot(np.arange(1, len(losses[(n, w, s)]) + 1) * 100, losses[(n, w, s)], label=f"N={n}")
+    axes[1, col].plot(g["step"], g["memorized"], marker=".", label=f"N={n}")
+    axes[0, col].set(title=f"width {w}", yscale="log")
+    axes[1, col].set(xlabel="step", ylim=(-0.02, 1.02))
 axes[0, 0].set_ylabel("training loss")
+axes[1, 0].set_ylabel("memorized fraction")
 axes[0, -1].legend(fontsize=7, ncol=2)
+fig.tight_layout()
 plotting.save(fig, "02_training_curves")
-for (n, w, s), d in sorted(drift.items()):
-    print(f"N={n:5d} width={w:3d} seed={s}: loss change over the last tenth {d:+.1%}")
+convergence = pd.DataFrame({"memorized": curves.sort_values("step").groupby(["n", "width", "seed"])["memorized"].last(),
+                            "memorized change": regimes.last_change(curves)})
+convergence.insert(0, "loss drift", [regimes.loss_drift(losses[key]) for key in convergence.index])
+convergence["converged"] = (convergence["loss drift"].abs() <= 0.05) & (convergence["memorized change"].abs() <= 0.05)
+print(f"convergence curves: {time.perf_counter() - t0:.0f} s")
+moving = convergence[~convergence["converged"]]
+print(f"{len(convergence) - len(moving)} of {len(convergence)} models converged by both tests; still moving: "
+      + (", ".join(f"N={n} width {w}" for n, w, _ in moving.index) or "none"))
+convergence.round(3)
 
 # %% [markdown]
 # ## Sampling and scoring

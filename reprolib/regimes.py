@@ -74,6 +74,30 @@ def pair_table(samples: dict, sim, reference: dict | None = None, reference_name
     return pd.DataFrame(rows)
 
 
+def training_curves(models: dict, store, seeds, P: dict, theory: dict | None = None) -> pd.DataFrame:
+    """Memorized fraction (ratio test) of every model at each EMA snapshot and at its end, and with ``theory``
+    ({N: D*'s samples}) the same-copy rate with D*. A memorized fraction that has stopped moving is one of the
+    two convergence tests of the sweep (the training loss is the other)."""
+    full, rows = data.load(P["data"]), []
+    for (n, w, s), cfg in models.items():
+        train = full.subset(n).images
+        stored = range(cfg.snapshot_every, cfg.steps, cfg.snapshot_every) if cfg.snapshot_every else []
+        for step in [*stored, cfg.steps]:
+            x = (zoo.samples(cfg, store, seeds, P) if step == cfg.steps
+                 else zoo.snapshot_samples(cfg, step, store, seeds, P))
+            row = dict(n=n, width=w, seed=s, step=step, memorized=float(metrics.memorized(x, train).double().mean()))
+            if theory is not None:
+                row["same_copy"] = same_copy(x, theory[n], train)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def last_change(curves: pd.DataFrame, column: str = "memorized") -> pd.Series:
+    """Per model (N, width, seed): the change of ``column`` between its last two points (NaN with one)."""
+    by_model = curves.sort_values("step").groupby(["n", "width", "seed"])[column]
+    return by_model.apply(lambda v: v.iloc[-1] - v.iloc[-2] if len(v) > 1 else np.nan)
+
+
 def same_copy(x, theory_x, train) -> float:
     """Fraction of seeds where ``x`` is a copy (ratio test) of the very training image that ``theory_x`` is."""
     copies = metrics.memorized(x, train)

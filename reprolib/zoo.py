@@ -147,17 +147,20 @@ def regimes(P: dict) -> dict:
 
     Keys are (N, width, seed); every model of one N sees the same subset (``subset_seed`` 0). The U-Nets are
     ``DDPMPP``'s, whatever ``P["nets"]`` leaves unset.
-    ``P["steps"]`` maps N to a training length: small sets memorize fast, middle ones take longest.
+    ``P["steps"]`` maps N to a training length: small sets memorize fast, middle ones take longest. Every
+    model keeps its EMA weights each ``P["snapshot_every"]`` steps, for the convergence curves.
     """
     base = nets(P)["unet"]
+    scale = P.get("steps_scale", 1.0)
+    every = max(int(P["snapshot_every"] * scale), 1)
     out = {}
     for n in P["sizes"]:
         for w in P["widths"]:
             for seed in range(P["train_seeds"]):
                 net = {**DDPMPP, **base, "width": w}
-                steps = max(int(P["steps"][n] * P.get("steps_scale", 1.0)), 1)
+                steps = max(int(P["steps"][n] * scale), 1)
                 out[(n, w, seed)] = configured(TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed,
-                                                           batch=P["batch"], lr=P["lr"]), P)
+                                                           batch=P["batch"], lr=P["lr"], snapshot_every=every), P)
     return out
 
 

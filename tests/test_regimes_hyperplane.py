@@ -7,13 +7,33 @@ import pandas as pd
 import pytest
 import torch
 
-from reprolib import hyperplane, metrics, regimes, samplers
+from reprolib import data, hyperplane, metrics, regimes, samplers, zoo
+from reprolib.train import TrainConfig
 
 
 def test_loss_drift_is_zero_on_a_plateau_and_negative_while_falling():
     assert regimes.loss_drift([5.0] * 20 + [1.0] * 20) == pytest.approx(0.0)
     assert regimes.loss_drift(np.linspace(2, 1, 40)) < -0.05
     assert np.isnan(regimes.loss_drift([1.0]))
+
+
+def test_training_curves_read_every_snapshot_then_the_final_samples(monkeypatch):
+    train = data.load("digits").subset(16).images
+    blends = (train[:8] + train[8:16]) / 2  # halfway between two training images: no copy
+    final = train[[1, 0, 2, 3, 4, 5, 6, 7]]  # copies, two of them swapped against D*'s
+    monkeypatch.setattr(zoo, "snapshot_samples", lambda cfg, step, store, seeds, P: blends)
+    monkeypatch.setattr(zoo, "samples", lambda cfg, store, seeds, P: final)
+    cfg = TrainConfig(n=16, net={"kind": "mlp", "width": 16, "depth": 1}, steps=30, snapshot_every=10)
+    models = {(16, 4, 0): cfg, (16, 8, 0): cfg.replace(snapshot_every=None)}
+    curves = regimes.training_curves(models, None, range(8), dict(data="digits"), theory={16: train[:8]})
+    snapshots = curves[curves.width == 4]
+    assert list(snapshots.step) == [10, 20, 30]
+    assert list(snapshots.memorized) == [0.0, 0.0, 1.0]
+    assert list(snapshots.same_copy) == [0.0, 0.0, 0.75]
+    assert list(curves[curves.width == 8].step) == [30]
+    change = regimes.last_change(curves)
+    assert change[(16, 4, 0)] == 1.0 and np.isnan(change[(16, 8, 0)])
+    assert "same_copy" not in regimes.training_curves(models, None, range(8), dict(data="digits")).columns
 
 
 def _models(mem_by_n):
