@@ -201,9 +201,10 @@ def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dic
 
 def section6(P: dict) -> dict[str, Variant]:
     """Section 6's fine-tuning study: a U-Net pre-trained on ``P["source"]`` classes, fine-tuned on
-    ``P["target"]`` fully, decoder only, head only and through LoRA adapters, beside two from-scratch U-Nets
-    on the target classes. Every model has its own training seed (none shares an initialisation or a
-    minibatch stream with another), and the fine-tunings train fewer steps than the from-scratch models."""
+    ``P["target"]`` fully, decoder only, encoder only, head only and through LoRA adapters, beside two
+    from-scratch U-Nets on the target classes. Every model has its own training seed (none shares an
+    initialisation or a minibatch stream with another), and the fine-tunings train fewer steps than the
+    from-scratch models."""
     net = nets(P)["unet"]
 
     def steps(k):
@@ -219,6 +220,7 @@ def section6(P: dict) -> dict[str, Variant]:
         "pre-trained": Variant("pre-trained", parent),
         "full fine-tune": Variant("full fine-tune", tune),
         "decoder fine-tune": Variant("decoder fine-tune", tune.replace(trainable=("net.up", "net.head"))),
+        "encoder fine-tune": Variant("encoder fine-tune", tune.replace(trainable=("net.stem", "net.down", "net.mid"))),
         f"LoRA r{P['lora_rank']} fine-tune": Variant(f"LoRA r{P['lora_rank']} fine-tune",
                                                      tune.replace(lora={"rank": P["lora_rank"]})),
         "head fine-tune": Variant("head fine-tune", tune.replace(trainable=("net.head",))),

@@ -92,12 +92,16 @@ def _sweep_configs(profile, **overrides):
     return list(zoo.regimes(profiles.settings("02", profile, **overrides)).values())
 
 
-def _section_configs(profile, **overrides):
+ADDED_LATER = ("encoder fine-tune",)  # section 6 models younger than the digest below: new keys, none changed
+
+
+def _section_configs(profile, added_later=True, **overrides):
     """Every config the zoo builds outside the size sweep."""
     out = [v.cfg for v in zoo.section1(profiles.settings("01", profile, **overrides))]
     out += [v.cfg for v in zoo.section4(profiles.settings("04", profile, **overrides))]
     out += [v.cfg for v in zoo.unconditional(profiles.settings("05", profile, **overrides))]
-    out += [v.cfg for v in zoo.section6(profiles.settings("06", profile, **overrides)).values()]
+    out += [v.cfg for name, v in zoo.section6(profiles.settings("06", profile, **overrides)).items()
+            if added_later or name not in ADDED_LATER]
     out += [v.cfg for v in zoo.section7(profiles.settings("07", profile, **overrides))]
     return out
 
@@ -120,7 +124,7 @@ def _digest(configs):
 
 @pytest.mark.parametrize("profile", profiles.NAMES)
 def test_default_settings_keep_every_store_key(profile):
-    assert _digest(_section_configs(profile)) == KEYS_BEFORE[profile]
+    assert _digest(_section_configs(profile, added_later=False)) == KEYS_BEFORE[profile]
     assert _digest(_sweep_configs(profile)) == SWEEP_KEYS[profile]
 
 

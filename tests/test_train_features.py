@@ -44,3 +44,21 @@ def test_snapshots_hold_the_ema_weights_along_the_way(tmp_path):
     assert all(torch.equal(v, final.state_dict()[k]) for k, v in last.state_dict().items())
     early = snapshot(cfg, 10, store)
     assert any(not torch.equal(v, final.state_dict()[k]) for k, v in early.state_dict().items())
+
+
+def test_section6_encoder_and_decoder_fine_tunings_split_the_u_net_between_them():
+    from reprolib import profiles, zoo
+    from reprolib.train import build, mark_trainable
+
+    P = profiles.settings("06", "smoke")
+    variants = zoo.section6(P)
+    trained = {}
+    for part in ("encoder", "decoder"):
+        cfg = variants[f"{part} fine-tune"].cfg
+        assert cfg.init == asdict(variants["pre-trained"].cfg)
+        model = build(cfg, P["shape"])
+        assert mark_trainable(model, cfg) > 0
+        trained[part] = {k for k, p in model.named_parameters() if p.requires_grad}
+    assert not trained["encoder"] & trained["decoder"]
+    rest = {k for k, _ in build(variants["scratch"].cfg, P["shape"]).named_parameters()} - trained["encoder"] - trained["decoder"]
+    assert rest and all(k.startswith("net.embed") for k in rest), rest  # only the noise embedding stays frozen in both
