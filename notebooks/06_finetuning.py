@@ -30,7 +30,9 @@
 #   (Hu et al. 2021, `reprolib.lora`), the pre-trained weights frozen;
 # - train two U-Nets from scratch on 5-9 (two training seeds) as the reference and its own reproducibility.
 #
-# Each fine-tuning trains 1,500 steps, the from-scratch models 2,500; every model has its own training seed.
+# Each fine-tuning trains 1,500 steps, the from-scratch models 2,500. The pre-training and the two from-scratch
+# models each have their own training seed; the fine-tunings share a fourth (they differ only in what they
+# train), so none of them shares a minibatch stream with the from-scratch models.
 
 # %% tags=["parameters"]
 import os

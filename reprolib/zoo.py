@@ -202,9 +202,9 @@ def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dic
 def section6(P: dict) -> dict[str, Variant]:
     """Section 6's fine-tuning study: a U-Net pre-trained on ``P["source"]`` classes, fine-tuned on
     ``P["target"]`` fully, decoder only, encoder only, head only and through LoRA adapters, beside two
-    from-scratch U-Nets on the target classes. Every model has its own training seed (none shares an
-    initialisation or a minibatch stream with another), and the fine-tunings train fewer steps than the
-    from-scratch models."""
+    from-scratch U-Nets on the target classes. The pre-training and the two from-scratch models each have
+    their own training seed; the fine-tunings share a fourth, so none shares an initialisation or a minibatch
+    stream with the from-scratch models it is compared to. The fine-tunings train fewer steps than those."""
     net = nets(P)["unet"]
 
     def steps(k):
