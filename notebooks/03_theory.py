@@ -111,9 +111,10 @@ vs_theory.pivot_table(index="n", columns="pair", values=["same_copy", "rp"]).rou
 # ## Convergence toward $D^*$ along training
 #
 # Theorem 1 is a statement about the limit of training. At the two smallest N, the same-copy rate of every EMA
-# snapshot (solid) beside its memorized fraction (dashed; notebook 02's convergence test): a model memorizes
-# within a few thousand steps, and then keeps moving, more slowly, toward the copy $D^*$ makes. The same-copy
-# rates of the figure above are those of the last point, not of the limit.
+# snapshot (solid) beside its memorized fraction (dashed; notebook 02's convergence test). Every width
+# memorizes within a few thousand steps; at the cpu profile width 4 (and less so width 8) then keeps moving,
+# more slowly, toward the copy $D^*$ makes, while width 16 has levelled off. The same-copy rates of the figure
+# above are those of the last point, not of the limit.
 
 # %%
 t0 = time.perf_counter()

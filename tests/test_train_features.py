@@ -6,8 +6,9 @@ from dataclasses import asdict
 
 import torch
 
+from reprolib import profiles, zoo
 from reprolib.store import Store, config_key
-from reprolib.train import TrainConfig, snapshot, train, training_set
+from reprolib.train import TrainConfig, build, mark_trainable, snapshot, train, training_set
 
 TINY = TrainConfig(n=40, net={"kind": "mlp", "width": 16, "depth": 1}, steps=20, batch=8, ckpt_every=10)
 
@@ -47,9 +48,6 @@ def test_snapshots_hold_the_ema_weights_along_the_way(tmp_path):
 
 
 def test_section6_encoder_and_decoder_fine_tunings_split_the_u_net_between_them():
-    from reprolib import profiles, zoo
-    from reprolib.train import build, mark_trainable
-
     P = profiles.settings("06", "smoke")
     variants = zoo.section6(P)
     trained = {}
@@ -60,5 +58,6 @@ def test_section6_encoder_and_decoder_fine_tunings_split_the_u_net_between_them(
         assert mark_trainable(model, cfg) > 0
         trained[part] = {k for k, p in model.named_parameters() if p.requires_grad}
     assert not trained["encoder"] & trained["decoder"]
-    rest = {k for k, _ in build(variants["scratch"].cfg, P["shape"]).named_parameters()} - trained["encoder"] - trained["decoder"]
+    every = {k for k, _ in build(variants["scratch"].cfg, P["shape"]).named_parameters()}
+    rest = every - trained["encoder"] - trained["decoder"]
     assert rest and all(k.startswith("net.embed") for k in rest), rest  # only the noise embedding stays frozen in both
