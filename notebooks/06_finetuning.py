@@ -30,9 +30,10 @@
 #   (Hu et al. 2021, `reprolib.lora`), the pre-trained weights frozen;
 # - train two U-Nets from scratch on 5-9 (two training seeds) as the reference and its own reproducibility.
 #
-# Each fine-tuning trains 1,500 steps, the from-scratch models 2,500. The pre-training and the two from-scratch
-# models each have their own training seed; the fine-tunings share a fourth (they differ only in what they
-# train), so none of them shares a minibatch stream with the from-scratch models.
+# Each fine-tuning trains 1,500 steps, the from-scratch models 2,500; the decoder, head and LoRA fine-tunings are
+# trained again three times as long, to see whether 1,500 steps is where they are heading. The pre-training and
+# the two from-scratch models each have their own training seed; the fine-tunings share a fourth (they differ
+# only in what they train), so none of them shares a minibatch stream with the from-scratch models.
 
 # %% tags=["parameters"]
 import os
@@ -63,6 +64,9 @@ store = Store()
 t_start = time.perf_counter()
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 variants = zoo.section6(P)
+tuned = [n for n in variants if "fine-tune" in n]
+partial = [n for n in tuned if n not in ("full fine-tune", "encoder fine-tune")]  # claim 3 as first written
+long = zoo.section6_long(P, variants, partial)  # the same fine-tunings, trained longer (convergence check)
 sim = metrics.backend(P["similarity"], device=P["device"])
 THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
@@ -73,7 +77,8 @@ print(f"profile {profile}: pre-train on {P['source']}, fine-tune on {P['target']
 #
 # The table lists each model's training data, length and the share of its weights that training touches. The
 # pre-trained model and the first from-scratch model train first (two processes); then the fine-tunings,
-# which need the pre-trained weights, beside the second from-scratch model.
+# which need the pre-trained weights, beside the second from-scratch model, and the longer runs of the partial
+# fine-tunings (see "Are the partial fine-tunings converged?").
 
 # %%
 rows = []
@@ -87,7 +92,7 @@ models_table = pd.DataFrame(rows).set_index("model")
 t0 = time.perf_counter()
 first = [variants["pre-trained"].cfg, variants["scratch"].cfg]
 zoo.fit_all(first, store, P)
-zoo.fit_all([v.cfg for v in variants.values() if v.cfg not in first], store, P)
+zoo.fit_all([v.cfg for v in variants.values() if v.cfg not in first] + [v.cfg for v in long.values()], store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 models_table.round(3)
 
@@ -155,7 +160,6 @@ axes[0].plot(thresholds, metrics.rp_curve(metrics.unpaired(sim, samples["scratch
 axes[0].axvline(THRESHOLD, color="k", lw=1, alpha=0.5)
 axes[0].set(xlabel=f"{sim.label} threshold", ylabel="RP with scratch", title="RP with the from-scratch model")
 axes[0].legend(fontsize=7)
-tuned = [n for n in names if "fine-tune" in n]
 for k, n in enumerate(tuned):
     color = axes[0].lines[names.index(n) - 1].get_color()  # the same colour as on the left
     axes[1].scatter(models_table.loc[n, "trained_share"], models_table.loc[n, "rp_vs_scratch"], s=30, color=color)
@@ -169,6 +173,47 @@ axes[1].set(xscale="log", xlabel="share of weights fine-tuned", ylabel="RP with 
 axes[1].legend(fontsize=7)
 fig.tight_layout()
 plotting.save(fig, "06_rp_vs_trained_share")
+
+# %% [markdown]
+# ## Are the partial fine-tunings converged?
+#
+# Claim 3 compares models after 1,500 fine-tuning steps. A fine-tuning that trains fewer weights may only be
+# slower to get where it is going: its deficit at 1,500 steps would then be one of training time, not of the
+# frozen weights. So the decoder, LoRA and head fine-tunings are trained again, three times as long, keeping
+# their EMA weights every 1,500 steps, and each snapshot is sampled from the same seeds. The longer runs share
+# the fine-tunings' seed and the learning rate has no decay, so the first snapshot is the very model the
+# claims use (checked below). The test is notebook 02's: a model whose RP with scratch moves by more than 0.05
+# over its last interval is still moving. It is printed, not asserted; it tells how to read claim 3. (This
+# section was added after claim 3 had failed for the decoder, to ask whether the parts that pass, pass for the
+# reason the paper gives.)
+
+# %%
+t0 = time.perf_counter()
+rows = []
+for name, v in long.items():
+    for step in range(v.cfg.snapshot_every, v.cfg.steps + 1, v.cfg.snapshot_every):
+        x = zoo.snapshot_samples(v.cfg, step, store, seeds, P)
+        if step == variants[name].cfg.steps:
+            print(f"{name}: first snapshot draws the claims' samples exactly: {torch.equal(x, samples[name])}")
+        rows.append(dict(model=name, step=step, rp_vs_scratch=metrics.rp_score(sim, samples["scratch"], x, THRESHOLD)))
+curves = pd.DataFrame(rows)
+print(f"longer runs, sampling and scoring: {time.perf_counter() - t0:.0f} s")
+fig, ax = plt.subplots(figsize=(6, 3.8))
+for name, c in curves.groupby("model", sort=False):
+    ax.plot(c.step, c.rp_vs_scratch, "o-", label=name)
+ax.axhline(models_table.loc["full fine-tune", "rp_vs_scratch"], color="k", ls="-", lw=1,
+           label=f"full fine-tune ({variants['full fine-tune'].cfg.steps} steps)")
+ax.axhline(models_table.loc["scratch, seed 2", "rp_vs_scratch"], color="tab:gray", ls="--",
+           label="second from-scratch seed")
+ax.set(xlabel="fine-tuning steps", ylabel="RP with scratch", ylim=(-0.02, 1.02),
+       title="Partial fine-tunings trained longer")
+ax.legend(fontsize=7)
+fig.tight_layout()
+plotting.save(fig, "06_partial_convergence")
+moving = curves.pivot(index="model", columns="step", values="rp_vs_scratch").loc[partial]
+moving["last change"] = moving.iloc[:, -1] - moving.iloc[:, -2]
+moving["still moving (> 0.05)"] = moving["last change"].abs() > 0.05
+moving.round(3)
 
 # %% [markdown]
 # ## Claims
@@ -186,10 +231,16 @@ plotting.save(fig, "06_rp_vs_trained_share")
 #    denoiser on frozen encoder features. The encoder-only fine-tuning (43% of the weights, the decoder frozen)
 #    was added afterwards to test it, and refutes it: it reaches 0.877, as close to the full fine-tuning as the
 #    decoder. Either half of this U-Net, trained alone, is enough to land on the from-scratch model's map. The
-#    deficit appears only when far less is trained (LoRA rank 4, 15% of the weights: 0.765; head only, 0.1%:
-#    0.086), the paper's direction, so at this scale "partial" must mean a small part for the claim to hold
-#    (the paper calls this detail unconfirmed). The encoder row is not part of claim 3, which was written
-#    before it existed; it would miss the margin as the decoder does;
+#    deficit appeared only where far less is trained (LoRA rank 4, 15% of the weights: 0.765; head only, 0.1%:
+#    0.086). The encoder row is not part of claim 3, which was written before it existed; it would miss the
+#    margin as the decoder does. *The LoRA part passes only because 1,500 steps is too short for it:* the longer
+#    runs above (added after this claim failed, to check the parts that pass) take LoRA from 0.765 at 1,500
+#    steps to 0.878 at 3,000 and 0.885 at 4,500, as high as the full fine-tuning (0.886) and a second scratch
+#    seed (0.891). The decoder stays at 0.854 / 0.861 / 0.838 and the head at 0.086 / 0.099 / 0.106. So on
+#    these digits, fine-tuning trained to where it is heading reproduces the from-scratch model whatever part
+#    of the network it trains, down to 15% of the weights; only the output head alone (0.1%) cannot move the
+#    map. Claim 3 stays asserted on the 1,500-step models as first written; read its LoRA pass as a statement
+#    about training time, not about the frozen weights;
 # 4. the full fine-tuning has left the pre-training data: **>= 90%** of its samples are classified as target
 #    digits (digits profiles only).
 #
@@ -200,7 +251,6 @@ plotting.save(fig, "06_rp_vs_trained_share")
 T = models_table
 full_rp = T.loc["full fine-tune", "rp_vs_scratch"]
 floor = 1 / len(seeds)
-partial = [n for n in tuned if n not in ("full fine-tune", "encoder fine-tune")]  # claim 3 as first written
 claims = {
     "full fine-tune RP with scratch >= 0.6": bool(full_rp >= 0.6),
     "full fine-tune RP with scratch >= 10x chance": bool(full_rp >= 10 * max(T.loc["full fine-tune", "chance_vs_scratch"], floor)),

@@ -98,17 +98,19 @@ _S5 = {
 SETTINGS["04"], SETTINGS["05"] = _S4, _S5
 
 # Notebook 06: pre-train on the ``source`` classes, fine-tune on ``target`` (fully, decoder only, head only,
-# LoRA of rank ``lora_rank``), against from-scratch models on ``target`` (``zoo.section6``).
+# LoRA of rank ``lora_rank``), against from-scratch models on ``target`` (``zoo.section6``). The partial
+# fine-tunings are also trained ``long_factor`` times as long, with EMA snapshots at every multiple of their
+# length (``zoo.section6_long``): is the fine-tuned model of the claims where its training is heading?
 _S6 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, source=[0, 1, 2, 3, 4],
-                   target=[5, 6, 7, 8, 9], lora_rank=4, seeds=64, sample_steps=6, n_jobs=1, device="cpu",
-                   claims_strict=False),
+                   target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=64, sample_steps=6,
+                   n_jobs=1, device="cpu", claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, source=[0, 1, 2, 3, 4],
-                 target=[5, 6, 7, 8, 9], lora_rank=4, seeds=1000, sample_steps=18, n_jobs=2, device="cpu",
-                 claims_strict=True),
+                 target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18,
+                 n_jobs=2, device="cpu", claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=20.0, source=[0, 1, 2, 3, 4],
-                   target=[5, 6, 7, 8, 9], lora_rank=16, seeds=10_000, sample_steps=18, n_jobs=1, device="auto",
-                   claims_strict=True),
+                   target=[5, 6, 7, 8, 9], lora_rank=16, long_factor=3, seeds=10_000,
+                   sample_steps=18, n_jobs=1, device="auto", claims_strict=True),
 }
 
 # Notebook 07: a U-Net and an MLP with EMA snapshots every ``snapshot_every`` steps (``zoo.section7``), of

@@ -227,6 +227,17 @@ def section6(P: dict) -> dict[str, Variant]:
     }
 
 
+def section6_long(P: dict, variants: dict[str, Variant], names) -> dict[str, Variant]:
+    """The fine-tunings ``names`` of ``section6`` trained ``P["long_factor"]`` times as long, keeping their EMA
+    weights at every multiple of their own length. Same seed, and a learning rate with warm-up but no decay:
+    the first snapshot is the fine-tuned model itself, and the later ones say where its training is heading."""
+    out = {}
+    for name in names:
+        cfg = variants[name].cfg
+        out[name] = Variant(name, cfg.replace(steps=cfg.steps * P["long_factor"], snapshot_every=cfg.steps))
+    return out
+
+
 def section7(P: dict) -> list[Variant]:
     """Section 7's pair for training dynamics and noise edits: section 1's U-Net and MLP (EDM, Heun), trained
     again with EMA snapshots every ``P["snapshot_every"]`` steps (scaled like the training length)."""

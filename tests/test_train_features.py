@@ -61,3 +61,28 @@ def test_section6_encoder_and_decoder_fine_tunings_split_the_u_net_between_them(
     every = {k for k, _ in build(variants["scratch"].cfg, P["shape"]).named_parameters()}
     rest = every - trained["encoder"] - trained["decoder"]
     assert rest and all(k.startswith("net.embed") for k in rest), rest  # only the noise embedding stays frozen in both
+
+
+def test_a_longer_run_passes_through_the_shorter_one(tmp_path):
+    """With warm-up but no decay, the snapshot after k steps of a longer run is the k-step model, for a LoRA
+    fine-tuning too (its adapters start from the same draws): notebook 06 reads its fine-tunings off longer runs."""
+    store = Store(tmp_path)
+    train(TINY, store, progress=False)
+    child = TINY.replace(classes=(5, 6, 7, 8, 9), init=asdict(TINY), lora={"rank": 2}, seed=3)
+    short = train(child, store, progress=False)
+    longer = child.replace(steps=3 * child.steps, snapshot_every=child.steps)
+    final = train(longer, store, progress=False)
+    first = snapshot(longer, child.steps, store)
+    assert all(torch.equal(v, short.state_dict()[k]) for k, v in first.state_dict().items())
+    assert any(not torch.equal(v, final.state_dict()[k]) for k, v in first.state_dict().items())
+
+
+def test_section6_long_trains_the_named_fine_tunings_longer_and_nothing_else():
+    P = profiles.settings("06", "cpu")
+    variants = zoo.section6(P)
+    long = zoo.section6_long(P, variants, ["decoder fine-tune", "head fine-tune"])
+    assert list(long) == ["decoder fine-tune", "head fine-tune"]
+    for name, v in long.items():
+        short = variants[name].cfg
+        assert v.cfg.steps == P["long_factor"] * short.steps and v.cfg.snapshot_every == short.steps
+        assert v.cfg.replace(steps=short.steps, snapshot_every=None) == short
