@@ -1,0 +1,185 @@
+"""Claims as data: what a notebook checks, the value it measured, the threshold and the verdict.
+
+A notebook records each claim with ``Claims.check``; ``Claims.show`` renders them as its last table and hands
+them to ``paper_figures.py`` inside the executed notebook (a display output of type ``MIME``), which collects every
+notebook's claims into one report (``report``) and compares each verdict with the one recorded for the profile in
+``expected_verdicts.toml`` (``expected``): a paper claim recorded as not holding at a profile is a finding, not a
+failure; a verdict that differs from the record is a regression, in either direction.
+
+Claim ids are ``<notebook>.<name>`` and stay fixed across runs, so records and reports can name them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import operator
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MIME = "application/vnd.reprolib.claims+json"
+EXPECTED_FILE = Path(__file__).with_name("expected_verdicts.toml")
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str  # "<notebook>.<name>", stable across runs
+    statement: str  # the claim in words, threshold included
+    source: str  # "paper, Fig. 2" or "ours, replications/<file>.md"
+    value: float  # what this run measured (the quantity compared with the threshold)
+    op: str  # one of >=, <=, >, <
+    threshold: float
+    holds: bool
+    profile: str
+    judged: bool  # whether verdicts mean anything at this profile (not at smoke: models barely trained)
+    expected: bool  # the verdict recorded for this profile (holds, unless expected_verdicts.toml says not)
+    paper: str = ""  # the paper's own number, where it gives one
+    detail: str = ""  # other measured numbers that explain the value
+
+    @property
+    def ours(self) -> bool:
+        return self.source.startswith("ours")
+
+    @property
+    def unexpected(self) -> bool:
+        return self.judged and self.holds != self.expected
+
+    def verdict(self) -> str:
+        word = "holds" if self.holds else "does not hold"
+        if not self.judged:
+            return f"{word} (not judged at {self.profile})"
+        if self.unexpected:
+            return f"{word}: UNEXPECTED, recorded as {'holding' if self.expected else 'not holding'} at {self.profile}"
+        return word if self.holds else f"{word} (recorded finding at {self.profile})"
+
+    def line(self) -> str:
+        """One line for a console: id, verdict, value against threshold."""
+        return f"{self.id}: {self.verdict()}: {_num(self.value)} {self.op} {_num(self.threshold)} ({self.statement})"
+
+
+def expected(profile: str, path: Path | str = EXPECTED_FILE) -> dict[str, str]:
+    """{claim id: why} of the claims recorded as not holding at ``profile``; every other claim is expected to hold."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with path.open("rb") as f:
+        table = tomllib.load(f).get(profile, {})
+    return {cid: entry.get("why", "") for cid, entry in table.items() if not entry.get("holds", True)}
+
+
+class Claims:
+    """The claims of one notebook run: ``check`` each one, then ``show`` the table (the notebook's last output)."""
+
+    def __init__(self, notebook: str, profile: str, judged: bool, expected_file: Path | str = EXPECTED_FILE):
+        self.notebook, self.profile, self.judged = notebook, profile, judged
+        self._not_holding = expected(profile, expected_file)
+        self.items: list[Claim] = []
+
+    def check(self, name: str, statement: str, value, op: str, threshold, *, source: str = "paper",
+              paper: str = "", detail: str = "") -> Claim:
+        """Record the claim ``value op threshold``; ``source`` is "paper, <where>" or "ours, <file>".
+
+        A value that is not a number (NaN, None) does not hold: a claim that cannot be measured is not met.
+        """
+        if op not in _OPS:
+            raise ValueError(f"unknown comparison {op!r}; use one of {', '.join(_OPS)}")
+        cid = f"{self.notebook}.{name}"
+        if any(c.id == cid for c in self.items):
+            raise ValueError(f"claim {cid!r} is checked twice")
+        value = float("nan") if value is None else float(value)
+        threshold = float(threshold)
+        claim = Claim(id=cid, statement=statement, source=source, value=value, op=op, threshold=threshold,
+                      holds=not math.isnan(value) and bool(_OPS[op](value, threshold)), profile=self.profile,
+                      judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail)
+        self.items.append(claim)
+        return claim
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/plain": "\n".join(c.line() for c in self.items), "text/html": html_table(self.items),
+                "text/markdown": markdown_table(self.items), MIME: [asdict(c) for c in self.items]}
+
+    def show(self) -> None:
+        """Display the table: rendered in Jupyter, and read back by ``paper_figures.py`` from the executed copy."""
+        from IPython.display import display
+
+        display(self)
+        if not self.judged:
+            print(f"At the {self.profile} profile the models are barely trained: verdicts are shown, not meaningful.")
+
+
+def _num(x: float) -> str:
+    if math.isnan(x):
+        return "n/a"
+    return f"{x:.3g}" if abs(x) < 1e-2 and x != 0 else f"{x:.3f}"
+
+
+_COLUMNS = ("claim", "source", "statement", "measured", "threshold", "paper", "verdict")
+
+
+def _row(c: Claim) -> tuple[str, ...]:
+    measured = _num(c.value) + (f" ({c.detail})" if c.detail else "")
+    return (c.id, c.source, c.statement, measured, f"{c.op} {_num(c.threshold)}", c.paper or "", c.verdict())
+
+
+def markdown_table(claims) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    lines += ["| " + " | ".join(esc(v) for v in _row(c)) + " |" for c in claims]
+    return "\n".join(lines)
+
+
+def html_table(claims) -> str:
+    head = "".join(f"<th>{h}</th>" for h in _COLUMNS)
+    body = []
+    for c in claims:
+        style = ' style="color:#b00"' if c.unexpected else ""
+        body.append("<tr>" + "".join(f"<td{style}>{html.escape(v)}</td>" for v in _row(c)) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def from_notebook(nb: dict) -> list[Claim]:
+    """The claims a notebook displayed (in an executed copy, as ``nbformat`` or plain JSON)."""
+    found = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            for item in out.get("data", {}).get(MIME, []) if isinstance(out.get("data"), dict) else []:
+                found.append(Claim(**item))
+    return found
+
+
+def report(by_notebook: dict[str, list[Claim]], profile: str, header: str = "") -> str:
+    """The claims report in Markdown: a summary, then each notebook's table."""
+    claims = [c for cs in by_notebook.values() for c in cs]
+    parts = [f"# Claims at the `{profile}` profile", ""]
+    if header:
+        parts += [header, ""]
+    parts += summary(claims, profile) + [""]
+    for stem, cs in by_notebook.items():
+        parts += [f"## {stem}", "", markdown_table(cs) if cs else "(no claims recorded: the notebook failed early)", ""]
+    return "\n".join(parts)
+
+
+def summary(claims: list[Claim], profile: str) -> list[str]:
+    """Lines that say how many of the paper's claims hold, which do not (with their values), and what changed."""
+    paper = [c for c in claims if not c.ours]
+    ours = [c for c in claims if c.ours]
+    lines = [f"- The paper's claims: {sum(c.holds for c in paper)} of {len(paper)} hold at {profile}."
+             + ("" if not paper or paper[0].judged else f" (Not judged: at {profile} the models are barely trained.)")]
+    lines += [f"  - does not hold: {c.id}: {_num(c.value)} {c.op} {_num(c.threshold)} ({c.statement})"
+              + (f"; {c.detail}" if c.detail else "") for c in paper if not c.holds]
+    if ours:
+        lines.append(f"- Claims of ours: {sum(c.holds for c in ours)} of {len(ours)} hold.")
+        lines += [f"  - does not hold: {c.id}: {_num(c.value)} {c.op} {_num(c.threshold)} ({c.statement})"
+                  for c in ours if not c.holds]
+    changed = [c for c in claims if c.unexpected]
+    if changed:
+        lines.append(f"- Verdicts that differ from the record for {profile}: {len(changed)}")
+        lines += [f"  - {c.line()}" for c in changed]
+    return lines
+
+
+def to_json(by_notebook: dict[str, list[Claim]]) -> str:
+    return json.dumps({stem: [asdict(c) for c in cs] for stem, cs in by_notebook.items()}, indent=1)

@@ -1,0 +1,85 @@
+"""What every notebook does first and last: settings, store, a header naming the run, and the claims table.
+
+    run = notebook.start("01", profile, overrides)   # P, store, claims; shows profile, commit, date
+    ...
+    run.claims.check("rp", "every pair: RP >= 0.6", rp.min(), ">=", 0.6, source="paper, Fig. 1")
+    run.finish()                                      # claims table; the header gains the wall time
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from . import __version__, profiles
+from .claims import Claims
+from .paths import repo_root
+from .store import Store
+
+
+def commit() -> str:
+    """The checkout's commit (short hash, "+ local changes" when tracked files differ), or "" outside git."""
+    root = repo_root()
+    if root is None:
+        return ""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return rev + (" + local changes" if dirty else "")
+
+
+@dataclass
+class Run:
+    notebook: str
+    P: dict
+    store: Store
+    claims: Claims
+    started: float = field(default_factory=time.perf_counter)
+    stamp: str = ""
+    _handle: object = None
+
+    def header(self, wall: str = "running") -> str:
+        import torch
+
+        parts = [f"profile **{self.P['profile']}**", f"commit `{commit() or 'unknown'}`", f"executed {self.stamp}",
+                 f"wall time {wall}", f"reprolib {__version__}, torch {torch.__version__}, "
+                 f"{torch.get_num_threads()} thread(s), device {self.P.get('device', 'cpu')}"]
+        return f"Notebook {self.notebook}: " + " · ".join(parts)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def finish(self) -> None:
+        """Show the claims table and put the wall time into the header (the notebook's first output)."""
+        self.claims.show()
+        minutes = self.elapsed() / 60
+        wall = f"{minutes:.1f} min" if minutes >= 1 else f"{self.elapsed():.0f} s"
+        if self._handle is not None:
+            self._handle.update(_markdown(self.header(wall)))
+        print(f"wall time {wall}")
+
+
+def _markdown(text: str):
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def start(notebook: str, profile: str | None = None, overrides: dict | None = None) -> Run:
+    """Settings of ``notebook`` at ``profile`` with ``overrides``, the store, an empty claims table, and a header
+    (profile, commit, date, versions) shown now and completed with the wall time by ``Run.finish``."""
+    P = profiles.settings(notebook, profile, **(overrides or {}))
+    run = Run(notebook, P, Store(), Claims(notebook, P["profile"], judged=P["claims_strict"]),
+              stamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    from IPython.display import display
+
+    run._handle = display(_markdown(run.header()), display_id=True)
+    if overrides:
+        print(f"overrides: {overrides}")
+    return run
