@@ -34,24 +34,23 @@ overrides = {}  # e.g. {"noise_std": 0.1}; names as in reprolib.profiles.SETTING
 # %%
 import subprocess
 import sys
-import time
 
 if "google.colab" in sys.modules:  # Colab starts without the library; Binder and local runs have it
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "reprolib @ git+https://github.com/reprocompanion/companion"], check=True)
+
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch.nn.functional as F
 
-from reprolib import data, inverse, metrics, plotting, profiles, zoo
-from reprolib.store import Store
+from reprolib import data, inverse, metrics, notebook, plotting, zoo
 from reprolib.train import train
 
-P = profiles.settings("05", profile, **overrides)
-store = Store()
-t_start = time.perf_counter()
+run = notebook.start("05", profile, overrides)
+P, store = run.P, run.store
 truth_key = {"data": P["data"], "subset": P["images"], "subset_seed": 1}
 truth = data.load(P["data"]).subset(P["images"], seed=1).images
 noises = {1: list(range(100_000, 100_000 + len(truth))), 2: list(range(200_000, 200_000 + len(truth)))}
@@ -59,8 +58,8 @@ sim = metrics.backend(P["similarity"], device=P["device"])
 THRESHOLD = sim.default_threshold  # Pearson 0.9 (calibrated in notebook 01), or SSCD 0.6
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 z0, z1 = P["zetas"]
-print(f"profile {profile}: {len(truth)} measured images, tasks {P['tasks']}, measurement noise std "
-      f"{P['noise_std']} (images in [-1, 1]), step sizes {P['zetas']}")
+print(f"{len(truth)} measured images, tasks {P['tasks']}, measurement noise std {P['noise_std']} "
+      f"(images in [-1, 1]), step sizes {P['zetas']}")
 
 # %% [markdown]
 # ## The algorithm: deterministic DPS on DPM-Solver++ steps (`reprolib.inverse.dps`)
@@ -197,40 +196,52 @@ plotting.save(fig, "05_rp_and_error")
 # %% [markdown]
 # ## Claims
 #
-# Asserted at the run's profile (thresholds stated here, never tuned to pass), for every task:
-# 1. reproducible within a backbone: for both backbones, step size $\zeta$ = z0 vs z1 and DPM-Solver++ vs Euler
-#    give RP **>= 0.6**;
-# 2. and it is the noise that decides, not the measurement alone: each of those RPs is at least **0.3 above**
-#    the RP of the same pair from different noise;
-# 3. the measurement is used: the reconstruction error of DPM-Solver++ at $\zeta$ = z0 is at least **10% below**
-#    that of the unguided sample from the same noise, for both backbones.
+# Thresholds stated here, before the runs that judge them, never tuned to pass. For every task:
+# 1. **reproducible within a backbone** (paper): for both backbones, step size $\zeta$ = z0 vs z1 and
+#    DPM-Solver++ vs Euler give RP **>= 0.6**;
+# 2. **it is the noise that decides, not the measurement alone** (paper: what makes claim 1 reproducibility): each
+#    of those RPs is at least **0.3 above** the RP of the same pair from different noise;
+# 3. **not reproducible across backbones** (paper): U-Net vs MLP, at both settings, RP **< 0.6** (the same RP bar
+#    as "reproducible" in claim 1);
+# 4. **the measurement is used** (a control of ours): the reconstruction error of DPM-Solver++ at $\zeta$ = z0 is
+#    at least **10% below** that of the unguided sample from the same noise, for both backbones.
 #
-# Across backbones the paper reports no reproducibility; with the two backbones here (which agree as
-# unconditional models, notebook 01) we do not assert either way, and print what we measure against the
-# within-backbone RP and the different-noise baseline.
-#
-# At the `smoke` profile the models are trained for a few steps only, so the claims are computed and printed
-# but not asserted.
+# Claim 3 is checked as the paper states it. The table gives each verdict; `reprolib/expected_verdicts.toml`
+# records which verdicts are expected at each profile.
 
 # %%
-claims = {}
 for task in P["tasks"]:
     t = rp_table[rp_table.task == task]
-    within = t[t.kind == "within"]
-    claims[f"{task}: within-backbone RP >= 0.6 (min {within.rp.min():.3f})"] = bool(within.rp.min() >= 0.6)
-    gap = (within.rp - within.rp_other_noise).min()
-    claims[f"{task}: within-backbone RP >= other-noise RP + 0.3 (min gap {gap:.3f})"] = bool(gap >= 0.3)
+    within, across = t[t.kind == "within"], t[t.kind == "across"]
+    spread = f"within-backbone RP {within.rp.min():.3f}-{within.rp.max():.3f}"
+    run.claims.check(f"within_{task}", f"{task}: within a backbone (step size, solver), every RP >= 0.6",
+                     within.rp.min(), ">=", 0.6, source="paper, Sec. 4 (inverse problems)", detail=spread)
+    gap = within.rp - within.rp_other_noise
+    run.claims.check(f"noise_decides_{task}",
+                     f"{task}: every within-backbone RP >= the same pair's RP from different noise + 0.3",
+                     gap.min(), ">=", 0.3, source="paper, Sec. 4 (inverse problems)",
+                     detail=f"smallest gap; other-noise RP up to {within.rp_other_noise.max():.3f}")
+    run.claims.check(f"across_{task}", f"{task}: not reproducible across backbones: U-Net vs MLP RP < 0.6",
+                     across.rp.max(), "<", 0.6, source="paper, Sec. 4 (inverse problems)",
+                     detail=f"U-Net vs MLP RP {', '.join(f'{r:.3f}' for r in across.rp)} (DPM++, Euler), other "
+                            f"noise {', '.join(f'{r:.3f}' for r in across.rp_other_noise)}; {spread}")
     for bname in models:
         e = err_table[(err_table.task == task) & (err_table.backbone == bname)].set_index("setting")["error"]
-        claims[f"{task}, {bname}: error {e[dpm]:.3f} <= 0.9 x unguided {e['unguided (zeta=0)']:.3f}"] = bool(
-            e[dpm] <= 0.9 * e["unguided (zeta=0)"])
-    across = t[t.kind == "across"]
-    print(f"{task}: across backbones RP {', '.join(f'{r:.3f}' for r in across.rp)} "
-          f"(other noise {', '.join(f'{r:.3f}' for r in across.rp_other_noise)}); within backbones RP "
-          f"{within.rp.min():.3f}-{within.rp.max():.3f}")
-for claim, ok in claims.items():
-    print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
-print(f"total wall time: {time.perf_counter() - t_start:.0f} s; CPU time of this kernel {time.process_time():.0f} s "
-      f"(trainings run in worker processes and are not counted)")
-if P["claims_strict"]:
-    assert all(claims.values()), {k: v for k, v in claims.items() if not v}
+        unguided = e["unguided (zeta=0)"]
+        run.claims.check(f"measurement_used_{task}_{bname.lower().replace('-', '')}",
+                         f"{task}, {bname}: reconstruction error <= 0.9 x the unguided sample's",
+                         e[dpm], "<=", 0.9 * unguided, source="ours, a control of the method",
+                         detail=f"unguided error {unguided:.3f}")
+run.finish()
+
+# %% [markdown]
+# ## What we found
+#
+# At the `cpu` profile (200 measured digits, each reconstructed from two noises), deterministic DPS is
+# reproducible within a backbone for all three tasks: RP 0.89-0.98 between step sizes and between solvers, well
+# above the RP of reconstructions of the same measurement from different noise, and for both backbones the mean
+# reconstruction error is at least 10% below the unguided sample's. Contrary to the paper, it is reproducible
+# **across** backbones too: the U-Net and the MLP reconstruct the same digit from the same noise (RP 0.94-0.99
+# across the three tasks), so the paper's claim 3 does not hold here, for any task. These two backbones, trained
+# on the same digits, already share their noise-to-image map as unconditional models (notebook 01). How the
+# claims came to their present form is in [notes/05_inverse.md](../notes/05_inverse.md).
