@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from reprolib import data, hyperplane, metrics, regimes, samplers, zoo
+from reprolib.claims import Claims
 from reprolib.train import TrainConfig
 
 
@@ -51,14 +52,33 @@ def _summary(rp_by_n):
     return pd.DataFrame([dict(pair="4 vs 8", n=n, rp=r, rp_err=0.0, chance=0.01) for n, r in rp_by_n.items()])
 
 
-def test_claims_hold_for_a_dip_between_two_high_ends_and_fail_without_it():
+def _checked(models, summary):
+    record = Claims("02", "cpu", judged=True, expected_file="/nonexistent")
+    regimes.claims(models, summary, record)
+    return {c.id.removeprefix("02."): c for c in record.items}
+
+
+def test_claims_record_the_extreme_values_and_their_verdicts():
+    models = _models({16: (1.0, 0.88), 256: (0.5, 0.4), 1797: (0.0, 0.02)})
+    summary = pd.concat([_summary({16: 0.9, 256: 0.5, 1797: 0.8}),
+                         _summary({16: 0.7, 256: 0.4, 1797: 0.5}).assign(pair="4 vs 16")])
+    c = _checked(models, summary)
+    assert list(c) == ["rp_smallest_n", "rp_largest_n", "dip", "gl_smallest_n", "gl_largest_n",
+                       "memorized_smallest_n"]
+    assert c["rp_smallest_n"].value == 0.7 and c["rp_smallest_n"].holds  # the lower pair
+    assert c["rp_largest_n"].value == 0.5 and not c["rp_largest_n"].holds
+    assert c["dip"].value == pytest.approx(0.65 - 0.45) and c["dip"].holds  # lower end (N = 1797) minus N = 256
+    assert c["gl_smallest_n"].value == pytest.approx(0.06) and c["gl_smallest_n"].holds
+    assert c["gl_largest_n"].value == pytest.approx(0.99) and c["gl_largest_n"].holds
+    assert c["memorized_smallest_n"].value == 0.88 and not c["memorized_smallest_n"].holds  # width 8
+
+
+def test_claims_find_no_dip_in_a_flat_curve_or_without_middle_sizes():
     models = _models({16: (1.0, 0.98), 256: (0.5, 0.4), 1797: (0.0, 0.02)})
-    good = regimes.claims(models, _summary({16: 0.9, 256: 0.5, 1797: 0.8}))
-    assert all(good.values()), good
-    flat = regimes.claims(models, _summary({16: 0.9, 256: 0.85, 1797: 0.8}))
-    assert not flat["mean RP dips >= 0.1 below both ends in between"]
-    low_end = regimes.claims(models, _summary({16: 0.5, 256: 0.3, 1797: 0.8}))
-    assert not low_end["RP >= 0.6 for every pair at the smallest N (16)"]
+    flat = _checked(models, _summary({16: 0.9, 256: 0.85, 1797: 0.8}))["dip"]
+    assert flat.value == pytest.approx(-0.05) and not flat.holds
+    ends_only = _checked(models[models.n != 256], _summary({16: 0.9, 1797: 0.8}))["dip"]
+    assert np.isnan(ends_only.value) and not ends_only.holds
 
 
 def test_pair_table_pairs_widths_or_a_reference():
