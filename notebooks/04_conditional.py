@@ -48,12 +48,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import conditional, metrics, plotting, profiles, zoo
-from reprolib.store import Store
+from reprolib import conditional, metrics, notebook, plotting, zoo
 
-P = profiles.settings("04", profile, **overrides)
-store = Store()
-t_start = time.perf_counter()
+run = notebook.start("04", profile, overrides)
+P, store = run.P, run.store
 seeds = list(range(100_000, 100_000 + P["seeds"]))  # the same seeds as notebook 01
 labels = conditional.cycle_labels(len(seeds))  # seed i is asked for digit i mod 10
 sim = metrics.backend(P["similarity"], device=P["device"])
@@ -217,41 +215,61 @@ for w, r, f, m in sweep_rows:
 # %% [markdown]
 # ## Claims
 #
-# Asserted at the run's profile, at guidance scale `P["guidance"]` (thresholds stated here, never tuned to pass):
+# At guidance scale `P["guidance"]`, with thresholds written before the run that judges them (never tuned to
+# pass). Two checks of our instruments come first:
 # 1. the judge is trustworthy: held-out accuracy **>= 0.97** on digits (`judge_accuracy`; 0.9 for the CNN on
 #    CIFAR-10, which does not reach the SVC's 0.97 on digits);
-# 2. guidance works: **>= 90%** of each conditional model's samples are classified as their label;
-# 3. the conditional models reproduce each other: RP **>= 0.6** overall, and the chance-corrected agreement
-#    kappa = (RP - chance) / (1 - chance) over the within-class chance is **>= 0.5** (RP covers at least half
-#    of the room above chance). *This replaced "RP >= 10 x within-class chance" after a cpu run: a ratio to
-#    chance cannot exceed 1 / chance, and at w = 1 the within-class chance was 0.166 (samples of one class
-#    look alike under guidance), so that claim could not hold whatever the models did (measured: RP 0.959,
-#    ratio 5.8, kappa 0.95).*
-# 4. class by class: RP **>= 0.4 in every class**;
-# 5. conditional vs unconditional, for each of the four pairs: RP **>= 0.5** on the seeds whose classes match,
-#    **<= 0.05** where they do not, and the match RP at least **0.3** above the mismatch RP.
+# 2. guidance works: **>= 90%** of each conditional model's samples are classified as their label
+#    (`label_taken_unet`, `label_taken_mlp`).
 #
-# At the `smoke` profile the models are trained for a few steps only, so the claims are computed and printed
-# but not asserted.
+# Then the paper's claims:
+# 3. the conditional models reproduce each other: RP **>= 0.6** overall (`cond_rp`), and the chance-corrected
+#    agreement kappa = (RP - chance) / (1 - chance) over the within-class chance is **>= 0.5** (`cond_kappa`: RP
+#    covers at least half of the room above chance; undefined, so not met, when the chance is 1). Chance is
+#    corrected for rather than divided by because a ratio to chance cannot exceed 1 / chance, and under guidance
+#    samples of one class look alike;
+# 4. class by class: RP **>= 0.4 in every class** (`cond_rp_min_class`: the lowest class);
+# 5. conditional vs unconditional, for each of the four pairs (`<cond>_vs_uncond_<uncond>_...`): RP **>= 0.5**
+#    on the seeds whose classes match (`_match`), **<= 0.05** where they do not (`_mismatch`), and the match RP
+#    at least **0.3** above the mismatch RP (`_gap`).
+#
+# The kappa form of claim 3 was adopted after a first cpu run; [notes/04_conditional.md](../notes/04_conditional.md)
+# says what it replaced and why. At the `smoke` profile the models train for a few steps only: the table shows
+# verdicts that mean nothing.
 
 # %%
-claims = {
-    f"classifier accuracy >= {P['judge_accuracy']}": judge.accuracy >= P["judge_accuracy"],
-    **{f"{k}: label taken >= 90%": f >= 0.9 for k, f in fidelity.items()},
-    "conditional RP >= 0.6": cc_rp >= 0.6,
-    # a chance of 1 leaves no room above it, so no agreement beyond what any pair of the class shows
-    "conditional kappa over within-class chance >= 0.5": cc_chance < 1 and (cc_rp - cc_chance) / (1 - cc_chance) >= 0.5,
-    "conditional RP >= 0.4 in every class": bool(table[:, 0].min() >= 0.4),
-}
+tag = {k: k.removeprefix("cond ").split()[0].lower().replace("-", "") for k in [*c_samples, *u_samples]}  # "unet"
+run.claims.check("judge_accuracy", f"the judge's accuracy on held-out real images >= {P['judge_accuracy']}",
+                 judge.accuracy, ">=", P["judge_accuracy"], source="ours, a check of the judge")
+for k, f in fidelity.items():
+    run.claims.check(f"label_taken_{tag[k]}", f"{k}: >= 90% of samples classified as their label", f, ">=", 0.9,
+                     source="ours, a check of guidance")
+sec4 = "paper, Sec. 4 (conditional)"
+run.claims.check("cond_rp", f"{ca} vs {cb}: RP >= 0.6", cc_rp, ">=", 0.6, source=sec4,
+                 detail=f"within-class chance {cc_chance:.3f}")
+# a chance of 1 leaves no room above it, so no agreement beyond what any pair of the class shows
+kappa = (cc_rp - cc_chance) / (1 - cc_chance) if cc_chance < 1 else None
+run.claims.check("cond_kappa", f"{ca} vs {cb}: kappa = (RP - chance) / (1 - chance) over the within-class chance "
+                 ">= 0.5", kappa, ">=", 0.5, source=sec4, detail=f"RP {cc_rp:.3f}, within-class chance {cc_chance:.3f}")
+run.claims.check("cond_rp_min_class", f"{ca} vs {cb}: RP >= 0.4 in every class", table[:, 0].min(), ">=", 0.4,
+                 source=sec4, detail=" ".join(f"{c}:{r:.2f}" for c, (r, _, _) in by_class.items()))
 for (kc, ku), s in split.items():
-    (rm, _, _), (rx, _, _) = s["match"], s["mismatch"]
-    claims[f"{kc} vs {ku}: match RP >= 0.5"] = bool(rm >= 0.5)
-    claims[f"{kc} vs {ku}: mismatch RP <= 0.05"] = bool(rx <= 0.05)
-    claims[f"{kc} vs {ku}: match RP >= mismatch RP + 0.3"] = bool(rm >= rx + 0.3)
-claims = {k: bool(v) for k, v in claims.items()}
-for claim, ok in claims.items():
-    print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
-print(f"total wall time: {time.perf_counter() - t_start:.0f} s; CPU time of this kernel {time.process_time():.0f} s "
-      f"(trainings run in worker processes and are not counted)")
-if P["claims_strict"]:
-    assert all(claims.values()), {k: v for k, v in claims.items() if not v}
+    (rm, cm, nm), (rx, cx, nx) = s["match"], s["mismatch"]
+    pair, counts = f"{tag[kc]}_vs_uncond_{tag[ku]}", f"{nm} matching and {nx} other seeds"
+    run.claims.check(f"{pair}_match", f"{kc} vs {ku}: RP >= 0.5 where the classes match", rm, ">=", 0.5,
+                     source=sec4, detail=f"chance {cm:.3f}, {counts}")
+    run.claims.check(f"{pair}_mismatch", f"{kc} vs {ku}: RP <= 0.05 where they do not", rx, "<=", 0.05,
+                     source=sec4, detail=f"chance {cx:.3f}, {counts}")
+    run.claims.check(f"{pair}_gap", f"{kc} vs {ku}: match RP >= mismatch RP + 0.3", rm - rx, ">=", 0.3,
+                     source=sec4, detail=f"match {rm:.3f}, mismatch {rx:.3f}")
+run.finish()
+
+# %% [markdown]
+# ## What we found
+#
+# At the cpu profile all 18 checks hold. The judge classifies 99.3% of held-out real digits correctly. The
+# conditional U-Net and MLP agree on 0.959 of the seeds (RP), where two samples of the same class from
+# different noises agree on 0.166 (within-class chance): kappa 0.95. Against the unconditional models, the
+# conditional ones agree on 0.81-0.84 of the seeds where the unconditional sample falls in the class asked
+# for, and on at most 0.014 where it does not: the label selects which image a noise maps to without breaking
+# the noise-to-image map, as the paper finds.
