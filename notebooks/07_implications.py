@@ -13,8 +13,6 @@
 #     name: python3
 # ---
 
-# %%
-
 # %% [markdown]
 # # 7. Implications: training dynamics, privacy, controllable generation
 #
@@ -41,22 +39,21 @@ overrides = {}  # e.g. {"seeds": 200}; names as in reprolib.profiles.SETTINGS["0
 # %%
 import subprocess
 import sys
-import time
 
 if "google.colab" in sys.modules:  # Colab starts without the library; Binder and local runs have it
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "reprolib @ git+https://github.com/reprocompanion/companion"], check=True)
 
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reprolib import data, editing, metrics, plotting, profiles, quality, regimes, samplers, zoo
-from reprolib.store import Store
+from reprolib import data, editing, metrics, notebook, plotting, quality, regimes, samplers, zoo
 
-P = profiles.settings("07", profile, **overrides)
-store = Store()
-t_start = time.perf_counter()
+run = notebook.start("07", profile, overrides)
+P, store = run.P, run.store
 full = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 sim = metrics.backend(P["similarity"], device=P["device"])
@@ -64,7 +61,7 @@ THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 pair = zoo.section7(P)
 P02, privacy_cfgs, whole_sweep = zoo.privacy_models(P, store)
-print(f"profile {profile}: {len(seeds)} seeds; privacy from "
+print(f"{len(seeds)} seeds; privacy from "
       + ("notebook 02's whole sweep (already in the store)" if whole_sweep else
          f"widths {P['privacy_widths']} x sizes {P['privacy_sizes']} of notebook 02's sweep"))
 
@@ -232,32 +229,28 @@ edits.round(3)
 # %% [markdown]
 # ## Claims
 #
-# Asserted at the run's profile (thresholds stated here, never tuned to pass):
+# Thresholds stated here, before the runs that judge them, never tuned to pass.
 #
 # *Training dynamics*
-# 1. at the end of training the two architectures agree: RP **>= 0.6** and **>= 10 x chance** (chance floored
-#    at 1/seeds);
-# 2. the quality measure tells early models apart: each model's pixel FD at the last snapshot is **<= 0.5 x**
-#    its FD at the first sampled snapshot;
-# 3. (our own statement, not the paper's: stated before the first cpu run, **falsified** there, now printed but
-#    not asserted; see the note in part 1) the seed-specific agreement grows: RP - chance at the last snapshot is **>= 0.2 above** its value
-#    at the first sampled snapshot. The cpu run measured 1.000 at step 250 and 0.868 at step 3,000: the
-#    first snapshot's agreement is trivial but seed-specific, which this claim assumed it could not be;
-# 4. training efficiency: each model already agrees with its final self at **RP >= 0.6** at the snapshot
+# 1. at the end of training the two architectures agree (paper): RP **>= 0.6** and **>= 10 x chance** (chance
+#    floored at 1/seeds);
+# 2. the quality measure tells early models apart (a control of ours): each model's pixel FD at the last
+#    snapshot is **<= 0.5 x** its FD at the first sampled snapshot;
+# 3. the seed-specific agreement grows along training (ours, not the paper's; stated before the first cpu run):
+#    RP - chance at the last snapshot is **>= 0.2 above** its value at the first sampled snapshot. It assumed
+#    that an untrained model's agreement could not be seed-specific; the note in part 1 says why it can be;
+# 4. training efficiency (paper): each model already agrees with its final self at **RP >= 0.6** at the snapshot
 #    nearest half of training.
 #
-# *Privacy*
+# *Privacy* (paper)
 # 5. at the smallest N, **>= 90%** of every model's samples are training images;
 # 6. at the largest N, **<= 10%** are, for every model;
 # 7. the memorization rate (mean over widths) never rises by **more than 0.05** from one N to the next.
 #
-# *Controllability*
+# *Controllability* (paper)
 # 8. the edited noises still map to the same image in both models: RP **>= 0.6** at every angle;
 # 9. the edit changes both models' images alike: at the largest angle the median correlation of the changes is
 #    **>= 0.5** and **>= 0.3 above** its mismatched-seed level.
-#
-# At the `smoke` profile the models are trained for a few steps only, so the claims are computed and printed
-# but not asserted.
 
 # %%
 first, half = steps[0], min(steps, key=lambda s: abs(s - last / 2))
@@ -265,27 +258,59 @@ floor = 1 / len(seeds)
 mem = priv.groupby("n")["memorized"]
 mean_mem = mem.mean()
 final = angles[-1]
-claims = {
-    f"final RP {name_a} vs {name_b} >= 0.6": bool(dyn.loc[last, "rp"] >= 0.6),
-    f"final RP {name_a} vs {name_b} >= 10x chance": bool(dyn.loc[last, "rp"] >= 10 * max(dyn.loc[last, "chance"], floor)),
-    **{f"{n}: FD at step {last} <= 0.5 x FD at step {first}": bool(dyn.loc[last, f"fd_{n}"] <= 0.5 * dyn.loc[first, f"fd_{n}"])
-       for n in (name_a, name_b)},
-    **{f"{n}: RP with its final self >= 0.6 at step {half}": bool(dyn.loc[half, f"self_{n}"] >= 0.6) for n in (name_a, name_b)},
-    f">= 90% memorized at N={sizes[0]} for every width": bool(mem.min()[sizes[0]] >= 0.9),
-    f"<= 10% memorized at N={sizes[-1]} for every width": bool(mem.max()[sizes[-1]] <= 0.1),
-    "memorization rate never rises by more than 0.05 with N": bool((np.diff(mean_mem.values) <= 0.05).all()),
-    "edited noises: RP >= 0.6 at every angle": bool(min(edit_rp) >= 0.6),
-    f"changes at {final} degrees: median correlation >= 0.5": bool(edits.loc[final, "change_corr"] >= 0.5),
-    f"changes at {final} degrees: >= chance + 0.3": bool(edits.loc[final, "change_corr"] >= edits.loc[final, "change_corr_chance"] + 0.3),
-}
-falsified = {f"RP - chance at step {last} >= at step {first} + 0.2":
-             bool(dyn.loc[last, "excess"] >= dyn.loc[first, "excess"] + 0.2)}
-for claim, ok in claims.items():
-    print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
-for claim, ok in falsified.items():
-    print(f"[{'PASS' if ok else 'FAIL'}, not asserted: falsified at cpu] {claim} "
-          f"({dyn.loc[first, 'excess']:.3f} -> {dyn.loc[last, 'excess']:.3f})")
-print(f"total wall time: {time.perf_counter() - t_start:.0f} s; CPU time of this kernel {time.process_time():.0f} s "
-      f"(trainings run in worker processes and are not counted)")
-if P["claims_strict"]:
-    assert all(claims.values()), {k: v for k, v in claims.items() if not v}
+ids = {n: n.lower().replace("-", "") for n in (name_a, name_b)}  # "U-Net" -> "unet"
+dynamics, ours = "paper, Sec. 5 (training dynamics)", "ours, a control of the method"
+rp_end, chance_end = dyn.loc[last, "rp"], dyn.loc[last, "chance"]
+run.claims.check("final_agree", f"{name_a} vs {name_b} at the end of training: RP >= 0.6", rp_end, ">=", 0.6,
+                 source=dynamics, detail=f"step {last}, chance {chance_end:.3f}")
+run.claims.check("final_vs_chance", f"{name_a} vs {name_b} at the end of training: RP >= 10 x chance",
+                 rp_end / max(chance_end, floor), ">=", 10, source=dynamics,
+                 detail=f"RP {rp_end:.3f}, chance {chance_end:.3f} (floored at {floor:.3g})")
+for n in (name_a, name_b):
+    fd0, fd1 = dyn.loc[first, f"fd_{n}"], dyn.loc[last, f"fd_{n}"]
+    run.claims.check(f"fd_improves_{ids[n]}", f"{n}: pixel FD at the last snapshot <= 0.5 x at the first", fd1, "<=",
+                     0.5 * fd0, source=ours, detail=f"FD {fd0:.3g} at step {first}, {fd1:.3g} at step {last}; "
+                                                    f"real-data floor {floor_fd:.3g}")
+ex0, ex1 = dyn.loc[first, "excess"], dyn.loc[last, "excess"]
+run.claims.check("excess_grows", "RP - chance grows by >= 0.2 from the first to the last snapshot", ex1 - ex0, ">=",
+                 0.2, source="ours, stated before the first cpu run",
+                 detail=f"RP - chance {ex0:.3f} at step {first}, {ex1:.3f} at step {last}")
+for n in (name_a, name_b):
+    run.claims.check(f"self_agree_half_{ids[n]}", f"{n}: RP with its final self >= 0.6 at the snapshot nearest half "
+                     "of training", dyn.loc[half, f"self_{n}"], ">=", 0.6, source="paper, Sec. 5 (training efficiency)",
+                     detail=f"step {half} of {last}")
+privacy = "paper, Sec. 5 (privacy)"
+run.claims.check("memorized_small_n", f"at the smallest N ({sizes[0]}), >= 90% of every model's samples are copies",
+                 mem.min()[sizes[0]], ">=", 0.9, source=privacy, detail="the least-memorizing width")
+run.claims.check("novel_large_n", f"at the largest N ({sizes[-1]}), <= 10% of every model's samples are copies",
+                 mem.max()[sizes[-1]], "<=", 0.1, source=privacy, detail="the most-memorizing width")
+rises = np.diff(mean_mem.values)
+run.claims.check("memorization_falls", "the memorization rate (mean over widths) never rises by more than 0.05 "
+                 "from one N to the next", rises.max(), "<=", 0.05, source=privacy,
+                 detail="largest rise; rate by N: " + ", ".join(f"{n}: {r:.3f}" for n, r in mean_mem.items()))
+edit = "paper, Sec. 5 (controllable generation)"
+run.claims.check("edit_same_image", "edited noises: RP of the two models >= 0.6 at every angle", min(edit_rp), ">=",
+                 0.6, source=edit, detail="RP " + ", ".join(f"{r:.3f}" for r in edit_rp) + f" at {angles} degrees")
+corr, corr_chance = edits.loc[final, "change_corr"], edits.loc[final, "change_corr_chance"]
+run.claims.check("edit_changes_alike", f"at {final} degrees, the median correlation of the two models' changes "
+                 ">= 0.5", corr, ">=", 0.5, source=edit, detail=f"mismatched seeds {corr_chance:.3f}")
+run.claims.check("edit_changes_vs_chance", f"at {final} degrees, the median correlation of the changes >= its "
+                 "mismatched-seed level + 0.3", corr, ">=", corr_chance + 0.3, source=edit,
+                 detail=f"mismatched seeds {corr_chance:.3f}")
+run.finish()
+
+# %% [markdown]
+# ## What we found
+#
+# At the `cpu` profile (500 seeds, 12 snapshots over 3,000 steps) the U-Net and the MLP end training on the same
+# noise-to-image map (RP about 0.87, far above chance) with samples near the real-data quality floor, and each
+# model already agrees with its final self at RP >= 0.9 from about step 1,250: the final map can be previewed
+# well before the end of training. Their agreement is highest at the first snapshot (RP 1.0 at step 250), where
+# neither draws digits yet: that agreement is the shared untrained skip term, not a learned map, and since it
+# is seed-specific the mismatched-seed chance level does not expose it. So our own statement that RP - chance
+# grows along training does not hold: it fell from 1.000 at step 250 to 0.868 at step 3,000. Memorization
+# falls with the training-set size as the paper describes: at the smallest N at least 90% of every model's
+# samples are training images, at the largest at most 10%, and the rate never rises by more than 0.05 in
+# between. A noise edit changes both models' images alike, well above the mismatched-seed level, and the edited
+# noises still map to the same image in both. Every claim of the paper tested here holds at `cpu`. How the
+# falsified statement came about is in [notes/07_implications.md](../notes/07_implications.md).
