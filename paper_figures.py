@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate the companion's figures by executing its notebooks headlessly with papermill.
+"""Regenerate the companion's figures and its claims report by executing its notebooks headlessly (papermill).
 
 Notebooks live in ``notebooks/`` and are named ``NN_topic.ipynb``. A notebook can be named on the
 command line by its number (``01`` or ``1``), its stem (``01_reproducibility``) or its topic
@@ -8,12 +8,21 @@ command line by its number (``01`` or ``1``), its stem (``01_reproducibility``) 
     python paper_figures.py --list
     python paper_figures.py --all --profile smoke
     python paper_figures.py --only 1 generalization --override seeds=200 --figures /tmp/figs
+    python paper_figures.py --all --publish          # and refresh the committed outputs, gallery and report
 
 Each notebook receives the papermill parameters ``profile=<profile>`` and ``overrides``, a dict of every
-``--override`` (names as in ``reprolib.profiles.SETTINGS``),
-runs with ``notebooks/`` as its working directory, and its executed copy is written to
-``build/executed/<profile>/<stem>.ipynb`` (``<stem>.failed.ipynb`` when it fails). The kernels
-see ``REPRO_PROFILE`` (and ``REPRO_FIGURES`` with ``--figures``) in their environment.
+``--override`` (names as in ``reprolib.profiles.SETTINGS``, checked for every chosen notebook before any kernel
+starts), runs with ``notebooks/`` as its working directory, and its executed copy is written to
+``build/executed/<profile>/<stem>.ipynb`` (``<stem>.failed.ipynb`` when it fails). The kernels see
+``REPRO_PROFILE`` (and ``REPRO_FIGURES`` with ``--figures``) in their environment. The profile is ``--profile``,
+else ``REPRO_PROFILE``, else ``cpu``.
+
+While a notebook runs, a line at least every ``--progress-every`` seconds says which cell of how many is running,
+under which heading, for how long, and what the library reports (models trained, training steps, samples).
+At the end the claims every notebook recorded (``reprolib.claims``) go into ``claims.md`` and ``claims.json``
+beside the figures, and a summary says which of the paper's claims hold. Exit status: 0; 1 when a notebook fails
+or a claim's verdict differs from the one recorded for the profile in ``reprolib/expected_verdicts.toml``
+(``--strict``: when any claim does not hold); 2 for bad arguments or settings.
 """
 
 from __future__ import annotations
@@ -23,13 +32,19 @@ import ast
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 PROFILES = ("smoke", "cpu", "paper")
 _NAME = re.compile(r"^(\d+)_(.+)$")
+RESULTS = ROOT / "results"
+# The figures the README shows, in order (missing ones are skipped with a word).
+GALLERY = ("01_same_noise_grid", "01_rp_mae_heatmaps", "02_rp_gl_vs_n", "03_theory_rp_vs_n", "08_theories_vs_n")
 
 
 def discover(notebooks: Path | str = ROOT / "notebooks") -> list[Path]:
@@ -84,6 +99,85 @@ def _kernel_of(path: Path) -> str:
     return name
 
 
+class Watch:
+    """What the running notebook is doing, told on the console at least every ``every`` seconds.
+
+    The cell comes from papermill (``_WatchedEngine``), the library's own progress from ``reprolib.progress``
+    (files the kernel and its training workers write into ``folder``). On a terminal one line is rewritten in
+    place; elsewhere (CI logs) a plain line is printed, without control characters.
+    """
+
+    def __init__(self, folder: Path, every: float = 20.0, stream=None):
+        self.folder, self.every, self.stream = folder, every, stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.stem, self.cell, self.cells, self.title, self.started = "", 0, 0, "", time.perf_counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._shown = False
+
+    def line(self) -> str:
+        from reprolib import progress
+
+        elapsed = time.perf_counter() - self.started
+        parts = [self.stem, f"cell {self.cell}/{self.cells}" + (f" ({self.title})" if self.title else ""),
+                 f"{int(elapsed // 60)}m{int(elapsed % 60):02d}s"]
+        work = progress.describe(progress.read(self.folder))
+        return "  " + " · ".join(parts + ([work] if work else []))
+
+    def _tell(self) -> None:
+        text = self.line()
+        if self.tty:
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write("\r\x1b[K" + text[:width])
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self._shown = True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(2.0 if self.tty else self.every):
+            self._tell()
+
+    def start(self, stem: str) -> None:
+        self.stem, self.cell, self.cells, self.title, self.started = stem, 0, 0, "", time.perf_counter()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.tty and self._shown:
+            self.stream.write("\r\x1b[K")
+        self._shown = False
+
+    def cell_started(self, nb, index: int) -> None:
+        code = [k for k, c in enumerate(nb.cells) if c.cell_type == "code"]
+        self.cell, self.cells = (code.index(index) + 1 if index in code else 0), len(code)
+        self.title = next((line.lstrip("#").strip() for c in reversed(nb.cells[:index]) if c.cell_type == "markdown"
+                           for line in c.source.splitlines() if line.startswith("#")), "")
+
+
+def _watched_engine(watch: Watch):
+    """papermill's nbclient engine, telling ``watch`` when each cell starts."""
+    from papermill.engines import NBClientEngine
+
+    class _WatchedEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            cell_start = nb_man.cell_start
+
+            def start(cell, cell_index=None, **kw):
+                watch.cell_started(nb_man.nb, cell_index)
+                return cell_start(cell, cell_index, **kw)
+
+            nb_man.cell_start = start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    return _WatchedEngine
+
+
 def run_notebook(
     path: Path,
     profile: str,
@@ -91,6 +185,7 @@ def run_notebook(
     overrides: dict | None = None,
     kernel: str | None = None,
     log_output: bool = False,
+    watch: Watch | None = None,
 ) -> tuple[bool, float, str]:
     """Execute one notebook; return (ok, seconds, message).
 
@@ -98,17 +193,24 @@ def run_notebook(
     ``<executed>/<stem>.ipynb`` on success, ``<executed>/<stem>.failed.ipynb`` on failure.
     """
     import papermill as pm
+    from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
 
     executed.mkdir(parents=True, exist_ok=True)
     tmp = executed / f".{path.stem}.partial.ipynb"
     good, bad = executed / f"{path.stem}.ipynb", executed / f"{path.stem}.failed.ipynb"
+    engine = None
+    if watch is not None:
+        engine = f"watched-{id(watch)}"
+        papermill_engines.register(engine, _watched_engine(watch))
+        watch.start(path.stem)
     start = time.perf_counter()
     try:
         pm.execute_notebook(
             str(path),
             str(tmp),
             parameters={"profile": profile, "overrides": overrides or {}},
+            engine_name=engine,
             kernel_name=kernel or _kernel_of(path),
             cwd=str(path.parent),
             progress_bar=False,
@@ -127,9 +229,112 @@ def run_notebook(
             os.replace(tmp, bad)
             msg += f"\n    failed copy: {bad}"
         return False, seconds, msg
+    finally:
+        if watch is not None:
+            watch.stop()
     os.replace(tmp, good)
     bad.unlink(missing_ok=True)
     return True, time.perf_counter() - start, str(good)
+
+
+def _settings_id(path: Path) -> str | None:
+    """The settings a notebook asks for (``notebook.start("NN", ...)``), or None for a notebook that takes none."""
+    found = re.search(r'notebook\.start\(\s*["\'](\w+)["\']', path.read_text(encoding="utf-8").replace('\\"', '"'))
+    return found[1] if found else None
+
+
+def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str]:
+    """One message per problem with ``overrides`` in any chosen notebook that takes the library's settings."""
+    from reprolib import profiles
+
+    problems = []
+    for path in paths:
+        nid = _settings_id(path)
+        if nid is None or nid not in profiles.SETTINGS:
+            continue
+        try:
+            profiles.settings(nid, profile, **overrides)
+        except (ValueError, TypeError) as err:
+            problems.append(f"{path.stem}: {err}")
+    return problems
+
+
+def collect_claims(executed: Path, stems: list[str]) -> dict:
+    """{stem: [Claim]} read back from the executed copies (failed ones included: what they recorded before failing)."""
+    import nbformat
+    from reprolib import claims
+
+    out = {}
+    for stem in stems:
+        for name in (f"{stem}.ipynb", f"{stem}.failed.ipynb"):
+            if (executed / name).exists():
+                out[stem] = claims.from_notebook(nbformat.read(executed / name, as_version=4))
+                break
+        else:
+            out[stem] = []
+    return out
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:
+    """Claims recorded as not holding at ``profile`` that a notebook which ran to the end no longer checks."""
+    from reprolib import claims
+
+    checked = {c.id for cs in by_stem.values() for c in cs}
+    ran = {_NAME.match(stem)[1] for stem in ok}
+    return [cid for cid in claims.expected(profile) if cid.split(".")[0] in ran and cid not in checked]
+
+
+def publish(executed: Path, figures: Path, stems: list[str], profile: str, report_md: str, report_json: str) -> None:
+    """Make a finished run the committed one: the executed notebooks become ``notebooks/*.ipynb`` (papermill's
+    injected parameters and bookkeeping removed, so each stays the pair of its ``.py``), the gallery figures are
+    copied to ``results/gallery/`` and the claims report to ``results/``, and the README's results block is
+    rewritten from them."""
+    import nbformat
+
+    for stem in stems:
+        nb = nbformat.read(executed / f"{stem}.ipynb", as_version=4)
+        nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        for cell in nb.cells:
+            cell.metadata.pop("papermill", None)
+            cell.metadata.pop("execution", None)
+        nb.metadata.pop("papermill", None)
+        write_atomic(ROOT / "notebooks" / f"{stem}.ipynb", nbformat.writes(nb) + "\n")
+    gallery = RESULTS / "gallery"
+    gallery.mkdir(parents=True, exist_ok=True)
+    shown = []
+    for name in GALLERY:
+        if (figures / f"{name}.png").exists():
+            shutil.copyfile(figures / f"{name}.png", gallery / f"{name}.png")
+            shown.append(name)
+        else:
+            print(f"  gallery: {name}.png is not among the figures of this run; left out", flush=True)
+    write_atomic(RESULTS / f"claims_{profile}.md", report_md)
+    write_atomic(RESULTS / f"claims_{profile}.json", report_json)
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin in text and end in text:
+        from reprolib import claims
+
+        block = [begin, ""] + claims.summary(_flat(report_json), profile) + [
+            "", f"The whole report: [results/claims_{profile}.md](results/claims_{profile}.md).", ""]
+        block += [f"![{name}](results/gallery/{name}.png)" for name in shown] + ["", end]
+        text = text[:text.index(begin)] + "\n".join(block) + text[text.index(end) + len(end):]
+        write_atomic(readme, text)
+
+
+def _flat(report_json: str) -> list:
+    from reprolib.claims import Claim
+
+    return [Claim(**c) for cs in json.loads(report_json).values() for c in cs]
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -145,13 +350,14 @@ def _override(text: str) -> tuple[str, object]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="paper_figures.py",
-        description="Execute the companion notebooks headlessly (papermill) and regenerate figures.",
+        description="Execute the companion notebooks headlessly (papermill), regenerate figures and the claims report.",
     )
     act = p.add_argument_group("actions (one is required)")
     act.add_argument("--all", action="store_true", help="run every notebook")
     act.add_argument("--only", nargs="+", metavar="NAME", help="run these notebooks (number, stem or topic)")
     act.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    p.add_argument("--profile", choices=PROFILES, default="cpu", help="compute budget (default: cpu)")
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="compute budget (default: REPRO_PROFILE if set, else cpu)")
     p.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
                    help="extra papermill parameter (value parsed as a Python literal, else a string)")
     p.add_argument("--figures", type=Path, metavar="DIR", help="where figures go (sets REPRO_FIGURES)")
@@ -161,6 +367,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", metavar="DIR",
                    help="notebook folder (default: notebooks/)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    p.add_argument("--strict", action="store_true", help="also fail when any claim does not hold, recorded or not")
+    p.add_argument("--publish", action="store_true",
+                   help="after a clean --all run: copy the executed notebooks over notebooks/*.ipynb, the gallery "
+                        "figures and the claims report into results/, and refresh the README's results block")
+    p.add_argument("--progress-every", type=float, default=20.0, metavar="SECONDS",
+                   help="longest silence while a notebook runs, off a terminal (default: 20)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream cell outputs while running")
     return p
 
@@ -177,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{_NAME.match(path.stem)[1]}  {path.stem:<32}  {heading(path)}")
         return 0
 
+    profile = args.profile or os.environ.get("REPRO_PROFILE") or "cpu"
+    if profile not in PROFILES:
+        parser.error(f"REPRO_PROFILE={profile!r} is not a profile; choose one of {', '.join(PROFILES)}")
     if args.only:
         try:
             todo = resolve(args.only, args.notebooks)
@@ -186,9 +401,15 @@ def main(argv: list[str] | None = None) -> int:
         todo = discover(args.notebooks)
         if not todo:
             parser.error(f"no NN_topic.ipynb notebooks in {args.notebooks}")
+    if args.publish and not args.all:
+        parser.error("--publish replaces every committed notebook's outputs: use it with --all")
+    overrides = dict(args.override)
+    problems = check_settings(todo, profile, overrides)
+    if problems:  # before any kernel starts: a bad setting must not cost an hour of training first
+        parser.exit(2, "error: bad settings, nothing was run:\n" + "\n".join(f"  {m}" for m in problems) + "\n")
 
     os.environ["PYTHONUNBUFFERED"] = "1"
-    os.environ["REPRO_PROFILE"] = args.profile
+    os.environ["REPRO_PROFILE"] = profile
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
@@ -197,30 +418,70 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    executed = (args.executed or ROOT / "build" / "executed" / args.profile).resolve()
-    overrides = dict(args.override)
+    executed = (args.executed or ROOT / "build" / "executed" / profile).resolve()
+    from reprolib import claims
+    from reprolib.paths import figures_dir
+
+    figures = figures_dir()
+    progress_dir = Path(tempfile.mkdtemp(prefix="repro-progress-"))
+    os.environ["REPRO_PROGRESS"] = str(progress_dir)
+    watch = Watch(progress_dir, args.progress_every)
+    print(f"profile {profile}: {len(todo)} notebook(s); figures in {figures}", flush=True)
 
     results: list[tuple[str, str, float]] = []
-    for i, path in enumerate(todo, 1):
-        print(f"[{i}/{len(todo)}] {path.stem} ... ", end="", flush=True)
-        ok, seconds, msg = run_notebook(path, args.profile, executed, overrides, args.kernel, args.verbose)
-        results.append((path.stem, "ok" if ok else "FAILED", seconds))
-        print(f"{'ok' if ok else 'FAILED'} ({seconds:.1f} s)", flush=True)
-        if not ok:
-            print(f"  {path.stem} failed at {msg}", flush=True)
-            if args.fail_fast:
-                break
+    try:
+        for i, path in enumerate(todo, 1):
+            print(f"[{i}/{len(todo)}] {path.stem} ...", flush=True)
+            ok, seconds, msg = run_notebook(path, profile, executed, overrides, args.kernel, args.verbose, watch)
+            results.append((path.stem, "ok" if ok else "FAILED", seconds))
+            print(f"[{i}/{len(todo)}] {path.stem} ... {'ok' if ok else 'FAILED'} ({seconds:.1f} s)", flush=True)
+            if not ok:
+                print(f"  {path.stem} failed at {msg}", flush=True)
+                if args.fail_fast:
+                    break
+    finally:
+        os.environ.pop("REPRO_PROGRESS", None)
+        shutil.rmtree(progress_dir, ignore_errors=True)
 
+    by_stem = collect_claims(executed, [stem for stem, _, _ in results])
+    every = [c for cs in by_stem.values() for c in cs]
     width = max(len("notebook"), *(len(stem) for stem, _, _ in results))
-    print(f"\n{'notebook':<{width}}  status  wall time")
+    print(f"\n{'notebook':<{width}}  status  wall time  claims that hold")
     for stem, status, seconds in results:
-        print(f"{stem:<{width}}  {status:<6}  {seconds:8.1f} s")
+        cs = by_stem[stem]
+        print(f"{stem:<{width}}  {status:<6}  {seconds:8.1f} s  {sum(c.holds for c in cs)} of {len(cs)}")
     print(f"{'total':<{width}}  {'':<6}  {sum(s for _, _, s in results):8.1f} s")
     print(f"executed notebooks: {executed}")
+
+    report_md, report_json = claims.report(by_stem, profile), claims.to_json(by_stem)
+    write_atomic(figures / "claims.md", report_md)
+    write_atomic(figures / "claims.json", report_json)
+    print(f"\nClaims at {profile} (report: {figures / 'claims.md'}):")
+    print("\n".join(claims.summary(every, profile)))
+
     failed = [stem for stem, status, _ in results if status != "ok"]
+    judged = [c for c in every if c.judged]
+    regressions = [c for c in judged if c.unexpected]
+    stale = stale_records(by_stem, {stem for stem, status, _ in results if status == "ok"}, profile)
+    reasons = []
     if failed or len(results) < len(todo):
-        print(f"FAILED: {', '.join(failed)}" + (" (stopped early: --fail-fast)" if len(results) < len(todo) else ""))
+        reasons.append(f"notebook(s) failed: {', '.join(failed)}"
+                       + (" (stopped early: --fail-fast)" if len(results) < len(todo) else ""))
+    if regressions:
+        reasons.append(f"{len(regressions)} verdict(s) differ from reprolib/expected_verdicts.toml [{profile}]: "
+                       + "; ".join(f"{c.id} {'holds' if c.holds else 'does not hold'} "
+                                   f"({c.value:.3g} {c.op} {c.threshold:.3g})" for c in regressions))
+    if stale:
+        reasons.append(f"reprolib/expected_verdicts.toml [{profile}] records claims no notebook checks any more: "
+                       + ", ".join(stale))
+    if args.strict and any(not c.holds for c in judged):
+        reasons.append("--strict: " + ", ".join(c.id for c in judged if not c.holds) + " do(es) not hold")
+    if reasons:
+        print("\nFAILED: " + "\nFAILED: ".join(reasons))
         return 1
+    if args.publish:
+        publish(executed, figures, [stem for stem, _, _ in results], profile, report_md, report_json)
+        print(f"published: notebooks/*.ipynb, {RESULTS.relative_to(ROOT)}/ and the README's results block")
     return 0
 
 

@@ -35,25 +35,24 @@ overrides = {}  # e.g. {"seeds": 200}; names as in reprolib.profiles.SETTINGS["0
 # %%
 import subprocess
 import sys
-import time
 
 if "google.colab" in sys.modules:  # Colab starts without the library; Binder and local runs have it
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "reprolib @ git+https://github.com/reprocompanion/companion"], check=True)
 
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import baselines, data, hub, metrics, plotting, profiles, zoo
-from reprolib.store import Store
+from reprolib import baselines, data, hub, metrics, notebook, plotting, zoo
 
-P = profiles.settings("01", profile, **overrides)
-store = Store()
-t_start = time.perf_counter()
+run = notebook.start("01", profile, overrides)
+P, store = run.P, run.store
 train_set = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))  # the paper's seeds start at 100000
-print(f"profile {profile}: {len(train_set)} training images of shape {train_set.shape}, {len(seeds)} seeds")
+print(f"{len(train_set)} training images of shape {train_set.shape}, {len(seeds)} seeds")
 
 # %% [markdown]
 # ## Calibrating the similarity threshold
@@ -189,24 +188,32 @@ for label, (r, c) in baseline_rp.items():
 # %% [markdown]
 # ## Claims
 #
-# Asserted at the run's profile (thresholds stated here, never tuned to pass):
+# Thresholds stated here, before the runs that judge them, never tuned to pass:
 # 1. every pair of diffusion models agrees far above chance: **RP >= 0.6** and **RP >= 10 x chance** at
 #    Pearson > 0.9 (the chance rate floored at 1/seeds so a zero chance cannot make any RP pass);
 # 2. the GAN pair and the VAE pair do not: **RP <= 3 x chance + 0.05**.
-#
-# At the `smoke` profile the models are trained for a few steps only, so the claims are computed and
-# printed but not asserted.
 
 # %%
 floor = 1 / len(seeds)
 ratio = diff_rp / np.maximum(diff_chance, floor)
-claims = {
-    "diffusion RP >= 0.6 for every pair": bool(diff_rp.min() >= 0.6),
-    "diffusion RP >= 10x chance for every pair": bool(ratio.min() >= 10),
-    **{f"{k} RP <= 3x chance + 0.05": bool(r <= 3 * c + 0.05) for k, (r, c) in baseline_rp.items()},
-}
-for claim, ok in claims.items():
-    print(f"[{'PASS' if ok else 'FAIL'}] {claim}")
-print(f"total wall time: {time.perf_counter() - t_start:.0f} s")
-if P["claims_strict"]:
-    assert all(claims.values()), {k: v for k, v in claims.items() if not v}
+k = int(diff_rp.argmin())
+run.claims.check("diffusion_rp", "every pair of diffusion models: RP >= 0.6", diff_rp.min(), ">=", 0.6,
+                 source="paper, Fig. 1, 6, 12", paper="RP 0.70-0.91 between models (SSCD > 0.6, CIFAR-10)",
+                 detail=f"lowest pair {off[k][0]} / {off[k][1]}; median {np.median(diff_rp):.3f}")
+k = int(ratio.argmin())
+run.claims.check("diffusion_vs_chance", "every pair of diffusion models: RP >= 10 x chance", ratio.min(), ">=", 10,
+                 source="paper, Fig. 1, 6, 12",
+                 detail=f"lowest ratio {off[k][0]} / {off[k][1]}; chance at most {diff_chance.max():.3f}")
+for label, (r, c) in baseline_rp.items():
+    kind = label.split()[0].lower()
+    run.claims.check(f"{kind}_not_reproducible", f"{label}: RP <= 3 x chance + 0.05", r, "<=", 3 * c + 0.05,
+                     source="paper, Sec. 2", detail=f"chance {c:.3f}")
+run.finish()
+
+# %% [markdown]
+# ## What we found
+#
+# At the `cpu` profile the seven diffusion models, which differ in backbone, formulation, sampler and training
+# seed, map the same noise to the same digit: every pair agrees on 0.645-1.00 of the seeds at Pearson > 0.9,
+# against a mismatched-seed chance of at most 0.008. The two GANs agree on no seed and the two VAEs on 0.077,
+# near their chance of 0.047: fed one latent, they produce different digits.

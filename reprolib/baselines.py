@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import progress as progress_lib
 from .samplers import noise
 from .store import Store
 from .train import ema_update, training_set
@@ -177,9 +178,22 @@ class VAE(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 # Training.
 
+class _Bar(tqdm):
+    """tqdm that also tells ``progress`` (the runner's view of worker processes) where training is."""
+
+    def __init__(self, what: str, steps: int, progress: bool):
+        self.what = what
+        super().__init__(range(steps), disable=not progress, leave=False, desc=f"train {what}")
+
+    def __iter__(self):
+        for step in super().__iter__():
+            progress_lib.update("train", self.what, step, self.total)
+            yield step
+        progress_lib.update("train", self.what, self.total, self.total)
+
+
 def _bar(cfg, kind: str, n: int, progress: bool):
-    return tqdm(range(cfg.steps), disable=not progress, leave=False,
-                desc=f"train {kind} {cfg.arch}/{cfg.width} seed={cfg.seed} n={n}")
+    return _Bar(f"{kind} {cfg.arch}/{cfg.width} seed={cfg.seed} n={n}", cfg.steps, progress)
 
 
 def train_gan(cfg: GANConfig, store: Store | None = None, device=None, progress: bool = True) -> nn.Module:

@@ -57,7 +57,7 @@ class Claim:
 
     def line(self) -> str:
         """One line for a console: id, verdict, value against threshold."""
-        return f"{self.id}: {self.verdict()}: {_num(self.value)} {self.op} {_num(self.threshold)} ({self.statement})"
+        return f"{self.id}: {self.verdict()}: {_num(self.value)}, needs {self.op} {_num(self.threshold)} ({self.statement})"
 
 
 def expected(profile: str, path: Path | str = EXPECTED_FILE) -> dict[str, str]:
@@ -166,14 +166,19 @@ def summary(claims: list[Claim], profile: str) -> list[str]:
     """Lines that say how many of the paper's claims hold, which do not (with their values), and what changed."""
     paper = [c for c in claims if not c.ours]
     ours = [c for c in claims if c.ours]
-    lines = [f"- The paper's claims: {sum(c.holds for c in paper)} of {len(paper)} hold at {profile}."
-             + ("" if not paper or paper[0].judged else f" (Not judged: at {profile} the models are barely trained.)")]
-    lines += [f"  - does not hold: {c.id}: {_num(c.value)} {c.op} {_num(c.threshold)} ({c.statement})"
-              + (f"; {c.detail}" if c.detail else "") for c in paper if not c.holds]
+    if claims and not claims[0].judged:
+        return [f"- Not judged at {profile}: the models are barely trained, so verdicts mean nothing here "
+                f"({sum(c.holds for c in claims)} of {len(claims)} claims would hold)."]
+
+    def missed(c: Claim) -> str:
+        return (f"  - does not hold: {c.id}: {_num(c.value)}, needs {c.op} {_num(c.threshold)} ({c.statement})"
+                + (f"; {c.detail}" if c.detail else "") + ("" if c.unexpected else "; a recorded finding"))
+
+    lines = [f"- The paper's claims: {sum(c.holds for c in paper)} of {len(paper)} hold at {profile}."]
+    lines += [missed(c) for c in paper if not c.holds]
     if ours:
         lines.append(f"- Claims of ours: {sum(c.holds for c in ours)} of {len(ours)} hold.")
-        lines += [f"  - does not hold: {c.id}: {_num(c.value)} {c.op} {_num(c.threshold)} ({c.statement})"
-                  for c in ours if not c.holds]
+        lines += [missed(c) for c in ours if not c.holds]
     changed = [c for c in claims if c.unexpected]
     if changed:
         lines.append(f"- Verdicts that differ from the record for {profile}: {len(changed)}")

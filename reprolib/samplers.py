@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from . import progress as progress_lib
+
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -125,10 +127,12 @@ def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = 
     z = noise(seeds, shape) if z is None else z
     fn, out = SAMPLERS[sampler], []
     for i in tqdm(range(0, len(z), batch_size), disable=not progress, desc=f"{sampler} x{steps}", leave=False):
+        progress_lib.update("sample", f"{sampler} x{steps}", i, len(z))
         x = z[i:i + batch_size].to(device) * sigmas[0]
         lab = None if labels is None else labels[i:i + batch_size].to(device)
         denoise = (lambda x_, s_: denoiser(x_, s_)) if lab is None else (lambda x_, s_: denoiser(x_, s_, lab))
         out.append(fn(denoise, x, sigmas).float().cpu())
+    progress_lib.update("sample", f"{sampler} x{steps}", len(z), len(z))
     return torch.cat(out)
 
 

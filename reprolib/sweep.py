@@ -29,6 +29,7 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
+from . import progress as progress_lib
 from .store import Store
 
 
@@ -97,6 +98,7 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
     if not todo:
         return times
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
+    progress_lib.update("sweep", "models", 0, len(todo))
     if n_jobs == 1 and backend is None and _local_backend():
         torch_threads = torch.get_num_threads()
         results = (_run(fn, c, str(store.root), torch_threads) for c in todo)
@@ -111,7 +113,8 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
 
 
 def _collect(results, times: dict, bar, label: Callable) -> None:
-    for cfg, seconds in results:
+    for done, (cfg, seconds) in enumerate(results, 1):
+        progress_lib.update("sweep", "models", done, bar.total)
         times[label(cfg)] = seconds
         bar.set_postfix_str(f"done {label(cfg)} in {seconds:.0f}s")
         bar.update()

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from . import data as data_lib
 from . import lora as lora_lib
 from . import networks
+from . import progress as progress_lib
 from .formulations import Denoiser
 from .store import Store
 
@@ -159,7 +160,9 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
     decay = 0.5 ** (1 / cfg.ema_halflife)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
                desc=f"train {cfg.net['kind']}/{cfg.formulation} n={len(ds)}", leave=False)
+    what = f"{cfg.net['kind']}-{cfg.net.get('width', '')} {cfg.formulation} n={len(ds)} seed={cfg.seed}"
     for step in bar:
+        progress_lib.update("train", what, step, cfg.steps)
         idx = torch.randint(0, len(images), (cfg.batch,), generator=gen).to(device)
         lab = None
         if cfg.conditional:
@@ -188,6 +191,7 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
                 "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                 "gen": gen.get_state(), "step": step + 1, "losses": losses, "running": running,
                 **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
+    progress_lib.update("train", what, cfg.steps, cfg.steps)
     store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses})
     store.remove(KIND, key, "checkpoint")
     return ema.eval()
