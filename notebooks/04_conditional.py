@@ -216,7 +216,7 @@ for w, r, f, m in sweep_rows:
 # ## Claims
 #
 # At guidance scale `P["guidance"]`, with thresholds written before the run that judges them (never tuned to
-# pass). Two checks of our instruments come first:
+# pass). Two controls of the method (ours) come first:
 # 1. the judge is trustworthy: held-out accuracy **>= 0.97** on digits (`judge_accuracy`; 0.9 for the CNN on
 #    CIFAR-10, which does not reach the SVC's 0.97 on digits);
 # 2. guidance works: **>= 90%** of each conditional model's samples are classified as their label
@@ -240,10 +240,10 @@ for w, r, f, m in sweep_rows:
 # %%
 tag = {k: k.removeprefix("cond ").split()[0].lower().replace("-", "") for k in [*c_samples, *u_samples]}  # "unet"
 run.claims.check("judge_accuracy", f"the judge's accuracy on held-out real images >= {P['judge_accuracy']}",
-                 judge.accuracy, ">=", P["judge_accuracy"], source="ours, a check of the judge")
+                 judge.accuracy, ">=", P["judge_accuracy"], source="ours, a control of the method")
 for k, f in fidelity.items():
     run.claims.check(f"label_taken_{tag[k]}", f"{k}: >= 90% of samples classified as their label", f, ">=", 0.9,
-                     source="ours, a check of guidance")
+                     source="ours, a control of the method")
 sec4 = "paper, Sec. 4 (conditional)"
 run.claims.check("cond_rp", f"{ca} vs {cb}: RP >= 0.6", cc_rp, ">=", 0.6, source=sec4,
                  detail=f"within-class chance {cc_chance:.3f}")
