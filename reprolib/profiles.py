@@ -167,3 +167,21 @@ def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
 
         out["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     return out
+
+
+# Notebook 08: closed-form theories beside notebook 02's U-Nets (``closed_form``). It trains nothing and reads
+# the sweep's settings with ``settings("02", ...)``; these are its own. ``theory_seeds``: the first seeds of 02's
+# that every theory is sampled from (the patch denoisers cost N x positions per query, so fewer than 02's);
+# ``patch_sizes``: the sides of the patch denoisers; ``r2_images`` training and as many held-out images probe
+# the denoisers at each of ``r2_sigmas``.
+_S8 = {
+    "smoke": dict(theory_seeds=24, patch_sizes=[3, 5], r2_images=16, r2_sigmas=[0.5, 2.0], device="cpu",
+                   claims_strict=False),
+    "cpu": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=100, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
+                 device="cpu", claims_strict=True),
+    "paper": dict(theory_seeds=1000, patch_sizes=[3, 5, 7, 11], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
+                   device="auto", claims_strict=True),
+}
+for _profile in _S8.values():
+    _profile.update(similarity="pixel", precision=None, nets={})
+SETTINGS["08"] = _S8
