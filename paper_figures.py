@@ -42,7 +42,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PROFILES = ("smoke", "cpu", "paper")
 _NAME = re.compile(r"^(\d+)_(.+)$")
-RESULTS = ROOT / "results"
 # The figures the README shows, in order (missing ones are skipped with a word).
 GALLERY = ("01_same_noise_grid", "01_rp_mae_heatmaps", "02_rp_gl_vs_n", "03_theory_rp_vs_n", "08_theories_vs_n")
 
@@ -292,7 +291,8 @@ def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:
     return [cid for cid in claims.expected(profile) if cid.split(".")[0] in ran and cid not in checked]
 
 
-def publish(executed: Path, figures: Path, stems: list[str], profile: str, report_md: str, report_json: str) -> None:
+def publish(executed: Path, figures: Path, stems: list[str], profile: str, report_md: str, report_json: str,
+            root: Path = ROOT) -> None:
     """Make a finished run the committed one: the executed notebooks become ``notebooks/*.ipynb`` (papermill's
     injected parameters and bookkeeping removed, so each stays the pair of its ``.py``), the gallery figures are
     copied to ``results/gallery/`` and the claims report to ``results/``, and the README's results block is
@@ -306,8 +306,9 @@ def publish(executed: Path, figures: Path, stems: list[str], profile: str, repor
             cell.metadata.pop("papermill", None)
             cell.metadata.pop("execution", None)
         nb.metadata.pop("papermill", None)
-        write_atomic(ROOT / "notebooks" / f"{stem}.ipynb", nbformat.writes(nb) + "\n")
-    gallery = RESULTS / "gallery"
+        write_atomic(root / "notebooks" / f"{stem}.ipynb", nbformat.writes(nb) + "\n")
+    results = root / "results"
+    gallery = results / "gallery"
     gallery.mkdir(parents=True, exist_ok=True)
     shown = []
     for name in GALLERY:
@@ -316,9 +317,9 @@ def publish(executed: Path, figures: Path, stems: list[str], profile: str, repor
             shown.append(name)
         else:
             print(f"  gallery: {name}.png is not among the figures of this run; left out", flush=True)
-    write_atomic(RESULTS / f"claims_{profile}.md", report_md)
-    write_atomic(RESULTS / f"claims_{profile}.json", report_json)
-    readme = ROOT / "README.md"
+    write_atomic(results / f"claims_{profile}.md", report_md)
+    write_atomic(results / f"claims_{profile}.json", report_json)
+    readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
     if begin in text and end in text:
@@ -332,9 +333,9 @@ def publish(executed: Path, figures: Path, stems: list[str], profile: str, repor
 
 
 def _flat(report_json: str) -> list:
-    from reprolib.claims import Claim
+    from reprolib.claims import _from_json
 
-    return [Claim(**c) for cs in json.loads(report_json).values() for c in cs]
+    return [_from_json(c) for cs in json.loads(report_json).values() for c in cs]
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -481,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.publish:
         publish(executed, figures, [stem for stem, _, _ in results], profile, report_md, report_json)
-        print(f"published: notebooks/*.ipynb, {RESULTS.relative_to(ROOT)}/ and the README's results block")
+        print("published: notebooks/*.ipynb, results/ (gallery, claims report) and the README's results block")
     return 0
 
 

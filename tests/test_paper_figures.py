@@ -167,3 +167,150 @@ def test_failure_is_reported_and_others_still_run(nbdir, tmp_path, capsys):
     assert rc != 0
     assert "[1/2] 02_beta ... FAILED" in out and "[2/2]" not in out and "--fail-fast" in out
     assert not (executed / "01_alpha.ipynb").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Claims report, expected verdicts, progress, settings checks, publishing.
+
+CLAIMS_CELL = (
+    "from reprolib.claims import Claims\n"
+    "value = overrides.get('value', 0.4)\n"
+    "C = Claims('91', profile, judged=profile != 'smoke')\n"
+    "C.check('low', 'RP >= 0.6', value, '>=', 0.6, detail='toy')\n"
+    "C.check('fine', 'RP <= 0.05', 0.01, '<=', 0.05)\n"
+    "C.show()"
+)
+
+
+@pytest.fixture
+def claimsdir(tmp_path, monkeypatch):
+    """91_claims records two claims (91.low from the override `value`, 91.fine always holds); the record of
+    expected verdicts is a file of the test's own (REPRO_EXPECTED)."""
+    for key in ("REPRO_PROFILE", "REPRO_FIGURES", "PYTHONUNBUFFERED", "PYTHONPATH"):
+        monkeypatch.delenv(key, raising=False)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _write(folder, "91_claims", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(CLAIMS_CELL)])
+    record = tmp_path / "expected.toml"
+    monkeypatch.setenv("REPRO_EXPECTED", str(record))
+    return folder, record
+
+
+def _run(folder: Path, tmp_path: Path, *extra: str) -> int:
+    return pf.main(["--notebooks", str(folder), "--all", "--figures", str(tmp_path / "figs"),
+                    "--executed", str(tmp_path / "executed"), *extra])
+
+
+def test_a_recorded_finding_is_reported_not_failed(claimsdir, tmp_path, capsys):
+    folder, record = claimsdir
+    record.write_text('[cpu."91.low"]\nholds = false\nwhy = "toy"\n')
+    assert _run(folder, tmp_path, "--profile", "cpu") == 0
+    out = capsys.readouterr().out
+    assert "The paper's claims: 1 of 2 hold at cpu." in out
+    assert "91.low: 0.400, needs >= 0.600 (RP >= 0.6); toy; a recorded finding" in out
+    report = (tmp_path / "figs" / "claims.md").read_text()
+    assert "## 91_claims" in report and "91.low" in report and "91.fine" in report
+    assert {c["id"] for c in json.loads((tmp_path / "figs" / "claims.json").read_text())["91_claims"]} == {
+        "91.low", "91.fine"}
+    # --strict fails on any claim that does not hold, recorded or not
+    assert _run(folder, tmp_path, "--profile", "cpu", "--strict") == 1
+    assert "--strict: 91.low" in capsys.readouterr().out
+
+
+def test_a_changed_verdict_fails_in_either_direction(claimsdir, tmp_path, capsys):
+    folder, record = claimsdir
+    record.write_text('[cpu."91.low"]\nholds = false\n')
+    assert _run(folder, tmp_path, "--profile", "cpu", "--override", "value=0.7") == 1  # now holds
+    out = capsys.readouterr().out
+    assert "FAILED: 1 verdict(s) differ" in out and "91.low holds (0.7 >= 0.6)" in out
+    record.write_text("")
+    assert _run(folder, tmp_path, "--profile", "cpu") == 1  # expected to hold, does not
+    assert "91.low does not hold (0.4 >= 0.6)" in capsys.readouterr().out
+    # at smoke nothing is compared: the verdicts are shown as not judged
+    assert _run(folder, tmp_path, "--profile", "smoke") == 0
+    assert "Not judged at smoke" in capsys.readouterr().out
+
+
+def test_a_record_no_notebook_checks_fails(claimsdir, tmp_path, capsys):
+    folder, record = claimsdir
+    record.write_text('[cpu."91.low"]\nholds = false\n\n[cpu."91.gone"]\nholds = false\n')
+    assert _run(folder, tmp_path, "--profile", "cpu") == 1
+    assert "records claims no notebook checks any more: 91.gone" in capsys.readouterr().out
+
+
+def test_progress_names_cell_heading_and_library_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _write(folder, "92_slow", [
+        _parameters('profile = "cpu"\noverrides = {}'),
+        new_markdown_cell("## Training the toy"),
+        new_code_cell("import time\nfrom reprolib import progress\n"
+                      "progress.update('sweep', 'models', 2, 5)\nprogress.update('train', 'toy-4', 30, 100)\n"
+                      "time.sleep(4)"),
+    ])
+    assert _run(folder, tmp_path, "--profile", "smoke", "--progress-every", "1") == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "cell 3/3" in line]
+    assert lines, "no progress line for the slow cell"
+    assert "92_slow · cell 3/3 (Training the toy)" in lines[-1]
+    assert "models 2/5 · train toy-4 30/100" in lines[-1]
+    assert "\x1b" not in "".join(lines) and "\r" not in "".join(lines)  # not a terminal: plain lines
+
+
+def test_repro_profile_is_honoured_without_profile_flag(nbdir, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PROFILE", "smoke")
+    figures = tmp_path / "figs"
+    assert pf.main(["--notebooks", str(nbdir), "--only", "alpha", "--figures", str(figures),
+                    "--executed", str(tmp_path / "executed")]) == 0
+    assert json.loads((figures / "params.json").read_text())["profile"] == "smoke"
+    monkeypatch.setenv("REPRO_PROFILE", "huge")
+    with pytest.raises(SystemExit) as exc:
+        pf.main(["--notebooks", str(nbdir), "--only", "alpha"])
+    assert exc.value.code == 2
+
+
+def test_bad_settings_exit_2_before_any_kernel(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _write(folder, "93_settings", [_parameters('profile = "cpu"\noverrides = {}'),
+                                   new_code_cell('run = notebook.start("01", profile, overrides)')])
+    with pytest.raises(SystemExit) as exc:
+        _run(folder, tmp_path, "--profile", "smoke", "--override", "no_such_setting=3")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "93_settings" in err and "no_such_setting" in err and "nothing was run" in err
+    assert not (tmp_path / "executed").exists()
+
+
+def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
+    """Published notebooks keep their cells (no injected parameters, no papermill bookkeeping) with the run's
+    outputs; the gallery, the report and the README block come from the same run."""
+    folder, record = claimsdir
+    record.write_text('[cpu."91.low"]\nholds = false\n')
+    assert _run(folder, tmp_path, "--profile", "cpu") == 0
+    capsys.readouterr()
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    source = folder / "91_claims.ipynb"
+    (root / "notebooks" / "91_claims.ipynb").write_bytes(source.read_bytes())
+    (root / "README.md").write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n")
+    figs = tmp_path / "figs"
+    (figs / "01_same_noise_grid.png").write_bytes(b"png")
+    by_stem = pf.collect_claims(tmp_path / "executed", ["91_claims"])
+    from reprolib import claims
+
+    pf.publish(tmp_path / "executed", figs, ["91_claims"], "cpu", claims.report(by_stem, "cpu"),
+               claims.to_json(by_stem), root=root)
+    published = nbformat.read(root / "notebooks" / "91_claims.ipynb", as_version=4)
+    original = nbformat.read(source, as_version=4)
+    assert [(c.cell_type, c.source) for c in published.cells] == [(c.cell_type, c.source) for c in original.cells]
+    assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in published.cells)
+    assert "papermill" not in published.metadata
+    assert claims.from_notebook(published) == by_stem["91_claims"]  # the outputs are the run's
+    assert (root / "results" / "gallery" / "01_same_noise_grid.png").read_bytes() == b"png"
+    assert "91.low" in (root / "results" / "claims_cpu.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert readme.startswith("intro\n<!-- results:begin -->") and readme.endswith("<!-- results:end -->\nrest\n")
+    assert "\nold\n" not in readme and "The paper's claims: 1 of 2 hold at cpu." in readme
+    assert "![01_same_noise_grid](results/gallery/01_same_noise_grid.png)" in readme
+    assert "left out" in capsys.readouterr().out  # the other gallery figures were not in this run
