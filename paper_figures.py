@@ -359,8 +359,9 @@ def _parser() -> argparse.ArgumentParser:
     act.add_argument("--list", action="store_true", help="list the notebooks and exit")
     p.add_argument("--profile", choices=PROFILES, default=None,
                    help="compute budget (default: REPRO_PROFILE if set, else cpu)")
-    p.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra papermill parameter (value parsed as a Python literal, else a string)")
+    p.add_argument("--override", type=_override, action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="settings to change, one or more per --override (value parsed as a Python literal, "
+                        "else a string)")
     p.add_argument("--figures", type=Path, metavar="DIR", help="where figures go (sets REPRO_FIGURES)")
     p.add_argument("--executed", type=Path, metavar="DIR",
                    help="where executed notebooks go (default: build/executed/<profile>/)")

@@ -112,6 +112,14 @@ def test_bad_override_exits_2(nbdir):
     assert exc.value.code == 2
 
 
+def test_one_override_flag_takes_several_settings(nbdir, tmp_path):
+    figures = tmp_path / "figs"
+    assert pf.main(["--notebooks", str(nbdir), "--only", "alpha", "--profile", "smoke", "--figures", str(figures),
+                    "--executed", str(tmp_path / "executed"), "--override", "xs=[8, 16]", "ys={8: 5}",
+                    "--override", "z=1"]) == 0
+    assert json.loads((figures / "params.json").read_text())["overrides"] == {"xs": [8, 16], "ys": {"8": 5}, "z": 1}
+
+
 def test_override_values_are_literals_or_strings():
     assert pf._override("n=3") == ("n", 3)
     assert pf._override("xs=[1, 2.5]") == ("xs", [1, 2.5])
