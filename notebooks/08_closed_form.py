@@ -1,0 +1,283 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 8. A closed-form theory for each regime
+#
+# The paper explains the memorization regime: every model converges to the optimal denoiser $D^*$ of the
+# empirical distribution, whose probability-flow ODE lands on a training image (Theorem 1; notebook 03). Its
+# first open question is the other regime: models that make *new* images still agree with one another, and
+# $D^*$ cannot say why (notebook 03: beyond N ~ 64 the U-Nets no longer make $D^*$'s copies). Two closed-form
+# denoisers proposed since predict what trained networks generate when they generalize. Both are optimal
+# denoisers too, of a data model that is not the empirical distribution:
+#
+# - the **Gaussian denoiser** of the training set's mean $\mu$ and covariance $\Sigma$ (Li, Dai & Qu, NeurIPS
+#   2024: trained denoisers become close to it as they generalize),
+#   $D_G(x;\sigma) = \mu + \Sigma(\Sigma + \sigma^2 I)^{-1}(x - \mu)$ (`reprolib.gaussian`; 64 dimensions on
+#   digits, exact);
+# - the **local, translation-equivariant patch denoiser** (Kamb & Ganguli, ICML 2025, the equivariant local
+#   score machine): each pixel is denoised from the $k \times k$ window around it alone, by the optimal
+#   denoiser of the set of all training *patches* (every image, every position),
+#   $D_k(x;\sigma)_p = \sum_{i,q} w_{iq}\, y_i(q)$ with
+#   $w = \operatorname{softmax}_{i,q}(-\lVert x[\Omega_p] - y_i[\Omega_q]\rVert^2 / 2\sigma^2)$
+#   (`reprolib.patches`). A convolution with zero padding knows where the image ends, so, as in the ELS
+#   paper, windows are cut at the border and a pixel is compared only with positions whose cut window has the
+#   same shape (all interior positions alike; near a border, those at the same distance from it). A window
+#   of side $2 \cdot 8 - 1 = 15$ covers the whole 8x8 image from every pixel, and $D_{15} = D^*$: the patch
+#   family runs from very local denoisers to the memorization regime's theory. The ELS paper also calibrates
+#   the side per noise level against the network it predicts; here every side is fixed, so that each theory
+#   has no parameter fitted to the models it is compared with.
+#
+# This notebook trains nothing. It takes notebook 02's U-Nets (widths 4, 8, 16 at the cpu profile, every N)
+# and their samples from the store, samples every theory from the same noises (Heun, the same steps), and asks
+# at every N which theory explains the trained models: by RP of the samples (with its chance level) and by
+# $r^2$ of the denoisers' outputs on noisy training and held-out images. The claims at the end are ours, with
+# thresholds written down before the first cpu run in
+# [replications/08_closed_form.md](../replications/08_closed_form.md).
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
+overrides = {}  # e.g. {"theory_seeds": 100}; names as in reprolib.profiles.SETTINGS["08"]
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # Colab starts without the library; Binder and local runs have it
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "reprolib @ git+https://github.com/reprocompanion/companion"], check=True)
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from reprolib import closed_form, metrics, notebook, plotting, profiles, regimes, zoo
+
+run = notebook.start("08", profile, overrides)
+P, store = run.P, run.store
+# notebook 02's sweep as 02 trained it, under this run's backbone, precision and device settings
+P02 = profiles.settings("02", P["profile"], nets=P["nets"], precision=P["precision"], device=P["device"])
+models = zoo.regimes(P02)
+closed_form.require_models(models, store)  # fails here, before any long work, if 02 has not run
+sim = metrics.backend(P["similarity"], device=P["device"])
+seeds = list(range(100_000, 100_000 + P02["seeds"]))  # notebook 02's seeds: its sample banks
+theory_seeds = seeds[:P["theory_seeds"]]
+theories = closed_form.names(P["patch_sizes"])
+generalization = [t for t in theories if t != "D*"]
+sizes, widths = P02["sizes"], P02["widths"]
+print(f"notebook 02's {len(models)} U-Nets (N = {sizes}, widths {widths}); theories {theories}; "
+      f"{len(theory_seeds)} of 02's {len(seeds)} seeds")
+
+# %% [markdown]
+# ## Notebook 02's models and regimes
+#
+# The U-Nets' samples come from the store (02's sample banks), and so do the regimes: memorization where at
+# least 90% of every width's samples are copies of a training image, generalization where at most 10% of
+# every width's are, exactly as notebook 02 shades them. The between-width RP is 02's, on all its seeds.
+
+# %%
+unet = regimes.sweep_samples(models, store, seeds, P02)
+table = regimes.model_table(unet, P02, sim)
+mem_until, gen_from = regimes.regime_bounds(table)
+between = regimes.summarise(regimes.pair_table(unet, sim)).groupby("n")["rp"].mean()
+print(f"memorization regime up to N = {mem_until}, generalization from N = {gen_from}")
+print(f"{run.elapsed():.0f} s")
+table.pivot_table(index="n", columns="width", values="memorized").round(3)
+
+# %% [markdown]
+# ## Sampling every theory from the same noises
+#
+# Each theory is built on the same nested subset of N images as the U-Nets of that N and integrated with the
+# U-Nets' sampler (Heun, Karras schedule, the same steps) from the first seeds of notebook 02. $D^*$ and the
+# Gaussian cost next to nothing; a patch denoiser compares every window of a sample with every window of the
+# same shape in the N training images, N x 36 candidates per interior pixel at side 3, which is why the
+# theories use fewer seeds than 02 (the setting `theory_seeds`). Samples are cached in the store.
+
+# %%
+theory_x = {}
+for name in theories:
+    theory_x[name] = {n: closed_form.samples(name, P02, n, theory_seeds, store) for n in sizes}
+    print(f"{name:9s} sampled at every N ({run.elapsed():.0f} s)")
+
+# %% [markdown]
+# ## RP between the U-Nets and each theory
+#
+# For every N and width, the fraction of seeds on which the U-Net's sample and the theory's correlate above
+# the similarity threshold (Pearson 0.9 on pixels), and the same fraction over mismatched seeds (chance).
+
+# %%
+head = {key: x[:len(theory_seeds)] for key, x in unet.items()}
+rp = pd.concat([regimes.pair_table(head, sim, reference=theory_x[name], reference_name=name).assign(theory=name)
+                for name in theories], ignore_index=True)
+rp["width"] = [int(p.split()[0]) for p in rp["pair"]]
+by_width = rp.pivot_table(index=["n", "width"], columns="theory", values="rp")[theories]
+chance_by_width = rp.pivot_table(index=["n", "width"], columns="theory", values="chance")[theories]
+mean_rp = by_width.groupby("n").mean()
+best_gen = closed_form.best(mean_rp, generalization)
+best_patch = closed_form.best(mean_rp, [t for t in theories if t.startswith("patch")])
+summary = mean_rp.round(3)
+summary["best patch"], summary["best generalization theory"] = best_patch, best_gen
+summary["between widths (02)"] = between.round(3)
+summary
+
+# %% [markdown]
+# ## Figure: one theory for each regime
+#
+# RP with the trained U-Nets against N for every theory (mean over widths; the bars span the widths), beside
+# the RP between widths that notebook 02 measures, with the regimes shaded as 02 shades them.
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 4))
+styles = {"D*": dict(color="k", marker="s"), "Gaussian": dict(color="tab:red", marker="D")}
+for i, name in enumerate(theories):
+    g = by_width[name].groupby("n")
+    lo, hi, mid = g.min(), g.max(), g.mean()
+    style = styles.get(name, dict(color=plt.cm.viridis(0.15 + 0.7 * i / max(len(theories) - 1, 1)), marker="o"))
+    ax.errorbar(mid.index, mid.values, yerr=[mid - lo, hi - mid], capsize=2, label=name, **style)
+ax.plot(between.index, between.values, color="grey", lw=3, alpha=0.5, label="between widths (notebook 02)")
+chance = chance_by_width.groupby("n").max().max(axis=1)
+ax.plot(chance.index, chance.values, "k:", label="chance (max over theories and widths)")
+plotting.shade_regimes(ax, sizes, mem_until, gen_from)
+ax.set(xscale="log", xlabel="training-set size N", ylabel="RP with the trained U-Nets", ylim=(-0.02, 1.02),
+       title="Which closed-form denoiser reproduces the U-Nets")
+ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+plotting.save(fig, "08_rp_vs_n")
+
+# %% [markdown]
+# ## Denoiser-level agreement
+#
+# The same question one level down, without integrating anything: at a few noise levels, add the same noise to
+# training images and to held-out ones (the digits after the subset in the same permutation; at the full
+# data set there are none), and ask how much of the variance of the U-Net's output $D(x;\sigma)$ across
+# images each theory's output explains ($r^2$, 1 = the same denoiser, 0 = no better than the mean output).
+
+# %%
+agree = closed_form.agreement(models, theories, P02, store, P["r2_sigmas"], P["r2_images"])
+print(f"denoiser r^2: {run.elapsed():.0f} s")
+splits = ["training", "held-out"]
+fig, axes = plt.subplots(len(splits), len(P["r2_sigmas"]), figsize=(2.6 * len(P["r2_sigmas"]), 5), sharex=True,
+                         sharey=True, squeeze=False)
+for r, split in enumerate(splits):
+    for c, s in enumerate(P["r2_sigmas"]):
+        ax = axes[r, c]
+        g = agree[(agree.split == split) & (agree.sigma == s)].groupby(["theory", "n"])["r2"].mean()
+        for i, name in enumerate(theories):
+            if name in g.index.get_level_values(0):
+                style = styles.get(name, dict(color=plt.cm.viridis(0.15 + 0.7 * i / max(len(theories) - 1, 1)),
+                                              marker="o"))
+                ax.plot(g[name].index, g[name].values, ms=3, label=name, **style)
+        plotting.shade_regimes(ax, sizes, mem_until, gen_from)
+        ax.set(xscale="log", ylim=(-0.05, 1.02), title=f"{split}, $\\sigma$ = {s}")
+        ax.title.set_fontsize(8)
+    axes[r, 0].set_ylabel("$r^2$ with the U-Nets' D")
+for ax in axes[-1]:
+    ax.set_xlabel("N")
+axes[0, -1].legend(fontsize=6)
+fig.tight_layout()
+plotting.save(fig, "08_denoiser_r2")
+r2_table = agree.groupby(["n", "split", "theory"])["r2"].mean().unstack()[theories]
+r2_table.round(3)
+
+# %% [markdown]
+# ## Which patch size explains the models
+#
+# Per N, the patch side with the highest RP with the U-Nets (mean over widths), and the one whose denoiser
+# explains most of the U-Nets' (mean $r^2$ over the noise levels and widths; held-out images where there are
+# some, else training images).
+
+# %%
+patch_r2 = {split: g.groupby(["n", "theory"])["r2"].mean().unstack().reindex(sizes)
+            for split, g in agree[agree.theory.str.startswith("patch")].groupby("split")}
+probe = patch_r2.get("held-out", patch_r2["training"]).combine_first(patch_r2["training"])
+patch_table = pd.DataFrame({"best side by RP": best_patch.str.split().str[1].astype(int),
+                            "its RP": [mean_rp.loc[n, best_patch[n]] for n in mean_rp.index],
+                            "best side by r^2": probe.idxmax(axis=1).str.split().str[1].astype(int),
+                            "its r^2": probe.max(axis=1)})
+patch_table.round(3)
+
+# %% [markdown]
+# ## Samples of each theory beside the U-Nets', from the same seeds
+#
+# At the smallest N, the largest, and the first N of the generalization regime: one row per U-Net width, then
+# one per theory.
+
+# %%
+shown = sorted({min(sizes), max(sizes), *([gen_from] if gen_from else [])})
+for n in shown:
+    rows = {f"U-Net width {w}": unet[(n, w, 0)][:12] for w in widths}
+    rows.update({name: theory_x[name][n][:12] for name in theories})
+    fig = plotting.image_grid(rows, title=f"N = {n}")
+    plotting.save(fig, f"08_samples_n{n}")
+
+# %% [markdown]
+# ## Claims
+#
+# Claims of ours, pre-registered in [replications/08_closed_form.md](../replications/08_closed_form.md) before
+# the first cpu run (the file gives what each outcome would mean). "The best generalization theory" is the
+# Gaussian or patch denoiser with the highest mean RP over widths at that N.
+#
+# 1. At the largest N the best generalization theory reproduces the trained U-Nets: RP **>= 0.3** with every
+#    width (`generalization_rp`, the lowest width's value), and
+# 2. far above chance: RP **>= 10 x** its chance level with every width, the chance floored at one seed
+#    (`generalization_over_chance`);
+# 3. while $D^*$ does not: there its RP is **at least 0.1 below** the best generalization theory's, for every
+#    width (`beats_optimal_at_largest_n`);
+# 4. at the smallest N, $D^*$ does better: its RP is **at least 0.1 above** every generalization theory's, for
+#    every width (`optimal_wins_at_smallest_n`);
+# 5. the theory that wins changes inside the transition notebook 02 shades: the smallest N from which the best
+#    generalization theory's mean RP exceeds $D^*$'s at every larger N is **above** the memorization regime
+#    (`switch_after_memorization`) and **at most** the first N of the generalization regime
+#    (`switch_before_generalization`). Without a shaded regime, or without a switch, the claim is not met.
+#
+# At the `smoke` profile the models train for a few steps only: the table shows verdicts that mean nothing.
+
+# %%
+small, large = min(sizes), max(sizes)
+source = "ours, replications/08_closed_form.md"
+best_large = best_gen[large]
+at_large, at_small = by_width.loc[large], by_width.loc[small]
+chance_large = chance_by_width.loc[large]
+
+
+def per_width(values, fmt="{:.3f}"):
+    return ", ".join(f"width {w}: {fmt.format(v)}" for w, v in values.items())
+
+
+run.claims.check("generalization_rp", f"at N = {large} the best generalization theory ({best_large}) has RP >= 0.3 "
+                 "with every width", at_large[best_large].min(), ">=", 0.3, source=source,
+                 detail=f"{per_width(at_large[best_large])}; chance {per_width(chance_large[best_large])}")
+ratios = pd.Series({w: closed_form.ratio_to_chance(at_large.loc[w, best_large], chance_large.loc[w, best_large],
+                                                   len(theory_seeds)) for w in at_large.index})
+run.claims.check("generalization_over_chance", f"at N = {large} the best generalization theory's RP is >= 10 x its "
+                 "chance with every width", ratios.min(), ">=", 10, source=source,
+                 detail=per_width(ratios, "{:.1f}x"))
+run.claims.check("beats_optimal_at_largest_n", f"at N = {large} D*'s RP is >= 0.1 below the best generalization "
+                 "theory's for every width", (at_large[best_large] - at_large["D*"]).min(), ">=", 0.1, source=source,
+                 detail=f"D*: {per_width(at_large['D*'])}")
+margin_small = at_small["D*"] - at_small[generalization].max(axis=1)
+run.claims.check("optimal_wins_at_smallest_n", f"at N = {small} D*'s RP is >= 0.1 above every generalization "
+                 "theory's for every width", margin_small.min(), ">=", 0.1, source=source,
+                 detail=f"D*: {per_width(at_small['D*'])}; best other: {per_width(at_small[generalization].max(axis=1))}")
+switch = closed_form.switch_point(pd.DataFrame({"D*": mean_rp["D*"], "generalization": mean_rp[generalization].max(axis=1)}))
+regimes_text = f"memorization up to N = {mem_until}, generalization from N = {gen_from}; switch at N = {switch}"
+run.claims.check("switch_after_memorization", "the best generalization theory overtakes D* for good above the "
+                 "memorization regime", switch if mem_until is not None else float("nan"), ">", mem_until or 0,
+                 source=source, detail=regimes_text)
+run.claims.check("switch_before_generalization", "the best generalization theory overtakes D* for good at or before "
+                 "the first N of the generalization regime", switch if gen_from is not None else float("nan"), "<=",
+                 gen_from or 0, source=source, detail=regimes_text)
+run.finish()
