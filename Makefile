@@ -1,27 +1,39 @@
-# The companion: `make figures` regenerates every figure, `make test` runs the tests.
-# Both create .venv and install what is missing first.
+# The companion: `make figures` regenerates every figure, `make test` runs the tests, `make lab` opens JupyterLab
+# on the notebooks. Each creates .venv and installs what is missing first.
 
 PYTHON     ?= $(shell command -v python3.11 || command -v python3)
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
-# torch goes in first, pinned, so that `pip install -e .` never pulls another build.
+# torch goes in first, pinned, and the rest is installed under the same pins as constraints, so that pip never
+# pulls another build. PyPI's Linux wheels are the CUDA build (about 6 GB installed); on a machine without a GPU,
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the same versions' CPU-only wheels from PyTorch's index.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
 PROFILE    ?= cpu
 ARGS       ?=
 NOTEBOOKS  := $(wildcard notebooks/*.ipynb)
+# Extra arguments of `jupyter lab`, e.g. LAB_ARGS="--no-browser --port 8899".
+LAB_ARGS   ?=
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/reprocompanion.json5
 
-.PHONY: venv test figures clean
+.PHONY: venv test figures lab clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(LAB_SETTINGS)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Re-runs only when pyproject.toml changes (or the stamp is missing).
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install $(TORCH_SPEC)
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_SPEC)
+	printf '%s\n' $(TORCH_SPEC) > $(VENV)/torch-constraints.txt
+	$(PY) -m pip install -c $(VENV)/torch-constraints.txt -e ".[test,lab]"
 	touch $@
+
+# JupyterLab settings for this venv only (jupytext's default viewer: a .py pair opens as a notebook).
+$(LAB_SETTINGS): jupyter/lab-overrides.json5 | $(VENV)/.installed
+	mkdir -p $(@D)
+	cp $< $@
 
 # Unit tests plus every notebook at the smoke profile (nbval-lax: a notebook fails on errors,
 # and its claims are asserts).
@@ -32,6 +44,10 @@ test: venv
 # e.g. make figures PROFILE=smoke ARGS="--override seeds=200"
 figures: venv
 	$(PY) paper_figures.py --all --profile $(PROFILE) $(ARGS)
+
+# JupyterLab on notebooks/; its kernels run at PROFILE (cpu unless given, e.g. `make lab PROFILE=smoke`).
+lab: venv
+	REPRO_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR)/notebooks $(LAB_ARGS)
 
 clean:
 	rm -rf build .pytest_cache
