@@ -269,8 +269,9 @@ def test_binder_pins_the_makefile_torch_and_has_jupyterlab():
 def test_make_venv_installs_the_pinned_torch_first(tmp_path, index):
     """`make -n` prints the install without running it: torch from TORCH_INDEX when given, then the rest under
     torch's pins as constraints, so that pip cannot replace it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test
     out = subprocess.run(["make", "-n", "-C", str(REPO), "venv", f"VENV={tmp_path / 'venv'}",
-                          f"TORCH_INDEX={index}"], capture_output=True, text=True, check=True).stdout
+                          f"TORCH_INDEX={index}"], capture_output=True, text=True, check=True, env=env).stdout
     pips = [l for l in out.splitlines() if " -m pip install " in l]
     spec = _makefile_torch_spec()
     assert len(pips) == 2 and pips[0].split()[-len(spec):] == spec, out
