@@ -184,12 +184,19 @@ def test_notebook_01_in_jupyterlab(lab, browser, tmp_path):
         const widget = await app.commands.execute('docmanager:open', {path: args[0]});
         await widget.context.ready;
         await widget.sessionContext.ready;
+        const kernel = widget.sessionContext.session.kernel;
+        // Lab writes the kernel's spec and language into the notebook's metadata once they arrive.
+        await kernel.info;
+        await kernel.spec;
+        for (let i = 0; i < 100 && !widget.content.model.getMetadata('language_info'); i++) {
+            await new Promise(r => setTimeout(r, 100));
+        }
         return {notebook: widget.node.classList.contains('jp-NotebookPanel'),
-                factory: app.docRegistry.defaultWidgetFactory(args[0]).name,
-                kernel: widget.sessionContext.session && widget.sessionContext.session.kernel.name};
+                factory: app.docRegistry.defaultWidgetFactory(args[0]).name, kernel: kernel.name,
+                language: !!widget.content.model.getMetadata('language_info')};
     """, f"{NOTEBOOK}.py")
     assert opened["notebook"], f"{NOTEBOOK}.py opened with {opened['factory']!r}, not as a notebook"
-    assert opened["kernel"] == "python3", opened
+    assert opened["kernel"] == "python3" and opened["language"], f"the kernel did not connect: {opened}"
 
     # Saving what was opened (kernel connected, nothing run) must leave both files of the pair as they were. The one
     # exception is the .ipynb's language_info, which Lab fills in from the running kernel: it names the reader's
