@@ -1,5 +1,6 @@
-# The companion: `make figures` regenerates every figure, `make test` runs the tests, `make lab` opens JupyterLab
-# on the notebooks. Each creates .venv and installs what is missing first.
+# The companion: `make figures` regenerates every figure and the claims report, `make test` runs the tests,
+# `make lab` opens JupyterLab on the notebooks, `make publish` makes a cpu run the committed one. Each creates
+# .venv and installs what is missing first.
 
 PYTHON     ?= $(shell command -v python3.11 || command -v python3)
 VENV       ?= .venv
@@ -16,7 +17,7 @@ NOTEBOOKS  := $(wildcard notebooks/*.ipynb)
 LAB_ARGS   ?=
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/reprocompanion.json5
 
-.PHONY: venv test figures lab clean
+.PHONY: venv test figures publish lab clean
 
 venv: $(VENV)/.installed $(LAB_SETTINGS)
 
@@ -35,8 +36,8 @@ $(LAB_SETTINGS): jupyter/lab-overrides.json5 | $(VENV)/.installed
 	mkdir -p $(@D)
 	cp $< $@
 
-# Unit tests plus every notebook at the smoke profile (nbval-lax: a notebook fails on errors,
-# and its claims are asserts).
+# Unit tests plus every notebook at the smoke profile (nbval-lax: a notebook fails on errors; its claims are
+# computed and shown, not judged).
 # Smoke runs keep their own store and figures, so they never overwrite a real run's.
 test: venv
 	REPRO_PROFILE=smoke REPRO_STORE=$(CURDIR)/build/smoke/store REPRO_FIGURES=$(CURDIR)/build/smoke/figures $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbval-lax $(NOTEBOOKS))
@@ -44,6 +45,12 @@ test: venv
 # e.g. make figures PROFILE=smoke ARGS="--override seeds=200"
 figures: venv
 	$(PY) paper_figures.py --all --profile $(PROFILE) $(ARGS)
+
+# A full cpu run, then made the committed one: the executed notebooks replace notebooks/*.ipynb (outputs), the
+# gallery and the claims report go to results/, and the README's results block is rewritten. Only after a run
+# that exits 0 (every notebook ran, every verdict as recorded).
+publish: venv
+	$(PY) paper_figures.py --all --profile cpu --publish $(ARGS)
 
 # JupyterLab on notebooks/; its kernels run at PROFILE (cpu unless given, e.g. `make lab PROFILE=smoke`).
 lab: venv
