@@ -209,6 +209,7 @@ def train_gan(cfg: GANConfig, store: Store | None = None, device=None, progress:
         G.load_state_dict(store.load(GAN_KIND, key, "final")["generator"])
         return G.to(device).eval().requires_grad_(False)
 
+    store.clear_leftovers(GAN_KIND, key)  # half-written files of a killed run of this config
     torch.manual_seed(cfg.seed)  # initial weights
     G = Generator(cfg.latent, ds.shape, cfg.arch, cfg.width).to(device)
     D = Critic(ds.shape, 1, cfg.arch, cfg.width).to(device)
@@ -272,6 +273,7 @@ def train_vae_model(cfg: VAEConfig, store: Store | None = None, device=None, pro
         vae.load_state_dict(store.load(VAE_KIND, key, "final")["vae"])
         return vae.to(device).eval().requires_grad_(False)
 
+    store.clear_leftovers(VAE_KIND, key)  # half-written files of a killed run of this config
     torch.manual_seed(cfg.seed)
     vae = VAE(cfg.latent, ds.shape, cfg.arch, cfg.width).to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)

@@ -131,6 +131,7 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         return model.to(device or "cpu").eval().requires_grad_(False)
 
     device = torch.device(device or "cpu")
+    store.clear_leftovers(KIND, key)  # half-written checkpoints of a killed run of this config
     torch.manual_seed(cfg.seed)  # initial weights
     model = build(cfg, ds.shape).to(device)
     if cfg.init is not None:  # fine-tuning: the parent is trained first if the store lacks it
