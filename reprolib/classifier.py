@@ -162,5 +162,5 @@ def train_cnn(cfg: CNNConfig, store: Store | None = None, device="cpu", progress
     judge = ImageClassifier(model.eval().requires_grad_(False), 0.0, str(device))
     judge.accuracy = float((judge.predict(test_set.images) == test_set.labels).double().mean())
     store.save(KIND, key, "final", {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                                    "accuracy": judge.accuracy})
+                                    "accuracy": judge.accuracy, "threads": [torch.get_num_threads()]})
     return judge

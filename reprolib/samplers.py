@@ -2,7 +2,10 @@
 
 Every sampler is ``fn(denoise, x, sigmas) -> x0`` over any ``denoise(x, sigma)`` (a trained model, the
 optimal denoiser, a guided wrapper) and a descending ``sigmas`` that ends at 0. ``sample`` draws the
-starting noise per seed, so a sample depends on its seed alone, never on the batch it was computed in.
+starting noise per seed, from the seed alone. What holds for the sample: the same seeds in the same batches
+(``batch_size``) at the same torch thread count give the same bits. In another batch, or at another thread
+count, the network's float32 reductions are split differently and the sample differs by that round-off as
+the steps carry it (tests/test_samplers.py bounds it for a small U-Net).
 """
 
 from __future__ import annotations

@@ -224,8 +224,22 @@ def test_sample_is_deterministic_per_seed(net_denoiser):
     assert not torch.equal(a[0], a[1])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("sampler", ["heun", "dpmpp_2m"])
-def test_sample_is_independent_of_batch_size(net_denoiser, sampler):
+def test_same_seeds_batches_and_threads_give_the_same_bits(net_denoiser, sampler, threads):
+    """What samplers.py promises, exactly: the same seeds in the same batches at the same thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs = [sample(net_denoiser, range(40), (1, 8, 8), sampler=sampler, steps=4, batch_size=16)
+                for _ in range(2)]
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2m"])
+def test_sample_in_other_batches_differs_by_round_off_only(net_denoiser, sampler):
     seeds = list(range(100))
     full = sample(net_denoiser, seeds, (1, 8, 8), sampler=sampler, steps=4, batch_size=100)
     assert full.shape == (100, 1, 8, 8)

@@ -18,7 +18,7 @@ import torch
 
 from reprolib import store as store_lib
 from reprolib.store import Store, StoreError, atomic_save, atomic_write, clear_leftovers, config_key, load_artifact
-from reprolib.train import KIND, TrainConfig, is_trained, losses, train
+from reprolib.train import KIND, TrainConfig, is_trained, losses, train, trained_threads
 
 
 def _tmp_files(root):
@@ -284,6 +284,34 @@ def test_same_config_same_weights_and_seed_matters(tmp_path, reference):
     other = _state(train(TINY.replace(seed=1), Store(tmp_path / "seed1"), progress=False))
     assert _differs(other, state)
     assert config_key(TINY.replace(seed=1).key_dict()) != config_key(TINY.key_dict())
+
+
+def _train_at(threads, cfg, store, **kw):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return train(cfg, store, progress=False, **kw)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_config_and_thread_count_give_the_same_bits(tmp_path, threads):
+    """What train.py promises: same config, device and thread count -> same weights (not: any thread count)."""
+    first = _state(_train_at(threads, TINY, Store(tmp_path / "a")))
+    _assert_identical(_state(_train_at(threads, TINY, Store(tmp_path / "b"))), first)
+    assert trained_threads(TINY, Store(tmp_path / "a")) == [threads]
+
+
+def test_thread_counts_are_recorded_across_a_resume_and_keep_the_key(tmp_path, reference):
+    assert trained_threads(TINY, Store(reference[1])) == [1]
+    st = Store(tmp_path)
+    with pytest.raises(Stop):
+        _train_at(2, TINY, st, callback=_stop_at(15, []))
+    assert st.load(KIND, TINY.key_dict(), "checkpoint")["threads"] == [2]
+    _train_at(1, TINY, st)
+    assert trained_threads(TINY, st) == [2, 1]
+    assert st.folder(KIND, TINY.key_dict()) == tmp_path / KIND / config_key(TINY.key_dict())  # metadata, not key
 
 
 def test_training_moves_the_weights(reference):
