@@ -78,10 +78,21 @@ def dpmpp_2m_step(x, d, s, s_next, prev=None):
     return (s_next / s) * x - torch.expm1(-h) * d_hat, (d, h)
 
 
-def dpmpp_2m(denoise: Denoise, x, sigmas):
-    """DPM-Solver++(2M) over a schedule; first order on the first step and on the final step to sigma = 0."""
+def dpmpp_2m(denoise: Denoise, x, sigmas, lower_order_final: bool = False):
+    """DPM-Solver++(2M) over a schedule; first order on the first step and on the final step to sigma = 0.
+
+    ``lower_order_final`` makes the step into the last nonzero level first order too, as a model's native
+    schedule needs (``sample`` sets it there). Even in the model's own time (DDPM's timesteps, the flow's t),
+    such a schedule ends with a step into its smallest level (DDPM's t = 0) that is several times longer in
+    lambda = -log sigma than the step before; the 2M extrapolation of D across it overshoots, because D levels off
+    once sigma falls below the data's scale. On Karras's schedule the steps grow smoothly to the end and the
+    second-order last step is what makes 2M accurate: it is kept there.
+    """
     prev = None
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+    last = len(sigmas) - 2 if float(sigmas[-1]) == 0 else len(sigmas) - 1  # index of the step into the last level
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        if lower_order_final and i == last - 1:
+            prev = None
         x, prev = dpmpp_2m_step(x, denoise(x, s), s, s_next, prev)
     return x
 
@@ -129,6 +140,8 @@ def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = 
     sigmas = schedule(denoiser, steps, schedule_kind, sigma_min, sigma_max, rho).to(device)
     z = noise(seeds, shape) if z is None else z
     fn, out = SAMPLERS[sampler], []
+    if sampler == "dpmpp_2m" and schedule_kind == "native":  # its long last step: see ``dpmpp_2m``
+        fn = lambda denoise, x, sigmas: dpmpp_2m(denoise, x, sigmas, lower_order_final=True)  # noqa: E731
     for i in tqdm(range(0, len(z), batch_size), disable=not progress, desc=f"{sampler} x{steps}", leave=False):
         progress_lib.update("sample", f"{sampler} x{steps}", i, len(z))
         x = z[i:i + batch_size].to(device) * sigmas[0]
