@@ -11,9 +11,10 @@ to unrelated images, whereas two diffusion models map the same noise to nearly t
 Both come in two generator architectures, ``mlp`` and ``conv``, so a notebook can pair models that differ
 in architecture as well as in seed. The discriminator / encoder follows the same ``arch``.
 
-As in ``train.py``, every bit of randomness comes from the config's seed, finished models land in the
-store keyed by the whole config and are never trained twice, and ``latents`` draws z per seed so a
-sample depends on its seed alone, never on the batch it was computed in.
+As in ``train.py``, every bit of randomness comes from the config's seed (the same weights, bit for bit, at
+the same torch thread count, which is recorded beside them), finished models land in the store keyed by the
+whole config and are never trained twice, and ``latents`` draws z per seed, so a sample depends on its seed
+and, by float32 round-off only, on the batch it was computed in.
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ def train_gan(cfg: GANConfig, store: Store | None = None, device=None, progress:
         G.load_state_dict(store.load(GAN_KIND, key, "final")["generator"])
         return G.to(device).eval().requires_grad_(False)
 
+    store.clear_leftovers(GAN_KIND, key)  # half-written files of a killed run of this config
     torch.manual_seed(cfg.seed)  # initial weights
     G = Generator(cfg.latent, ds.shape, cfg.arch, cfg.width).to(device)
     D = Critic(ds.shape, 1, cfg.arch, cfg.width).to(device)
@@ -250,7 +252,7 @@ def train_gan(cfg: GANConfig, store: Store | None = None, device=None, progress:
             run_d = run_g = 0.0
             bar.set_postfix(d=f"{losses[-1][0]:.3f}", g=f"{losses[-1][1]:.3f}")
     store.save(GAN_KIND, key, "final", {"generator": {k: v.cpu() for k, v in G_ema.state_dict().items()},
-                                       "losses": losses})
+                                       "losses": losses, "threads": [torch.get_num_threads()]})
     return G_ema.eval()
 
 
@@ -272,6 +274,7 @@ def train_vae_model(cfg: VAEConfig, store: Store | None = None, device=None, pro
         vae.load_state_dict(store.load(VAE_KIND, key, "final")["vae"])
         return vae.to(device).eval().requires_grad_(False)
 
+    store.clear_leftovers(VAE_KIND, key)  # half-written files of a killed run of this config
     torch.manual_seed(cfg.seed)
     vae = VAE(cfg.latent, ds.shape, cfg.arch, cfg.width).to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
@@ -293,7 +296,8 @@ def train_vae_model(cfg: VAEConfig, store: Store | None = None, device=None, pro
             losses.append(running / 100)
             running = 0.0
             bar.set_postfix(loss=f"{losses[-1]:.2f}")
-    store.save(VAE_KIND, key, "final", {"vae": {k: v.cpu() for k, v in vae.state_dict().items()}, "losses": losses})
+    store.save(VAE_KIND, key, "final", {"vae": {k: v.cpu() for k, v in vae.state_dict().items()}, "losses": losses,
+                                       "threads": [torch.get_num_threads()]})
     return vae.eval().requires_grad_(False)
 
 
@@ -303,6 +307,11 @@ def _kind(cfg) -> str:
 
 def is_trained(cfg: GANConfig | VAEConfig, store: Store | None = None) -> bool:
     return (store or Store()).exists(_kind(cfg), cfg.key_dict(), "final")
+
+
+def trained_threads(cfg: GANConfig | VAEConfig, store: Store | None = None) -> list[int]:
+    """The torch thread count a finished run was trained with, as a list like ``train.trained_threads``."""
+    return (store or Store()).load(_kind(cfg), cfg.key_dict(), "final").get("threads", [])
 
 
 def losses(cfg: GANConfig | VAEConfig, store: Store | None = None) -> list:

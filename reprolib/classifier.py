@@ -137,6 +137,7 @@ def train_cnn(cfg: CNNConfig, store: Store | None = None, device="cpu", progress
         model.load_state_dict(saved["model"])
         return ImageClassifier(model.eval().requires_grad_(False), saved["accuracy"], str(device))
 
+    store.clear_leftovers(KIND, key)  # half-written files of a killed run of this config
     batch = min(cfg.batch, len(train_set))
     per_epoch = len(train_set) // batch  # full batches only: batch norm needs more than one image
     total = per_epoch * cfg.epochs
@@ -161,5 +162,5 @@ def train_cnn(cfg: CNNConfig, store: Store | None = None, device="cpu", progress
     judge = ImageClassifier(model.eval().requires_grad_(False), 0.0, str(device))
     judge.accuracy = float((judge.predict(test_set.images) == test_set.labels).double().mean())
     store.save(KIND, key, "final", {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                                    "accuracy": judge.accuracy})
+                                    "accuracy": judge.accuracy, "threads": [torch.get_num_threads()]})
     return judge

@@ -4,7 +4,9 @@
   the offline default.
 - ``mnist``: 28x28, through torchvision from a local root (``REPRO_DATA`` or ``data_root``).
 - ``cifar10``: 32x32x3, the official "python version" batches from a local root; torchvision
-  downloads them when ``download=True`` and a network exists.
+  downloads them when ``download=True`` and a network exists. The batches are pickles, read by an unpickler
+  that admits only what the format holds (a dict of bytes, lists, ints and one uint8 numpy array): a crafted
+  file cannot run code, and a corrupt one raises ``DataError`` naming it.
 
 Subsets of size N are prefixes of one seeded permutation, so every model of one N sees the same
 images and the subset of N is inside the subset of 2N (the paper's nested CIFAR-10 subsets).
@@ -51,6 +53,10 @@ class MissingDataError(FileNotFoundError):
     """A data set's files are not on disk and cannot be downloaded."""
 
 
+class DataError(ValueError):
+    """A data file is on disk but cannot be read as its format: corrupt, truncated, or something else."""
+
+
 def load(name: str, train: bool = True, root: str | Path | None = None, download: bool = False) -> ImageSet:
     """Load a data set by name; see the module docstring for the names."""
     if name not in NAMES:
@@ -95,6 +101,72 @@ def _mnist(root: Path, train: bool, download: bool) -> ImageSet:
 CIFAR_FOLDER = "cifar-10-batches-py"
 
 
+def _latin1(text, encoding="latin1"):
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2, and nothing else ``_codecs`` can do."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}) is not bytes")
+    return text.encode("latin1")
+
+
+def _reconstruct(cls, shape, typecode):
+    """numpy's array constructor of its pickles, for plain ndarrays only."""
+    if cls is not np.ndarray:
+        raise pickle.UnpicklingError(f"array of class {cls!r}")
+    return _NP_RECONSTRUCT(cls, shape, typecode)
+
+
+def _dtype(spec, *args):
+    dtype = np.dtype(spec, *args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"array of Python objects (dtype {dtype})")
+    return dtype
+
+
+_NP_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+# Everything a batch's pickle names: numpy's array pickling (module path of numpy 1 and 2) and the bytes of a
+# Python 3 protocol-2 re-pickling. Nothing else is ever looked up, so no other callable can be reached.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch") from None
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    """One "python version" batch: (uint8 images (n, 3, 32, 32), labels); ``DataError`` names a bad file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            batch = _BatchUnpickler(fh, encoding="bytes").load()
+    except Exception as err:  # truncated, garbage, or naming something the format does not hold
+        raise DataError(f"CIFAR-10 batch {path} cannot be read ({type(err).__name__}: {err}). "
+                        f"Replace it with the official file (cifar-10-python.tar.gz).") from err
+    # The official batches are pickles of {b"data": uint8 (n, 3072), b"labels": list of n ints in 0..9, ...}.
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    problem = None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        problem = "no uint8 array of shape (n, 3072) under b'data'"
+    elif not isinstance(labels, list) or len(labels) != len(data):
+        problem = f"{len(data)} images but no list of as many labels under b'labels'"
+    elif not all(type(v) is int and 0 <= v <= 9 for v in labels):
+        problem = "labels outside 0..9"
+    if problem is not None:
+        raise DataError(f"CIFAR-10 batch {path} is not in the CIFAR-10 format: {problem}. "
+                        f"Replace it with the official file (cifar-10-python.tar.gz).")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
 def _cifar10(root: Path, train: bool, download: bool) -> ImageSet:
     folder = root / CIFAR_FOLDER
     files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
@@ -106,11 +178,9 @@ def _cifar10(root: Path, train: bool, download: bool) -> ImageSet:
         raise _missing("CIFAR-10", folder, ", ".join(files))
     data, labels = [], []
     for f in files:
-        # The official batches are pickles of {b"data": uint8 (n, 3072), b"labels": list}.
-        with open(folder / f, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
-        data.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch[b"labels"])
+        images, batch_labels = read_cifar_batch(folder / f)
+        data.append(images)
+        labels.extend(batch_labels)
     images = _to_unit_range(np.concatenate(data), 255.0)
     return ImageSet("cifar10", images, torch.tensor(labels, dtype=torch.int64))
 

@@ -6,12 +6,17 @@
 - ``paper``: the paper's scale (CIFAR-10 32x32, EDM-sized U-Nets); needs a GPU and the data on disk.
 
 A notebook asks ``settings("01", profile, **overrides)``; overrides replace single entries (papermill's
-``overrides`` parameter or ``paper_figures.py --override``), and unknown names are refused.
+``overrides`` parameter or ``paper_figures.py --override``). ``validate`` checks them first, with nothing run:
+unknown names, and values outside what each setting allows (its type and range, derived from its defaults
+where they tell, e.g. positive integers, lists of integers, known names), give one message each, and
+``settings`` raises ValueError with them.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from typing import Callable, NamedTuple
 
 NAMES = ("smoke", "cpu", "paper")
 
@@ -150,17 +155,269 @@ def _like(default, value):
     return value
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Checks of settings, before any work. Each setting's rule is derived from its defaults at the three profiles
+# (True/False; integers, positive when every default is; numbers, > 0 or >= 0 as the defaults are; lists and
+# dicts of such), unless ``_named_rule`` knows better (names, fixed lengths, nested configs); then the
+# settings are checked against each other (``_cross_checks``). Every notebook's settings, those added later too.
+
+
+class _Rule(NamedTuple):
+    allowed: str  # what is allowed, in words
+    ok: Callable[[object], bool]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _number(ints: bool, low: float | None = None, strict: bool = False, high: float | None = None) -> _Rule:
+    kind = "an integer" if ints else "a number"
+    if low == 1 and ints:
+        words = "a positive integer"
+    elif low is not None and high is not None:
+        words = f"{kind} in {'(' if strict else '['}{low}, {high}]"
+    elif low is not None:
+        words = f"{kind} {'>' if strict else '>='} {low}"
+    else:
+        words = kind
+
+    def ok(v):
+        if not (_is_int(v) if ints else _is_number(v)):
+            return False
+        return (low is None or (v > low if strict else v >= low)) and (high is None or v <= high)
+
+    return _Rule(words, ok)
+
+
+def _one_of(names) -> _Rule:
+    names = tuple(names)
+    words = "one of " + ", ".join(repr(n) for n in names)
+    return _Rule(words, lambda v: isinstance(v, (str, type(None))) and v in names)
+
+
+def _list_of(item: _Rule | None, non_empty: bool = False, length: int | None = None, distinct: bool = False) -> _Rule:
+    words = "a non-empty list" if non_empty else "a list"
+    if length is not None:
+        words = f"a list of {length}" + (f" {_plural(item)}" if item else " values")
+    elif item is not None:
+        words += f" of {_plural(item)}"
+    words += ", all different" if distinct else ""
+
+    def ok(v):
+        return (isinstance(v, (list, tuple)) and (not non_empty or len(v) > 0) and (length is None or len(v) == length)
+                and (item is None or all(item.ok(x) for x in v)) and (not distinct or len(set(v)) == len(v)))
+
+    return _Rule(words, ok)
+
+
+def _plural(rule: _Rule) -> str:
+    words = rule.allowed
+    for one, many in (("a positive integer", "positive integers"), ("an integer", "integers"), ("a number", "numbers"),
+                      ("a string", "strings"), ("True or False", "True/False values"), ("one of", "names among")):
+        if words.startswith(one):
+            return many + words[len(one):]
+    return words
+
+
+def _dict_of(key: _Rule | None, value: _Rule | None) -> _Rule:
+    if key is None and value is None:
+        return _Rule("a dict", lambda v: isinstance(v, dict))
+    words = f"a dict {{{key.allowed if key else 'key'}: {value.allowed if value else 'value'}}}"
+    return _Rule(words, lambda v: isinstance(v, dict) and all(
+        (key is None or key.ok(k)) and (value is None or value.ok(x)) for k, x in v.items()))
+
+
+def _or_none(rule: _Rule) -> _Rule:
+    return _Rule(rule.allowed + " or None", lambda v: v is None or rule.ok(v))
+
+
+def _derived(defaults: list) -> _Rule | None:
+    """The rule the defaults of one setting imply (None: nothing can be said, anything goes)."""
+    given = [v for v in defaults if v is not None]
+    if not given:
+        return None
+    rule = None
+    if all(isinstance(v, bool) for v in given):
+        rule = _Rule("True or False", lambda v: isinstance(v, bool))
+    elif all(_is_int(v) for v in given) or all(_is_number(v) for v in given):
+        ints, low = all(_is_int(v) for v in given), min(given)
+        if ints and low >= 1:
+            rule = _number(True, 1)
+        else:
+            rule = _number(ints, 0, strict=low > 0) if low >= 0 else _number(ints)
+    elif all(isinstance(v, str) for v in given):
+        rule = _Rule("a string", lambda v: isinstance(v, str) and v != "")
+    elif all(isinstance(v, (list, tuple)) for v in given):
+        items = [x for v in given for x in v]
+        rule = _list_of(_derived(items) if items else None, non_empty=all(len(v) > 0 for v in given))
+    elif all(isinstance(v, dict) for v in given):
+        keys, values = [k for v in given for k in v], [x for v in given for x in v.values()]
+        rule = _dict_of(_derived(keys) if keys else None, _derived(values) if values else None)
+    if rule is not None and len(given) < len(defaults):
+        rule = _or_none(rule)
+    return rule
+
+
+_DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+_DATA_SIZES = {"digits": 1797, "mnist": 60_000, "cifar10": 50_000}  # training images
+
+
+def _device_ok(v) -> bool:
+    if not isinstance(v, str):
+        return False
+    kind, _, index = v.partition(":")
+    return v in ("auto", "cpu", "mps", "cuda") or (kind == "cuda" and index.isdigit())
+
+
+def _config_rule(what: str, fields: dict, named: dict) -> _Rule:
+    """A dict of some of ``fields`` (name -> default), each value by its named or derived rule."""
+    rules = {k: named.get(k) or _derived([d]) for k, d in fields.items()}
+    entries = "; ".join(f"{k}: {r.allowed if r else 'any'}" for k, r in rules.items())
+    words = f"a dict of {what} entries ({entries})"
+    return _Rule(words, lambda v: isinstance(v, dict) and all(
+        k in rules and (rules[k] is None or rules[k].ok(x)) for k, x in v.items()))
+
+
+def _nets_rule() -> _Rule:
+    import inspect
+
+    from . import networks
+
+    set_by_library = ("in_channels", "resolution", "num_classes")
+    per_kind = {kind: _config_rule(f"{kind} backbone", {
+        name: (p.default if not isinstance(p.default, tuple) else list(p.default))
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and name not in set_by_library and p.default is not inspect.Parameter.empty}, {})
+        for kind, cls in networks.BACKBONES.items()}
+    words = "a dict {backbone: entries}, backbones " + ", ".join(per_kind) + "; " + "; ".join(
+        r.allowed for r in per_kind.values())
+    return _Rule(words, lambda v: isinstance(v, dict) and all(
+        k in per_kind and per_kind[k].ok(x) for k, x in v.items()))
+
+
+def _judge_rule() -> _Rule:
+    import dataclasses
+
+    from .classifier import CNNConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(CNNConfig)}
+    return _config_rule("CIFAR-10 judge (classifier.CNNConfig)", fields, {
+        "data": _one_of(_DATA_SHAPES), "seed": _number(True, 0), "warmup": _number(False, 0, strict=True, high=1),
+        "momentum": _number(False, 0, high=1), "weight_decay": _number(False, 0),
+        "label_smoothing": _number(False, 0, high=1)})
+
+
+def _named_rule(name: str) -> _Rule | None:
+    """Rules defaults cannot tell: names, fixed lengths, ranges that include 0, nested configs."""
+    classes = _list_of(_number(True, 0, high=9), non_empty=True, distinct=True)
+    if name == "data":
+        return _one_of(_DATA_SHAPES)
+    if name == "device":
+        return _Rule("'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", _device_ok)
+    if name == "similarity":
+        return _one_of(("pixel", "sscd"))
+    if name == "precision":
+        return _one_of((None, "bf16", "fp16"))
+    if name == "shape":
+        return _list_of(_number(True, 1), length=3)
+    if name == "tasks":
+        from .inverse import OPERATORS
+
+        return _list_of(_one_of(OPERATORS), non_empty=True, distinct=True)
+    if name == "zetas":  # the notebook compares two step sizes
+        return _list_of(_number(False, 0), length=2)
+    if name in ("source", "target"):
+        return _Rule(classes.allowed.replace("integers in [0, 9]", "class labels 0-9"), classes.ok)
+    if name == "public_checkpoints":
+        return _list_of(_Rule("a string", lambda v: isinstance(v, str) and v != ""))
+    if name == "angles":
+        return _list_of(_number(False), non_empty=True)
+    if name in ("guidance", "noise_std"):
+        return _number(False, 0)
+    if name == "judge_accuracy":
+        return _number(False, 0, high=1)
+    if name == "direction_seed":
+        return _number(True, 0)
+    if name == "nets":
+        return _nets_rule()
+    if name == "judge":
+        return _judge_rule()
+    return None
+
+
+def _rule(notebook: str, name: str) -> _Rule | None:
+    return _named_rule(name) or _derived([p[name] for p in SETTINGS[notebook].values() if name in p])
+
+
+def _cross_checks(P: dict, profile: str) -> list[tuple[str, str | None, str]]:
+    """(setting, other setting or None, what is wrong) for settings that are fine alone but not together."""
+    out = []
+    data = P.get("data")
+    if "steps" in P and "sizes" in P and isinstance(P["steps"], dict):
+        missing = [n for n in P["sizes"] if n not in P["steps"]]
+        if missing:
+            out.append(("sizes", "steps", f"steps needs a training length for every N of sizes (none for {missing})"))
+    for name in ("curve_seeds", "edit_seeds"):
+        if name in P and "seeds" in P and P[name] > P["seeds"]:
+            out.append((name, "seeds", f"{name} are the first of the seeds, so at most seeds"))
+    if "shape" in P and data in _DATA_SHAPES and tuple(P["shape"]) != _DATA_SHAPES[data]:
+        out.append(("shape", "data", f"the images of {data} are {_DATA_SHAPES[data]}"))
+    for name in ("sizes", "privacy_sizes", "images"):
+        values = P.get(name)
+        values = [values] if _is_int(values) else values
+        if values is not None and data in _DATA_SIZES and max(values, default=0) > _DATA_SIZES[data]:
+            out.append((name, "data", f"{data} has {_DATA_SIZES[data]} training images"))
+    sweep = SETTINGS.get("02", {}).get(profile, {})  # the privacy study picks its models from notebook 02's sweep
+    for name, of in (("privacy_sizes", "sizes"), ("privacy_widths", "widths")):
+        if name in P and of in sweep and not set(P[name]) <= set(sweep[of]):
+            out.append((name, None, f"each one of notebook 02's {of} at profile {profile}, {sweep[of]}: the privacy "
+                                    f"study takes its models from 02's sweep"))
+    return out
+
+
+def validate(notebook: str, profile: str, overrides: dict) -> list[str]:
+    """One message per problem with ``overrides`` of ``notebook`` at ``profile``, naming the notebook, the
+    setting, the value and what is allowed; empty when all is well. Nothing is run or loaded."""
+    if notebook not in SETTINGS:
+        return [f"No settings for notebook '{notebook}'. Known: {', '.join(SETTINGS)}."]
+    if profile not in NAMES:
+        return [f"Unknown profile '{profile}'. Choose one of {', '.join(NAMES)}."]
+    defaults = SETTINGS[notebook][profile]
+    problems, bad = [], set()
+    for name, value in overrides.items():
+        if name not in defaults:
+            problems.append(f"notebook {notebook}: unknown setting {name}={value!r}; known settings: "
+                            f"{', '.join(sorted(defaults))}.")
+            bad.add(name)
+            continue
+        rule = _rule(notebook, name)
+        if rule is not None and not rule.ok(_like(defaults[name], value)):
+            problems.append(f"notebook {notebook}: {name}={value!r} is not allowed: {rule.allowed} "
+                            f"(default {defaults[name]!r}).")
+            bad.add(name)
+    P = {**defaults, **{k: _like(defaults[k], v) for k, v in overrides.items() if k not in bad}}
+    for name, other, why in _cross_checks(P, profile):
+        if name in bad or other in bad or not ({name, other} & set(overrides)):
+            continue
+        if other is not None and other in overrides and name not in overrides:
+            name, other = other, name  # name the setting that was given first
+        with_other = f" with {other}={P[other]!r}" if other is not None else ""
+        problems.append(f"notebook {notebook}: {name}={P[name]!r} is not allowed{with_other}: {why}.")
+    return problems
+
+
 def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
     """The settings of ``notebook`` at ``profile``, with ``overrides`` applied; clear errors for bad names."""
     profile = profile or current()
-    if notebook not in SETTINGS:
-        raise ValueError(f"No settings for notebook '{notebook}'. Known: {', '.join(SETTINGS)}.")
-    if profile not in NAMES:
-        raise ValueError(f"Unknown profile '{profile}'. Choose one of {', '.join(NAMES)}.")
+    problems = validate(notebook, profile, overrides)
+    if problems:
+        raise ValueError("\n".join(problems))
     out = dict(SETTINGS[notebook][profile], profile=profile)
-    unknown = set(overrides) - set(out)
-    if unknown:
-        raise ValueError(f"Unknown setting(s) {sorted(unknown)} for notebook {notebook}. Known: {sorted(out)}.")
     out.update({k: _like(out[k], v) for k, v in overrides.items()})
     if out.get("device") == "auto":
         import torch

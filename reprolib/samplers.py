@@ -2,7 +2,10 @@
 
 Every sampler is ``fn(denoise, x, sigmas) -> x0`` over any ``denoise(x, sigma)`` (a trained model, the
 optimal denoiser, a guided wrapper) and a descending ``sigmas`` that ends at 0. ``sample`` draws the
-starting noise per seed, so a sample depends on its seed alone, never on the batch it was computed in.
+starting noise per seed, from the seed alone. What holds for the sample: the same seeds in the same batches
+(``batch_size``) at the same torch thread count give the same bits. In another batch, or at another thread
+count, the network's float32 reductions are split differently and the sample differs by that round-off as
+the steps carry it (tests/test_samplers.py bounds it for a small U-Net).
 """
 
 from __future__ import annotations
@@ -75,10 +78,21 @@ def dpmpp_2m_step(x, d, s, s_next, prev=None):
     return (s_next / s) * x - torch.expm1(-h) * d_hat, (d, h)
 
 
-def dpmpp_2m(denoise: Denoise, x, sigmas):
-    """DPM-Solver++(2M) over a schedule; first order on the first step and on the final step to sigma = 0."""
+def dpmpp_2m(denoise: Denoise, x, sigmas, lower_order_final: bool = False):
+    """DPM-Solver++(2M) over a schedule; first order on the first step and on the final step to sigma = 0.
+
+    ``lower_order_final`` makes the step into the last nonzero level first order too, as a model's native
+    schedule needs (``sample`` sets it there). Even in the model's own time (DDPM's timesteps, the flow's t),
+    such a schedule ends with a step into its smallest level (DDPM's t = 0) that is several times longer in
+    lambda = -log sigma than the step before; the 2M extrapolation of D across it overshoots, because D levels off
+    once sigma falls below the data's scale. On Karras's schedule the steps grow smoothly to the end and the
+    second-order last step is what makes 2M accurate: it is kept there.
+    """
     prev = None
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+    last = len(sigmas) - 2 if float(sigmas[-1]) == 0 else len(sigmas) - 1  # index of the step into the last level
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        if lower_order_final and i == last - 1:
+            prev = None
         x, prev = dpmpp_2m_step(x, denoise(x, s), s, s_next, prev)
     return x
 
@@ -126,6 +140,8 @@ def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = 
     sigmas = schedule(denoiser, steps, schedule_kind, sigma_min, sigma_max, rho).to(device)
     z = noise(seeds, shape) if z is None else z
     fn, out = SAMPLERS[sampler], []
+    if sampler == "dpmpp_2m" and schedule_kind == "native":  # its long last step: see ``dpmpp_2m``
+        fn = lambda denoise, x, sigmas: dpmpp_2m(denoise, x, sigmas, lower_order_final=True)  # noqa: E731
     for i in tqdm(range(0, len(z), batch_size), disable=not progress, desc=f"{sampler} x{steps}", leave=False):
         progress_lib.update("sample", f"{sampler} x{steps}", i, len(z))
         x = z[i:i + batch_size].to(device) * sigmas[0]

@@ -1,17 +1,30 @@
 """Artifacts (trained weights, checkpoints, sample banks) keyed by a hash of the whole config.
 
 A config is any JSON-able dict; its key is the SHA-256 of its canonical JSON. Files are written
-atomically (temporary file, then ``os.replace``), so an interrupted run never leaves half a file, and
-read with ``torch.load(weights_only=True)``, so a store never executes code it did not write.
+atomically (a temporary file, flushed to disk with ``fsync``, then ``os.replace``), so neither an interrupted
+run nor a power loss leaves half a file under an artifact's name, and read with ``torch.load(weights_only=True)``,
+so a store never executes code it did not write. Files and folders are created with the process's umask (a
+store shared with workers running as another user stays readable to them).
+
+A process killed while writing leaves its temporary file (``<name>.<random>.tmp``) behind; ``clear_leftovers``
+removes them from an artifact's folder when no writer is at work there (every writer holds a shared ``flock``
+on the folder's ``.lock`` while its temporary file exists); every training calls it when it starts, and
+``Store.save`` before it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, and so no clearing of leftovers
+    fcntl = None
 
 import torch
 
@@ -30,18 +43,99 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` through a temporary file in the same folder, then an atomic rename."""
+LOCK = ".lock"  # in each folder written to: shared while a temporary file exists, exclusive to clear leftovers
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, exclusive: bool):
+    """``flock`` on ``folder/.lock``: shared for writers, exclusive (without waiting) for clearing; yields
+    whether it is held. Where no lock can be had (no ``fcntl``, a lock file another user owns read-only, a file
+    system without ``flock``), a writer goes ahead and a clearing does not."""
+    fd = None
+    if fcntl is not None:
+        for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+            try:
+                fd = os.open(folder / LOCK, flags, 0o666)
+                break
+            except OSError:
+                continue
+    if fd is None:
+        yield not exclusive
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+            held = True
+        except BlockingIOError:  # another process holds it: for a clearing, someone is writing
+            held = False
+        except OSError:
+            held = not exclusive
+        yield held
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Makes a rename inside ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write) -> None:
+    """``write(f)`` into a temporary file beside ``path`` (mode 0666 less the umask), ``fsync``, then an atomic
+    rename: ``path`` holds the old content or the whole new one, even after a crash or a power loss."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _folder_lock(path.parent, exclusive=False):
+        while True:  # O_EXCL on a random name, like mkstemp, but created 0666 & ~umask rather than 0600
+            tmp = path.parent / f"{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    _fsync_folder(path.parent)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` through ``atomic_write``."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def clear_leftovers(folder: Path) -> list[Path]:
+    """Removes the temporary files that killed writers left in ``folder``; returns them. Nothing is removed
+    while another process is writing there (it holds the folder's lock): its file is not a leftover."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    with _folder_lock(folder, exclusive=True) as held:
+        if not held:
+            return []
+        gone = []
+        for p in sorted(folder.glob("*.tmp")):
+            try:
+                p.unlink()
+                gone.append(p)
+            except FileNotFoundError:
+                pass
+    return gone
 
 
 class Store:
@@ -62,11 +156,11 @@ class Store:
     def save(self, kind: str, config: dict, name: str, payload: dict) -> Path:
         folder = self.folder(kind, config)
         folder.mkdir(parents=True, exist_ok=True)
+        clear_leftovers(folder)  # a sample bank or a model killed mid-write: its half file goes now
         cfg_file = folder / "config.json"
         if not cfg_file.exists():
-            tmp = cfg_file.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(config, sort_keys=True, indent=1, default=str))
-            os.replace(tmp, cfg_file)
+            text = json.dumps(config, sort_keys=True, indent=1, default=str).encode()
+            atomic_write(cfg_file, lambda f: f.write(text))
         path = self.path(kind, config, name)
         atomic_save({"format": FORMAT, "key": config_key(config), "payload": payload}, path)
         return path
@@ -77,6 +171,10 @@ class Store:
 
     def remove(self, kind: str, config: dict, name: str) -> None:
         self.path(kind, config, name).unlink(missing_ok=True)
+
+    def clear_leftovers(self, kind: str, config: dict) -> list[Path]:
+        """Temporary files a killed process left in this artifact's folder, removed (see ``clear_leftovers``)."""
+        return clear_leftovers(self.folder(kind, config))
 
 
 def load_artifact(path: Path, key: str | None = None) -> dict:

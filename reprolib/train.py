@@ -1,9 +1,12 @@
 """One training loop for every diffusion model: Adam, linear warm-up, EMA, checkpoints, resume.
 
-All randomness (initialisation, minibatches, noise levels, label dropout) comes from the config's seed:
-the weights at step k depend on nothing else, so a run resumed from a checkpoint ends bit-identical to
-one that was never interrupted (on the same device). Finished models land in the store, keyed by the
-whole config, and are never trained twice.
+All randomness (initialisation, minibatches, noise levels, label dropout) comes from the config's seed.
+What holds: the same config on the same device with the same number of torch threads gives the same weights,
+bit for bit, and a run resumed from a checkpoint at that thread count ends bit-identical to one never
+interrupted. What does not: another thread count (or device, or torch build) splits floating-point reductions
+differently, and that round-off, amplified by training, gives other weights. So every run records its thread
+count beside its weights (``trained_threads``: the counts in the order a run and its resumes used them).
+Finished models land in the store, keyed by the whole config, and are never trained twice.
 
 ``precision`` ("bf16" or "fp16") runs the forward pass and the loss under ``torch.autocast`` (Micikevicius
 et al. 2018, mixed precision training); fp16 adds dynamic loss scaling (``torch.amp.GradScaler``) because its
@@ -113,6 +116,12 @@ def autocast(precision: str | None, device) -> contextlib.AbstractContextManager
     return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
 
 
+def _with_current_threads(threads: list[int]) -> list[int]:
+    """The thread counts a run has used, with this process's appended when it differs from the last one."""
+    now = torch.get_num_threads()
+    return list(threads) if threads and threads[-1] == now else [*threads, now]
+
+
 def _lr(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
 
@@ -131,6 +140,7 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         return model.to(device or "cpu").eval().requires_grad_(False)
 
     device = torch.device(device or "cpu")
+    store.clear_leftovers(KIND, key)  # half-written checkpoints of a killed run of this config
     torch.manual_seed(cfg.seed)  # initial weights
     model = build(cfg, ds.shape).to(device)
     if cfg.init is not None:  # fine-tuning: the parent is trained first if the store lacks it
@@ -145,7 +155,7 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
     precision = getattr(cfg, "precision", None)
     # Loss scaling only for fp16; disabled, the scaler passes the loss and the step through unchanged.
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    start, losses, running = 0, [], 0.0
+    start, losses, running, threads = 0, [], 0.0, []
     if store.exists(KIND, key, "checkpoint"):
         ck = store.load(KIND, key, "checkpoint")
         model.load_state_dict(ck["model"])
@@ -154,7 +164,8 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         gen.set_state(ck["gen"])
         if "scaler" in ck:
             scaler.load_state_dict(ck["scaler"])
-        start, losses, running = ck["step"], ck["losses"], ck["running"]
+        start, losses, running, threads = ck["step"], ck["losses"], ck["running"], ck.get("threads", [])
+    threads = _with_current_threads(threads)
 
     images, labels = ds.images.to(device), ds.labels.to(device)
     decay = 0.5 ** (1 / cfg.ema_halflife)
@@ -189,10 +200,11 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
             store.save(KIND, key, "checkpoint", {
                 "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "gen": gen.get_state(), "step": step + 1, "losses": losses, "running": running,
+                "gen": gen.get_state(), "step": step + 1, "losses": losses, "running": running, "threads": threads,
                 **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
     progress_lib.update("train", what, cfg.steps, cfg.steps)
-    store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses})
+    store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses,
+                                    "threads": threads})
     store.remove(KIND, key, "checkpoint")
     return ema.eval()
 
@@ -208,6 +220,12 @@ def snapshot(cfg: TrainConfig, step: int, store: Store | None = None, device=Non
 def losses(cfg: TrainConfig, store: Store | None = None) -> list[float]:
     """Mean training loss per 100 steps of a finished run (for judging convergence)."""
     return (store or Store()).load(KIND, cfg.key_dict(), "final")["losses"]
+
+
+def trained_threads(cfg: TrainConfig, store: Store | None = None) -> list[int]:
+    """The torch thread counts a finished run was trained with (one entry per count used across resumes; empty
+    for a model stored before they were recorded)."""
+    return (store or Store()).load(KIND, cfg.key_dict(), "final").get("threads", [])
 
 
 def is_trained(cfg: TrainConfig, store: Store | None = None) -> bool:

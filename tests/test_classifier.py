@@ -32,6 +32,7 @@ def test_cnn_judge_learns_the_fixture_and_is_cached(colour_cifar, monkeypatch):
     assert judge.accuracy == float((predicted == test.labels).double().mean())
     [saved] = (colour_cifar / "store" / classifier.KIND).glob("*/config.json")
     assert json.loads(saved.read_text())["width"] == 4
+    assert torch.load(saved.parent / "final.pt", weights_only=True)["payload"]["threads"] == [1]
 
     def no_training(*args):
         raise AssertionError("trained again")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reprolib import data
-from reprolib.data import MissingDataError
+from reprolib.data import DataError, MissingDataError
 
 
 # ---------------------------------------------------------------- digits
@@ -132,6 +132,84 @@ def test_cifar10_missing_batch(tmp_path, write_cifar):
 def test_cifar10_missing_folder(tmp_path):
     with pytest.raises(MissingDataError, match="CIFAR-10"):
         data.load("cifar10", root=tmp_path / "nowhere")
+
+
+def _py2_batch_pickle(rows: np.ndarray, labels: list[int]) -> bytes:
+    """A batch byte for byte as the official files are: Python 2's cPickle at protocol 2 of numpy 1, i.e. str as
+    BINSTRING and the array through numpy.core.multiarray._reconstruct (Python 3 cannot write this itself)."""
+    def string(b):
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<I", len(b))) + b
+
+    def small(i):
+        return b"K" + bytes([i]) if i < 256 else b"M" + struct.pack("<H", i)
+
+    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + b"K\x00K\x01\x87R"
+             + b"(K\x03" + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + string(b"b") + b"\x87R"
+             + b"(K\x01" + small(rows.shape[0]) + small(rows.shape[1]) + b"\x86" + dtype + b"\x89"
+             + string(rows.tobytes()) + b"tb")
+    label_list = b"](" + b"".join(small(v) for v in labels) + b"e"
+    return (b"\x80\x02}(" + string(b"data") + array + string(b"labels") + label_list
+            + string(b"batch_label") + string(b"training batch 2 of 5") + b"u.")
+
+
+def test_cifar10_reads_the_python2_pickles_of_the_official_files(tmp_path, write_cifar):
+    batches = write_cifar(tmp_path)
+    rows = batches["data_batch_2"]
+    raw = _py2_batch_pickle(rows, [9, 0])
+    assert pickle.loads(raw, encoding="bytes")[b"labels"] == [9, 0]  # what any unpickler makes of it
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(raw)
+    train = data.load("cifar10", root=tmp_path)
+    np.testing.assert_allclose(train.images[2:4].numpy(), rows.reshape(2, 3, 32, 32) / 255 * 2 - 1, atol=1e-6)
+    assert train.labels.tolist()[2:4] == [9, 0]
+
+
+class _RunsCode:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_cifar10_batch_that_would_run_code_is_refused(tmp_path, write_cifar):
+    batches = write_cifar(tmp_path)
+    marker = tmp_path / "ran"
+    crafted = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    with open(crafted, "wb") as fh:
+        pickle.dump({b"data": batches["data_batch_1"], b"labels": [0, 1], b"x": _RunsCode(str(marker))}, fh,
+                    protocol=2)
+    with pytest.raises(DataError) as err:
+        data.load("cifar10", root=tmp_path)
+    assert str(crafted) in str(err.value) and "io.open is not part of a CIFAR-10 batch" in str(err.value)
+    assert not marker.exists()
+
+
+def _corruptions(rows):
+    good = {b"data": rows, b"labels": [1, 2]}
+    return {
+        "truncated": lambda raw: raw[:len(raw) // 2],
+        "garbage": lambda raw: b"\x00not a pickle\xff" * 40,
+        "empty": lambda raw: b"",
+        "a list": lambda raw: pickle.dumps([rows, [1, 2]], protocol=2),
+        "no data": lambda raw: pickle.dumps({b"labels": [1, 2]}, protocol=2),
+        "wrong width": lambda raw: pickle.dumps({**good, b"data": rows[:, :1000]}, protocol=2),
+        "float pixels": lambda raw: pickle.dumps({**good, b"data": rows.astype(np.float32)}, protocol=2),
+        "object pixels": lambda raw: pickle.dumps({**good, b"data": rows.astype(object)}, protocol=2),
+        "labels short": lambda raw: pickle.dumps({**good, b"labels": [1]}, protocol=2),
+        "label 10": lambda raw: pickle.dumps({**good, b"labels": [1, 10]}, protocol=2),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_corruptions(np.zeros((2, 3072), np.uint8))))
+def test_cifar10_corrupt_batch_names_the_file(tmp_path, write_cifar, kind):
+    batches = write_cifar(tmp_path)
+    bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    bad.write_bytes(_corruptions(batches["data_batch_3"])[kind](bad.read_bytes()))
+    with pytest.raises(DataError) as err:
+        data.load("cifar10", root=tmp_path)
+    assert str(bad) in str(err.value)
+    assert len(data.load("cifar10", train=False, root=tmp_path)) == 3  # the other split is unaffected
 
 
 # ---------------------------------------------------------------- MNIST (idx files via torchvision)

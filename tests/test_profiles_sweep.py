@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -15,10 +17,114 @@ def test_settings_apply_overrides_and_refuse_unknown_names():
     assert p["seeds"] == 7 and p["profile"] == "smoke" and p["device"] == "cpu"
     with pytest.raises(ValueError, match="Unknown profile 'laptop'.*smoke, cpu, paper"):
         profiles.settings("01", "laptop")
-    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['seedz'\]"):
+    with pytest.raises(ValueError, match=r"notebook 01: unknown setting seedz=3; known settings: .*seeds"):
         profiles.settings("01", "smoke", seedz=3)
     with pytest.raises(ValueError, match="No settings for notebook '99'"):
         profiles.settings("99", "smoke")
+
+
+# ---------------------------------------------------------------- settings checks
+
+
+@pytest.mark.parametrize("profile", profiles.NAMES)
+@pytest.mark.parametrize("notebook", list(profiles.SETTINGS))
+def test_every_default_passes_the_checks_also_as_papermill_hands_it_over(notebook, profile):
+    defaults = profiles.SETTINGS[notebook][profile]
+    assert profiles.validate(notebook, profile, dict(defaults)) == []
+    as_json = json.loads(json.dumps(defaults))  # tuples become lists, integer keys strings
+    assert profiles.validate(notebook, profile, as_json) == []
+
+
+BAD = [  # (notebook, setting, value, words of what is allowed)
+    ("01", "seeds", "abc", "a positive integer"),
+    ("01", "seeds", -5, "a positive integer"),
+    ("01", "seeds", 2.5, "a positive integer"),
+    ("01", "sample_steps", 0, "a positive integer"),
+    ("01", "claims_strict", 1, "True or False"),
+    ("01", "steps_scale", 0, "a number > 0"),
+    ("01", "data", "imagenet", "one of 'digits', 'mnist', 'cifar10'"),
+    ("01", "device", "gpu", "'cuda:N'"),
+    ("01", "precision", "fp8", "one of None, 'bf16', 'fp16'"),
+    ("01", "similarity", "ssim", "one of 'pixel', 'sscd'"),
+    ("01", "public_checkpoints", "google/ddpm-cifar10-32", "a list of strings"),
+    ("02", "sizes", [16, -3], "a non-empty list of positive integers"),
+    ("02", "widths", [], "a non-empty list of positive integers"),
+    ("02", "lr", -1e-3, "a number > 0"),
+    ("02", "steps", {16: "long", 256: 30}, "a dict {a positive integer: a positive integer}"),
+    ("04", "guidance", -1.0, "a number >= 0"),
+    ("04", "judge", {"width": 0}, "width: a positive integer"),
+    ("04", "judge", {"depth": 3}, "CNNConfig"),
+    ("04", "nets", {"unet": {"widht": 4}}, "width: a positive integer"),
+    ("04", "nets", {"transformer": {}}, "backbones unet, mlp, uvit"),
+    ("05", "tasks", ["colorize"], "names among 'inpaint', 'superres', 'deblur'"),
+    ("05", "zetas", [1.0], "a list of 2 numbers >= 0"),
+    ("06", "source", [0, 10], "class labels 0-9"),
+    ("06", "target", [5, 5], "all different"),
+]
+
+
+@pytest.mark.parametrize("notebook,name,value,allowed", BAD, ids=[f"{b[0]}-{b[1]}={b[2]!r}" for b in BAD])
+def test_a_bad_value_gives_one_message_naming_notebook_setting_value_and_what_is_allowed(notebook, name, value,
+                                                                                        allowed):
+    [message] = profiles.validate(notebook, "cpu", {name: value})
+    assert message.startswith(f"notebook {notebook}: {name}={value!r} is not allowed: ") and allowed in message
+    with pytest.raises(ValueError) as err:  # and nothing is run: settings refuses them first
+        profiles.settings(notebook, "cpu", **{name: value})
+    assert str(err.value) == message
+
+
+def test_every_problem_is_reported_at_once():
+    problems = profiles.validate("01", "smoke", {"seeds": "abc", "n_jobs": 0, "seedz": 3, "sample_steps": 4})
+    assert len(problems) == 3
+    assert [p.split(":")[1].split("=")[0].strip() for p in problems] == ["seeds", "n_jobs", "unknown setting seedz"]
+    with pytest.raises(ValueError) as err:
+        profiles.settings("01", "smoke", seeds="abc", n_jobs=0, seedz=3)
+    assert str(err.value).splitlines() == problems
+
+
+CROSS = [  # settings fine alone, not together: (notebook, profile, overrides, the setting named first, words)
+    ("02", "paper", {"sizes": [8, 16]}, "sizes", 
+     "steps needs a training length for every N of sizes (none for [8, 16])"),
+    ("02", "smoke", {"steps": {16: 3}}, "steps", "(none for [256])"),
+    ("02", "cpu", {"curve_seeds": 600}, "curve_seeds", "at most seeds"),
+    ("07", "cpu", {"edit_seeds": 501}, "edit_seeds", "at most seeds"),
+    ("01", "cpu", {"data": "cifar10"}, "data", "the images of cifar10 are (3, 32, 32)"),
+    ("02", "cpu", {"sizes": [16, 4096], "steps": {16: 5, 4096: 5}}, "sizes", "digits has 1797 training images"),
+    ("05", "cpu", {"images": 2000}, "images", "digits has 1797 training images"),
+    ("07", "cpu", {"privacy_sizes": [16, 100]}, "privacy_sizes", "each one of notebook 02's sizes"),
+    ("07", "cpu", {"privacy_widths": [12]}, "privacy_widths", "each one of notebook 02's widths"),
+]
+
+
+@pytest.mark.parametrize("notebook,profile,overrides,name,words", CROSS, ids=[f"{c[0]}-{c[3]}" for c in CROSS])
+def test_settings_that_do_not_fit_together_are_refused(notebook, profile, overrides, name, words):
+    [message] = profiles.validate(notebook, profile, overrides)
+    assert message.startswith(f"notebook {notebook}: {name}=") and words in message
+
+
+def test_consistent_overrides_pass():
+    assert profiles.validate("02", "paper", {"sizes": [8, 16], "steps": {"8": 5, "16": 5}}) == []  # JSON keys
+    assert profiles.validate("01", "cpu", {"data": "cifar10", "shape": [3, 32, 32], "device": "cuda:1"}) == []
+    assert profiles.validate("04", "paper", {"judge": {"width": 4, "epochs": 20, "batch": 32, "lr": 0.1},
+                                             "nets": {"unet": {"width": 4, "num_blocks": 1}}}) == []
+    assert profiles.validate("06", "cpu", {"source": [5, 6, 7, 8, 9], "target": [0, 1, 2, 3, 4]}) == []
+    assert profiles.validate("04", "cpu", {"guidance": 0, "precision": "bf16", "similarity": "sscd"}) == []
+
+
+def test_checks_are_derived_for_a_notebook_they_were_not_written_for(monkeypatch):
+    """A notebook added later gets type and range checks from its defaults alone."""
+    new = {p: dict(count=3 if p != "paper" else 300, ratio=0.5, offset=0, sigmas=[0.2, 5.0], flag=False,
+                   widths={4: 10}, label="x") for p in profiles.NAMES}
+    monkeypatch.setitem(profiles.SETTINGS, "98", new)
+    assert profiles.validate("98", "cpu", {"count": 7, "ratio": 2, "offset": 0, "sigmas": [1.0], "flag": True}) == []
+    bad = {"count": 0, "ratio": 0.0, "offset": -1, "sigmas": [1.0, -2.0], "flag": "yes", "widths": {4: 0},
+           "label": 3}
+    problems = profiles.validate("98", "cpu", bad)
+    assert len(problems) == len(bad)
+    for (name, value), message, allowed in zip(bad.items(), problems, [
+            "a positive integer", "a number > 0", "an integer >= 0", "a non-empty list of numbers > 0",
+            "True or False", "a dict {a positive integer: a positive integer}", "a string"]):
+        assert message == f"notebook 98: {name}={value!r} is not allowed: {allowed} (default {new['cpu'][name]!r})."
 
 
 def test_profile_comes_from_the_environment(monkeypatch):

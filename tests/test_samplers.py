@@ -224,8 +224,22 @@ def test_sample_is_deterministic_per_seed(net_denoiser):
     assert not torch.equal(a[0], a[1])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("sampler", ["heun", "dpmpp_2m"])
-def test_sample_is_independent_of_batch_size(net_denoiser, sampler):
+def test_same_seeds_batches_and_threads_give_the_same_bits(net_denoiser, sampler, threads):
+    """What samplers.py promises, exactly: the same seeds in the same batches at the same thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs = [sample(net_denoiser, range(40), (1, 8, 8), sampler=sampler, steps=4, batch_size=16)
+                for _ in range(2)]
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2m"])
+def test_sample_in_other_batches_differs_by_round_off_only(net_denoiser, sampler):
     seeds = list(range(100))
     full = sample(net_denoiser, seeds, (1, 8, 8), sampler=sampler, steps=4, batch_size=100)
     assert full.shape == (100, 1, 8, 8)
@@ -310,6 +324,48 @@ def test_native_ddpm_schedule_gives_finite_samples(sampler):
     den = _small_net_denoiser("ddpm")
     out = sample(den, [0, 1, 2], (1, 8, 8), sampler=sampler, steps=18, schedule_kind="native")
     assert torch.isfinite(out).all()
+
+
+class _GaussWithNativeSchedule:
+    """The exact Gaussian denoiser, carrying a formulation's native schedule (as a trained model would)."""
+
+    def __init__(self, formulation):
+        self.formulation = formulation
+
+    def __call__(self, x, sigma):
+        return gauss_denoiser(x, sigma)
+
+    def native_sigmas(self, n, sigma_max=80.0):
+        return self.formulation.native_sigmas(n, sigma_max)
+
+
+@pytest.mark.parametrize("steps", [18, 35, 50, 100])
+@pytest.mark.parametrize("formulation", ["ddpm", "flow"])
+def test_dpmpp_2m_beats_euler_on_native_schedules(formulation, steps):
+    """On a native schedule the step into the last level (DDPM's t = 0) is long in log sigma; taken at second
+    order it overshoots and 2M lost to Euler. Against the exact PF-ODE solution, 2M must halve Euler's error."""
+    den, seeds, shape = _GaussWithNativeSchedule(formulations.build(formulation)), range(200), (1, 4, 4)
+    sigma_max = float(schedule(den, steps, kind="native")[0])
+    exact = gauss_exact(sigma_max * noise(seeds, shape).double(), sigma_max, 0.0)
+
+    def error(sampler):
+        return float((sample(den, seeds, shape, sampler, steps, "native").double() - exact).abs().max())
+
+    assert error("dpmpp_2m") < 0.5 * error("euler")
+
+
+@pytest.mark.parametrize("steps", [2, 3, 6, 11, 35])
+def test_dpmpp_2m_on_karras_is_algorithm_2_step_by_step(net_denoiser, steps):
+    """On Karras's schedule (every notebook's) 2M stays as it was, bit for bit: first order on the first step and
+    on the step to 0, second order on every other one, as chained by ``dpmpp_2m_step`` (DPS chains it too)."""
+    seeds, shape = range(12), (1, 8, 8)
+    got = sample(net_denoiser, seeds, shape, "dpmpp_2m", steps, batch_size=12)
+    sigmas = karras_sigmas(steps)
+    x, prev = noise(seeds, shape) * sigmas[0], None
+    with torch.no_grad():
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            x, prev = samplers.dpmpp_2m_step(x, net_denoiser(x, s), s, s_next, prev)
+    assert torch.equal(got, x)
 
 
 # ---------------------------------------------------------------- slerp

@@ -6,14 +6,19 @@ Every store here lives under tmp_path; the default store is never touched.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from reprolib import store as store_lib
-from reprolib.store import Store, StoreError, atomic_save, config_key, load_artifact
-from reprolib.train import KIND, TrainConfig, is_trained, losses, train
+from reprolib.store import Store, StoreError, atomic_save, atomic_write, clear_leftovers, config_key, load_artifact
+from reprolib.train import KIND, TrainConfig, is_trained, losses, train, trained_threads
 
 
 def _tmp_files(root):
@@ -149,6 +154,55 @@ def test_failed_save_leaves_old_file_and_no_tmp(tmp_path, monkeypatch):
     assert _tmp_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_artifacts_are_created_with_the_umask(tmp_path, umask):
+    """A store shared with workers of another user needs group/other bits wherever the umask grants them."""
+    before = os.umask(umask)
+    try:
+        path = Store(tmp_path).save("k", {"a": 1}, "final", {"w": torch.ones(2)})
+    finally:
+        os.umask(before)
+    for p in (path, path.parent / "config.json"):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p.name
+
+
+def test_atomic_save_fsyncs_the_file_before_the_rename(tmp_path, monkeypatch):
+    """The bytes reach the disk before the name does: a power loss cannot leave a renamed empty file."""
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(store_lib.os, "fsync", fsync)
+    monkeypatch.setattr(store_lib.os, "replace", replace)
+    path = tmp_path / "a" / "x.pt"
+    atomic_save({"v": torch.arange(3)}, path)
+    inode = path.stat().st_ino
+    assert ("fsync", inode) in events and ("replace", inode) in events
+    assert events.index(("fsync", inode)) < events.index(("replace", inode))
+
+
+def test_clearing_leftovers_spares_a_writer_at_work(tmp_path):
+    path, seen = tmp_path / "x.bin", []
+
+    def write(f):
+        f.write(b"part")
+        seen.append(clear_leftovers(tmp_path))  # another process starting the same training, mid-write
+        seen.append(list(tmp_path.glob("*.tmp")))
+
+    atomic_write(path, write)
+    assert seen[0] == [] and len(seen[1]) == 1, "a file being written is not a leftover"
+    assert path.read_bytes() == b"part" and _tmp_files(tmp_path) == []
+    dead = tmp_path / "x.bin.0badc0de.tmp"
+    dead.write_bytes(b"half")
+    assert clear_leftovers(tmp_path) == [dead] and not dead.exists() and path.exists()
+
+
 # ---------------------------------------------------------------- training
 
 TINY = TrainConfig(net={"kind": "mlp", "width": 32, "depth": 1}, steps=40, batch=16, ckpt_every=10, n=64,
@@ -232,6 +286,34 @@ def test_same_config_same_weights_and_seed_matters(tmp_path, reference):
     assert config_key(TINY.replace(seed=1).key_dict()) != config_key(TINY.key_dict())
 
 
+def _train_at(threads, cfg, store, **kw):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return train(cfg, store, progress=False, **kw)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_config_and_thread_count_give_the_same_bits(tmp_path, threads):
+    """What train.py promises: same config, device and thread count -> same weights (not: any thread count)."""
+    first = _state(_train_at(threads, TINY, Store(tmp_path / "a")))
+    _assert_identical(_state(_train_at(threads, TINY, Store(tmp_path / "b"))), first)
+    assert trained_threads(TINY, Store(tmp_path / "a")) == [threads]
+
+
+def test_thread_counts_are_recorded_across_a_resume_and_keep_the_key(tmp_path, reference):
+    assert trained_threads(TINY, Store(reference[1])) == [1]
+    st = Store(tmp_path)
+    with pytest.raises(Stop):
+        _train_at(2, TINY, st, callback=_stop_at(15, []))
+    assert st.load(KIND, TINY.key_dict(), "checkpoint")["threads"] == [2]
+    _train_at(1, TINY, st)
+    assert trained_threads(TINY, st) == [2, 1]
+    assert st.folder(KIND, TINY.key_dict()) == tmp_path / KIND / config_key(TINY.key_dict())  # metadata, not key
+
+
 def test_training_moves_the_weights(reference):
     from reprolib.train import build, training_set
 
@@ -274,3 +356,37 @@ def test_conditional_training_runs(tmp_path):
     x = torch.randn(3, 1, 8, 8)
     out = model(x, 1.0, torch.tensor([0, 5, 10]))
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+_KILLED_MID_CHECKPOINT = """
+import json, os, signal, sys
+import torch
+from reprolib.store import Store
+from reprolib.train import TrainConfig, train
+
+def killed(obj, f, *args, **kwargs):  # the first checkpoint: half written, then the process dies
+    f.write(b"half a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.set_num_threads(1)
+torch.save = killed
+train(TrainConfig(**json.loads(sys.argv[1])), Store(sys.argv[2]), progress=False)
+"""
+
+
+def test_checkpoint_left_by_a_killed_run_is_cleared_when_training_starts_again(tmp_path, reference):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(_KILLED_MID_CHECKPOINT),
+                          json.dumps(asdict(TINY)), str(tmp_path)], env=env, capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr
+    folder = Store(tmp_path).folder(KIND, TINY.key_dict())
+    left = _tmp_files(tmp_path)
+    assert [p.parent for p in left] == [folder] and left[0].name.startswith("checkpoint.pt.")
+
+    at_first_step = []
+    model = train(TINY, Store(tmp_path), progress=False,
+                  callback=lambda step, loss: at_first_step.append(_tmp_files(tmp_path)) if step == 0 else None)
+    assert at_first_step == [[]], "the leftover must go when the training starts, before its first checkpoint"
+    _assert_identical(_state(model), reference[0])
+    assert _tmp_files(tmp_path) == []
