@@ -287,6 +287,12 @@ def test_bad_settings_exit_2_before_any_kernel(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "93_settings" in err and "no_such_setting" in err and "nothing was run" in err
+    # values of the wrong type or range, every problem named at once (issue 15: these used to fail an hour late)
+    with pytest.raises(SystemExit) as exc:
+        _run(folder, tmp_path, "--profile", "cpu", "--override", "seeds=abc", "sample_steps=-5")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "seeds='abc' is not allowed: a positive integer" in err and "sample_steps=-5 is not allowed" in err
     assert not (tmp_path / "executed").exists()
 
 
