@@ -79,6 +79,17 @@ theory_seeds = seeds[:P["theory_seeds"]]
 theories = closed_form.names(P["patch_sizes"])
 generalization = [t for t in theories if t != "D*"]
 sizes, widths = P02["sizes"], P02["widths"]
+
+
+def n_axis(ax, label=True):
+    """A log axis of N with the sweep's sizes as its ticks."""
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes], fontsize=7, rotation=45 if len(sizes) > 4 else 0)
+    ax.minorticks_off()
+    if label:
+        ax.set_xlabel("training-set size N")
+
+
 print(f"notebook 02's {len(models)} U-Nets (N = {sizes}, widths {widths}); theories {theories}; "
       f"{len(theory_seeds)} of 02's {len(seeds)} seeds")
 
@@ -152,8 +163,8 @@ ax.plot(between.index, between.values, color="grey", lw=3, alpha=0.5, label="bet
 chance = chance_by_width.groupby("n").max().max(axis=1)
 ax.plot(chance.index, chance.values, "k:", label="chance (max over theories and widths)")
 plotting.shade_regimes(ax, sizes, mem_until, gen_from)
-ax.set(xscale="log", xlabel="training-set size N", ylabel="RP with the trained U-Nets", ylim=(-0.02, 1.02),
-       title="Which closed-form denoiser reproduces the U-Nets")
+n_axis(ax)
+ax.set(ylabel="RP with the trained U-Nets", ylim=(-0.02, 1.02), title="Which closed-form denoiser reproduces the U-Nets")
 ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
 plotting.save(fig, "08_rp_vs_n")
 
@@ -163,7 +174,8 @@ plotting.save(fig, "08_rp_vs_n")
 # The same question one level down, without integrating anything: at a few noise levels, add the same noise to
 # training images and to held-out ones (the digits after the subset in the same permutation; at the full
 # data set there are none), and ask how much of the variance of the U-Net's output $D(x;\sigma)$ across
-# images each theory's output explains ($r^2$, 1 = the same denoiser, 0 = no better than the mean output).
+# images each theory's output explains ($r^2$, 1 = the same denoiser, 0 = no better than the mean output; the
+# axes stop at -0.5, the table below has every value).
 
 # %%
 agree = closed_form.agreement(models, theories, P02, store, P["r2_sigmas"], P["r2_images"])
@@ -181,11 +193,10 @@ for r, split in enumerate(splits):
                                               marker="o"))
                 ax.plot(g[name].index, g[name].values, ms=3, label=name, **style)
         plotting.shade_regimes(ax, sizes, mem_until, gen_from)
-        ax.set(xscale="log", ylim=(-0.05, 1.02), title=f"{split}, $\\sigma$ = {s}")
+        n_axis(ax, label=r == len(splits) - 1)
+        ax.set(ylim=(-0.5, 1.02), title=f"{split}, $\\sigma$ = {s}")
         ax.title.set_fontsize(8)
     axes[r, 0].set_ylabel("$r^2$ with the U-Nets' D")
-for ax in axes[-1]:
-    ax.set_xlabel("N")
 axes[0, -1].legend(fontsize=6)
 fig.tight_layout()
 plotting.save(fig, "08_denoiser_r2")
