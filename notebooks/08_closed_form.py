@@ -292,3 +292,49 @@ run.claims.check("switch_before_generalization", "the best generalization theory
                  "the first N of the generalization regime", switch if gen_from is not None else float("nan"), "<=",
                  gen_from or 0, source=source, detail=regimes_text)
 run.finish()
+
+# %% [markdown]
+# ## What we found
+#
+# At the cpu profile (200 seeds, notebook 02's 24 U-Nets) five of the six checks hold and one does not.
+# RP with the trained U-Nets, mean over the three widths (chance at most 0.1 at N = 16 and below 0.02 from
+# N = 512 on):
+#
+# | N | 16 | 32 | 64 | 128 | 256 | 512 | 1024 | 1797 |
+# |---|---|---|---|---|---|---|---|---|
+# | $D^*$ | 0.757 | 0.630 | 0.578 | 0.485 | 0.445 | 0.413 | 0.458 | 0.463 |
+# | Gaussian | 0.077 | 0.038 | 0.087 | 0.303 | 0.430 | 0.670 | 0.758 | 0.790 |
+# | patch 3 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.008 |
+# | patch 5 | 0.123 | 0.143 | 0.113 | 0.148 | 0.127 | 0.142 | 0.158 | 0.172 |
+# | patch 7 | 0.598 | 0.505 | 0.442 | 0.382 | 0.375 | 0.337 | 0.343 | 0.325 |
+# | between widths (02) | 0.672 | 0.560 | 0.543 | 0.563 | 0.649 | 0.808 | 0.846 | 0.867 |
+#
+# - **One theory for each regime.** $D^*$ explains the memorization regime (N = 16: RP 0.69 / 0.78 / 0.80
+#   for widths 4 / 8 / 16, at least 0.155 above every other theory), the **Gaussian denoiser** the
+#   generalization regime (N = 1,797: RP 0.88 / 0.78 / 0.71, chance 0 on 200 seeds, so at least 142 times
+#   chance counted at one seed). The Gaussian overtakes $D^*$ for good at N = 512, the first N of the
+#   generalization regime as notebook 02 shades it (at N = 256 the two are level, 0.430 against 0.445). At
+#   the largest N it comes within 0.08 of the agreement between widths: most of what the U-Nets share there
+#   is the Gaussian structure of the digits.
+# - **The narrowest model is the most Gaussian.** At N = 1,797 the Gaussian's RP falls with width (0.88, 0.78,
+#   0.71) while $D^*$'s rises (0.30, 0.45, 0.65), as Li, Dai & Qu describe: the Gaussian bias is strongest
+#   where the model is small against the data. This is why claim 3 does not hold: for width 16 the
+#   Gaussian is only 0.065 above $D^*$ (threshold 0.1). A width-16 sample is not a training image (notebook 02:
+#   none is memorized at N = 1,797), but it correlates above 0.9 with the training image $D^*$ draws from the
+#   same noise on 65% of the seeds: at the pixel-correlation level, the widest U-Net's new digits sit between
+#   the two theories.
+# - **The patch denoisers explain little of the samples.** The best side is 7 at every N (RP 0.60 at N = 16,
+#   0.33 at N = 1,797); side 3 makes mosaics of strokes that no U-Net makes (RP about 0). Our U-Nets see the
+#   whole 8x8 image (two downsamplings and attention in the middle block), and the sides are fixed, not
+#   calibrated per noise level as in the ELS paper.
+# - **Denoisers.** At $\sigma$ = 0.2 every theory predicts the U-Nets' outputs on training images ($r^2$
+#   0.95-1.00); on held-out images the Gaussian and the patch denoisers of sides 3 and 5 explain them better
+#   than $D^*$ from N = 64 on (N = 1,024: patch 3 0.976, Gaussian 0.967, $D^*$ 0.754). At $\sigma \geq 2$,
+#   $D^*$ is the best prediction at every N and on both sets of images (0.69-0.88), the Gaussian and side 7
+#   next, the small sides far behind (side 5 below 0.5, side 3 below -0.5). Which image a noise becomes is
+#   decided at the higher levels (notebook 03's hand-off: between $\sigma \approx$ 1 and 10), where the local
+#   denoisers fail: side 3 predicts the U-Nets' low-noise denoising of new digits and none of their samples. A side that grows with $\sigma$, the ELS paper's calibration, is the step
+#   this notebook does not take.
+#
+# Wall time at cpu: 1.8 min on 2 cores after notebook 02, of which the patch denoisers' sampling 91 s (side 3:
+# 64 s) and the denoiser $r^2$ 11 s.
