@@ -11,7 +11,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from .paths import figures_dir
+from .paths import as_created, figures_dir
 
 sns.set_theme(context="notebook", style="white", font_scale=0.9)
 
@@ -23,7 +23,7 @@ def save(fig, name: str, folder: str | Path | None = None) -> Path:
     for ext in ("png", "pdf"):
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=f".{ext}")
         os.close(fd)
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
+        fig.savefig(as_created(tmp), dpi=150, bbox_inches="tight", format=ext)
         os.replace(tmp, folder / f"{name}.{ext}")
     return folder / f"{name}.png"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -323,6 +324,10 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     assert claims.from_notebook(published) == by_stem["91_claims"]  # the outputs are the run's
     assert (root / "results" / "gallery" / "01_same_noise_grid.png").read_bytes() == b"png"
     assert "91.low" in (root / "results" / "claims_cpu.md").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (root / "results" / "claims_cpu.md", root / "notebooks" / "91_claims.ipynb"):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written  # not mkstemp's 0600
     readme = (root / "README.md").read_text()
     assert readme.startswith("intro\n<!-- results:begin -->") and readme.endswith("<!-- results:end -->\nrest\n")
     assert "\nold\n" not in readme and "The paper's claims: 1 of 2 hold at cpu." in readme
