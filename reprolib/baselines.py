@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import codehash
 from . import progress as progress_lib
 from .samplers import noise
 from .store import Store
@@ -47,13 +48,13 @@ def _check(arch: str, width):
 
 class _Config:
     """What the GAN and VAE configs share: ``arch`` checked and ``width`` filled in (so equal models get equal
-    keys), the whole config as the store key, and ``replace``."""
+    keys), the whole config and the code that trains it as the store key, and ``replace``."""
 
     def __post_init__(self):
         object.__setattr__(self, "width", _check(self.arch, self.width))
 
     def key_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "code": codehash.of(_kind(self))}
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -22,7 +22,7 @@ from sklearn.svm import SVC
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import data
+from . import codehash, data
 from .store import Store
 
 
@@ -127,7 +127,7 @@ def train_cnn(cfg: CNNConfig, store: Store | None = None, device="cpu", progress
     """The judge ``cfg`` describes: from the store when trained, else trained on the training set and scored
     on the test set (kind "classifier"; the file is written atomically once training has finished)."""
     store = store or Store()
-    key = asdict(cfg)
+    key = {**asdict(cfg), "code": codehash.of(KIND)}
     train_set, test_set = data.load(cfg.data), data.load(cfg.data, train=False)
     classes = int(max(train_set.labels.max(), test_set.labels.max())) + 1
     torch.manual_seed(cfg.seed)  # initial weights

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from . import data, samplers, zoo
+from . import codehash, data, samplers, zoo
 from .gaussian import GaussianDenoiser
 from .optimal import OptimalDenoiser
 from .patches import PatchDenoiser
@@ -53,7 +53,8 @@ def samples(name: str, P: dict, n: int, seeds, store) -> torch.Tensor:
     seeds = [int(s) for s in seeds]
     key = {"theory": name, "data": P["data"], "n": n, "subset_seed": 0, "sampler": "heun", "schedule": "karras",
            "steps": P["sample_steps"],
-           "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds}
+           "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds,
+           "code": codehash.of("closed-form samples")}
     if store.exists("samples", key, "x"):
         return store.load("samples", key, "x")["x"]
     train = data.load(P["data"]).subset(n).images

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import samplers
+from . import codehash, samplers
 from .formulations import DDPM, Denoiser
 from .store import Store
 
@@ -109,7 +109,8 @@ def samples(source: str | Path, store: Store, seeds, P: dict, sampler: str = "dd
     """
     source, seeds = str(source), [int(s) for s in seeds]
     steps = P["sample_steps"] if sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
-    key = {"hub": _fingerprint(source), "sampler": sampler, "schedule": schedule, "steps": steps, "seeds": seeds}
+    key = {"hub": _fingerprint(source), "sampler": sampler, "schedule": schedule, "steps": steps, "seeds": seeds,
+           "code": codehash.of("hub samples")}
     if store.exists("samples", key, "x"):
         return store.load("samples", key, "x")["x"]
     model = load(source, device=P["device"])

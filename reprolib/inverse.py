@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import samplers
+from . import codehash, samplers
 
 
 class Inpaint:
@@ -127,7 +127,7 @@ def cached_reconstruct(store, model_key: dict, denoiser, truth_key: dict, truth:
     the store under everything that determines it (kind "dps")."""
     seeds = [int(s) for s in seeds]
     key = {"model": model_key, "truth": truth_key, "task": task, "noise_std": float(noise_std), "seeds": seeds,
-           "steps": int(steps), "zeta": float(zeta), "solver": solver}
+           "steps": int(steps), "zeta": float(zeta), "solver": solver, "code": codehash.of("dps")}
     if store.exists("dps", key, "x"):
         return store.load("dps", key, "x")["x"]
     A = operator(task, truth.shape[1:])

@@ -1,6 +1,7 @@
 """Artifacts (trained weights, checkpoints, sample banks) keyed by a hash of the whole config.
 
-A config is any JSON-able dict; its key is the SHA-256 of its canonical JSON. Files are written
+A config is any JSON-able dict (the callers put the digest of the code that computes the artifact in it,
+``codehash``); its key is the SHA-256 of its canonical JSON. Files are written
 atomically (a temporary file, flushed to disk with ``fsync``, then ``os.replace``), so neither an interrupted
 run nor a power loss leaves half a file under an artifact's name, and read with ``torch.load(weights_only=True)``,
 so a store never executes code it did not write. Files and folders are created with the process's umask (a

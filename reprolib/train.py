@@ -6,7 +6,8 @@ bit for bit, and a run resumed from a checkpoint at that thread count ends bit-i
 interrupted. What does not: another thread count (or device, or torch build) splits floating-point reductions
 differently, and that round-off, amplified by training, gives other weights. So every run records its thread
 count beside its weights (``trained_threads``: the counts in the order a run and its resumes used them).
-Finished models land in the store, keyed by the whole config, and are never trained twice.
+Finished models land in the store, keyed by the whole config and the code that trains it (``codehash``), and are
+never trained twice.
 
 ``precision`` ("bf16" or "fp16") runs the forward pass and the loss under ``torch.autocast`` (Micikevicius
 et al. 2018, mixed precision training); fp16 adds dynamic loss scaling (``torch.amp.GradScaler``) because its
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from . import codehash
 from . import data as data_lib
 from . import lora as lora_lib
 from . import networks
@@ -60,7 +62,8 @@ class TrainConfig:
         d.pop("ckpt_every")
         if d["init"] is not None:  # a parent given as ``asdict`` gained fields added since: unset, they are no key
             d["init"] = {k: v for k, v in d["init"].items() if not (k in _ADDED_SINCE_INIT and v is None)}
-        return {k: v for k, v in d.items() if not (k in _OPTIONAL and v is None)}
+        d = {k: v for k, v in d.items() if not (k in _OPTIONAL and v is None)}
+        return {**d, "code": codehash.of(KIND)}  # the code that trains it: edit it, and the model is new
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from . import baselines, samplers, sweep
+from . import baselines, codehash, samplers, sweep
 from .store import Store
 from .train import TrainConfig, is_trained, train
 
@@ -92,7 +92,8 @@ def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun
     steps = P["sample_steps"] if sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
     seeds = [int(s) for s in seeds]
     key = {"model": cfg.key_dict(), "sampler": sampler, "schedule": schedule, "steps": steps,
-           "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds}
+           "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds,
+           "code": codehash.of("samples")}
     if store.exists("samples", key, "x"):
         return store.load("samples", key, "x")["x"]
     model = train(cfg, store, device=P["device"], progress=False)
@@ -189,7 +190,8 @@ def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dic
     steps = P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1
     seeds, labels = [int(s) for s in seeds], torch.as_tensor(labels, dtype=torch.long)
     key = {"model": v.cfg.key_dict(), "sampler": v.sampler, "schedule": v.schedule, "steps": steps,
-           "seeds": seeds, "labels": labels.tolist(), "guidance": float(scale)}
+           "seeds": seeds, "labels": labels.tolist(), "guidance": float(scale),
+           "code": codehash.of("guided samples")}
     if store.exists("samples", key, "x"):
         return store.load("samples", key, "x")["x"]
     model = Guided(train(v.cfg, store, device=P["device"], progress=False), scale)
@@ -259,7 +261,8 @@ def snapshot_samples(cfg: TrainConfig, step: int, store: Store, seeds, P: dict):
     from .train import snapshot
 
     seeds = [int(s) for s in seeds]
-    key = {"model": cfg.key_dict(), "snapshot": step, "sampler": "heun", "steps": P["sample_steps"], "seeds": seeds}
+    key = {"model": cfg.key_dict(), "snapshot": step, "sampler": "heun", "steps": P["sample_steps"], "seeds": seeds,
+           "code": codehash.of("samples")}
     if store.exists("samples", key, "x"):
         return store.load("samples", key, "x")["x"]
     train(cfg, store, device=P["device"], progress=False)

@@ -9,7 +9,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from reprolib import profiles, zoo
+from reprolib import codehash, profiles, zoo
 from reprolib.store import Store, config_key
 from reprolib.train import KIND, TrainConfig, autocast, build, train
 
@@ -110,22 +110,33 @@ def _zoo_configs(profile, **overrides):
     return _section_configs(profile, **overrides) + _sweep_configs(profile, **overrides)
 
 
-# sha256 of the sorted store keys: every section but the size sweep, taken before precision and nets existed
-# (and unchanged since); the size sweep, taken when its models began to keep EMA snapshots and N <= 32 to train
-# 5,000 steps at cpu (after its U-Nets took DDPM++'s details, ``zoo.DDPMPP``): both were meant to retrain it.
+# sha256 of the sorted store keys' config parts (each key less its "code" entry): every section but the size
+# sweep, taken before precision and nets existed (and unchanged since); the size sweep, taken when its models began
+# to keep EMA snapshots and N <= 32 to train 5,000 steps at cpu (after its U-Nets took DDPM++'s details,
+# ``zoo.DDPMPP``): both were meant to retrain it.
 KEYS_BEFORE = {"smoke": (20, "b0c75dab6f9a008f"), "cpu": (20, "d54e15a15cda63f2"), "paper": (20, "c8c2970dedb57592")}
 SWEEP_KEYS = {"smoke": (4, "018a61dbb441f58d"), "cpu": (24, "254f6bd48d2042c0"), "paper": (30, "a355b09a2628205a")}
+# The whole keys since they hold the digest of the code that trains each model, with that digest held to a
+# stand-in naming the artifact kind (a code edit changes the real keys by design: tests/test_codehash.py). Taken
+# when keys began to hold code, which changed every key and nothing else: the config parts above are as before.
+KEYS_WITH_CODE = {"smoke": (20, "7783880896ef98a2"), "cpu": (20, "37248d6e7ed70457"), "paper": (20, "0b4ae2877f1e6680")}
+SWEEP_KEYS_WITH_CODE = {"smoke": (4, "1422638c8875256e"), "cpu": (24, "8fa566973ad8ac05"),
+                        "paper": (30, "4488731758b7809a")}
 
 
-def _digest(configs):
-    keys = sorted(config_key(c.key_dict()) for c in configs)
+def _digest(configs, code=True):
+    keys = sorted(config_key({k: v for k, v in c.key_dict().items() if code or k != "code"}) for c in configs)
     return len(keys), hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize("profile", profiles.NAMES)
-def test_default_settings_keep_every_store_key(profile):
-    assert _digest(_section_configs(profile, added_later=False)) == KEYS_BEFORE[profile]
-    assert _digest(_sweep_configs(profile)) == SWEEP_KEYS[profile]
+def test_default_settings_keep_every_store_key(profile, monkeypatch):
+    sections, sweep = _section_configs(profile, added_later=False), _sweep_configs(profile)
+    assert _digest(sections, code=False) == KEYS_BEFORE[profile]
+    assert _digest(sweep, code=False) == SWEEP_KEYS[profile]
+    monkeypatch.setattr(codehash, "of", lambda artifact: f"<code of {artifact}>")
+    assert _digest(sections) == KEYS_WITH_CODE[profile]
+    assert _digest(sweep) == SWEEP_KEYS_WITH_CODE[profile]
 
 
 def test_precision_setting_reaches_every_config_the_zoo_builds(tmp_path):

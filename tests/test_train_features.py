@@ -15,7 +15,7 @@ TINY = TrainConfig(n=40, net={"kind": "mlp", "width": 16, "depth": 1}, steps=20,
 
 def test_optional_fields_join_the_key_only_when_set():
     assert set(TINY.key_dict()) == {"data", "n", "subset_seed", "net", "formulation", "conditional", "label_dropout",
-                                    "steps", "batch", "lr", "warmup", "ema_halflife", "seed"}
+                                    "steps", "batch", "lr", "warmup", "ema_halflife", "seed", "code"}
     assert config_key(TINY.replace(classes=(0, 1)).key_dict()) != config_key(TINY.key_dict())
 
 
