@@ -42,12 +42,13 @@ class Run:
     claims: Claims
     started: float = field(default_factory=time.perf_counter)
     stamp: str = ""
+    rev: str = ""
     _handle: object = None
 
     def header(self, wall: str = "running") -> str:
         import torch
 
-        parts = [f"profile **{self.P['profile']}**", f"commit `{commit() or 'unknown'}`", f"executed {self.stamp}",
+        parts = [f"profile **{self.P['profile']}**", f"commit `{self.rev or 'unknown'}`", f"executed {self.stamp}",
                  f"wall time {wall}", f"reprolib {__version__}, torch {torch.__version__}, "
                  f"{torch.get_num_threads()} thread(s), device {self.P.get('device', 'cpu')}"]
         return f"Notebook {self.notebook}: " + " · ".join(parts)
@@ -76,7 +77,7 @@ def start(notebook: str, profile: str | None = None, overrides: dict | None = No
     (profile, commit, date, versions) shown now and completed with the wall time by ``Run.finish``."""
     P = profiles.settings(notebook, profile, **(overrides or {}))
     run = Run(notebook, P, Store(), Claims(notebook, P["profile"], judged=P["claims_strict"]),
-              stamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+              stamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), rev=commit())
     from IPython.display import display
 
     run._handle = display(_markdown(run.header()), display_id=True)

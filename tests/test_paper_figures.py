@@ -333,3 +333,19 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     assert "\nold\n" not in readme and "The paper's claims: 1 of 2 hold at cpu." in readme
     assert "![01_same_noise_grid](results/gallery/01_same_noise_grid.png)" in readme
     assert "left out" in capsys.readouterr().out  # the other gallery figures were not in this run
+
+
+def test_header_names_the_run_and_gains_its_wall_time(tmp_path, monkeypatch):
+    """notebook.start shows profile, commit and date as the first output; finish puts the wall time into it (a
+    display update that papermill writes back into the first cell's output)."""
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _write(folder, "94_header", [_parameters('profile = "cpu"\noverrides = {}'),
+                                 new_code_cell('from reprolib import notebook\nrun = notebook.start("01", profile, overrides)'),
+                                 new_code_cell("run.finish()")])
+    assert _run(folder, tmp_path, "--profile", "smoke") == 0
+    nb = nbformat.read(tmp_path / "executed" / "94_header.ipynb", as_version=4)
+    first = next(c for c in nb.cells if "notebook.start" in c.source).outputs[0]["data"]["text/markdown"]
+    assert first.startswith("Notebook 01: profile **smoke** · commit `")
+    assert "executed 20" in first and "wall time running" not in first and " s · reprolib" in first
