@@ -103,7 +103,10 @@ class Claims:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {"text/plain": "\n".join(c.line() for c in self.items), "text/html": html_table(self.items),
-                "text/markdown": markdown_table(self.items), MIME: [_jsonable(c) for c in self.items]}
+                "text/markdown": markdown_table(self.items),
+                # One JSON string, not JSON numbers: JupyterLab rewrites numbers as JavaScript prints them (10.0 as
+                # 10) when it saves, which would change a committed notebook that was only opened.
+                MIME: json.dumps([_jsonable(c) for c in self.items], allow_nan=False)}
 
     def show(self) -> None:
         """Display the table: rendered in Jupyter, and read back by ``paper_figures.py`` from the executed copy."""
@@ -161,7 +164,8 @@ def from_notebook(nb: dict) -> list[Claim]:
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
             data = out.get("data")
-            found += [_from_json(item) for item in (data.get(MIME, []) if isinstance(data, dict) else [])]
+            items = data.get(MIME, []) if isinstance(data, dict) else []
+            found += [_from_json(item) for item in (json.loads(items) if isinstance(items, str) else items)]
     return found
 
 

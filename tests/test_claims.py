@@ -62,6 +62,8 @@ def test_table_summary_and_round_trip_through_a_notebook(record):
     c.check("ok", "RP >= 0.6", 0.9, ">=", 0.6)
     c.check("nan", "kappa >= 0.5", math.nan, ">=", 0.5)
     bundle = json.loads(json.dumps(c._repr_mimebundle_(), allow_nan=False))  # what a notebook file can hold
+    # one string: JupyterLab's save rewrites JSON numbers (10.0 as 10), never the characters of a string
+    assert isinstance(bundle[claims.MIME], str)
     assert "| 91.low | paper | RP >= 0.6 | 0.400 (pair a/b) | >= 0.600 | 0.65 |" in bundle["text/markdown"]
     nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": bundle}]}]}
     back = claims.from_notebook(nb)
