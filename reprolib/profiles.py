@@ -348,6 +348,9 @@ def _named_rule(name: str) -> _Rule | None:
         return _nets_rule()
     if name == "judge":
         return _judge_rule()
+    if name == "patch_sizes":  # a window centred on its pixel has an odd side
+        return _list_of(_Rule("an odd positive integer", lambda v: _is_int(v) and v > 0 and v % 2 == 1),
+                        non_empty=True, distinct=True)
     return None
 
 
@@ -374,6 +377,9 @@ def _cross_checks(P: dict, profile: str) -> list[tuple[str, str | None, str]]:
         if values is not None and data in _DATA_SIZES and max(values, default=0) > _DATA_SIZES[data]:
             out.append((name, "data", f"{data} has {_DATA_SIZES[data]} training images"))
     sweep = SETTINGS.get("02", {}).get(profile, {})  # the privacy study picks its models from notebook 02's sweep
+    if "theory_seeds" in P and "seeds" in sweep and _is_int(P["theory_seeds"]) and P["theory_seeds"] > sweep["seeds"]:
+        out.append(("theory_seeds", None, f"at most notebook 02's seeds at profile {profile}, {sweep['seeds']}: the "
+                                          "theories are compared on the first of 02's seeds"))
     for name, of in (("privacy_sizes", "sizes"), ("privacy_widths", "widths")):
         if name in P and of in sweep and not set(P[name]) <= set(sweep[of]):
             out.append((name, None, f"each one of notebook 02's {of} at profile {profile}, {sweep[of]}: the privacy "

@@ -167,3 +167,11 @@ def test_run_all_trains_each_distinct_config_once_and_skips_finished_ones(tmp_pa
     again = sweep.run_all(zoo.fit, configs + [_tiny(2)], store, n_jobs=n_jobs, is_done=zoo.is_fitted,
                           label=zoo.describe, progress=False)
     assert list(again) == [zoo.describe(_tiny(2))]
+
+
+def test_notebook_08_settings_are_checked():
+    assert profiles.validate("08", "cpu", {"patch_sizes": [3, 7]}) == []
+    [even] = profiles.validate("08", "cpu", {"patch_sizes": [3, 4]})
+    assert "patch_sizes=[3, 4]" in even and "odd positive integer" in even
+    [many] = profiles.validate("08", "cpu", {"theory_seeds": 501})
+    assert "theory_seeds=501" in many and "500" in many
