@@ -2,8 +2,8 @@
 
 Trainings run in worker processes and samplers in the kernel, so neither can print to the runner's terminal.
 When ``REPRO_PROGRESS`` names a folder, each process keeps one small JSON file there, ``<pid>.json``: what it is
-doing ({kind: [what, done, total]}, e.g. {"train": ["unet-8 edm n=64", 1200, 3000]}) and when it said so. Writes
-are atomic and at most one a second; without the variable nothing is written and ``update`` costs one lookup.
+doing ({kind: [what, done, total]}, e.g. {"train": ["unet-8 edm n=64", 1200, 3000]}); the runner reads those
+of live processes. Writes are atomic and at most one a second; without the variable nothing is written and ``update`` costs one lookup.
 """
 
 from __future__ import annotations
@@ -41,17 +41,17 @@ def update(kind: str, what: str, done: int, total: int) -> None:
         pass
 
 
-def read(folder: str | Path, max_age: float = 120.0) -> list[tuple[str, str, int, int]]:
-    """What every process said in the last ``max_age`` seconds: (kind, what, done, total), sweeps first."""
+def read(folder: str | Path) -> list[tuple[str, str, int, int]]:
+    """What every live process said last: (kind, what, done, total), sweeps first. A process that has ended (its
+    pid is gone) said nothing; one that is alive stands by its last word, however old (a long training)."""
     out = []
-    now = time.time()
     for path in sorted(Path(folder).glob("*.json")):
         try:
+            os.kill(int(path.stem), 0)
             said = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except (ProcessLookupError, ValueError, OSError):
             continue
-        if now - said.get("time", 0) <= max_age:
-            out += [(kind, *entry) for kind, entry in said.get("work", {}).items()]
+        out += [(kind, *entry) for kind, entry in said.get("work", {}).items()]
     order = {"sweep": 0, "train": 1, "sample": 2}
     return sorted(out, key=lambda e: order.get(e[0], 3))
 

@@ -349,3 +349,18 @@ def test_header_names_the_run_and_gains_its_wall_time(tmp_path, monkeypatch):
     first = next(c for c in nb.cells if "notebook.start" in c.source).outputs[0]["data"]["text/markdown"]
     assert first.startswith("Notebook 01: profile **smoke** · commit `")
     assert "executed 20" in first and "wall time running" not in first and " s · reprolib" in first
+
+
+def test_progress_keeps_a_live_process_and_forgets_an_ended_one(tmp_path, monkeypatch):
+    import subprocess
+    from reprolib import progress
+
+    monkeypatch.setenv(progress.ENV, str(tmp_path))
+    progress.update("sweep", "models", 2, 24)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / f"{ended.stdout.strip()}.json").write_text(json.dumps({"time": 0, "work": {"train": ["x", 1, 9]}}))
+    (tmp_path / f"{os.getpid()}.json").touch()  # an hour-old word of a live process still stands
+    os.utime(tmp_path / f"{os.getpid()}.json", (0, 0))
+    assert progress.read(tmp_path) == [("sweep", "models", 2, 24)]
+    progress.update("sweep", "models", 24, 24)
+    assert progress.read(tmp_path) == []
