@@ -2,8 +2,9 @@
 
 Trainings run in worker processes and samplers in the kernel, so neither can print to the runner's terminal.
 When ``REPRO_PROGRESS`` names a folder, each process keeps one small JSON file there, ``<pid>.json``: what it is
-doing ({kind: [what, done, total]}, e.g. {"train": ["unet-8 edm n=64", 1200, 3000]}); the runner reads those
-of live processes. Writes are atomic and at most one a second; without the variable nothing is written and ``update`` costs one lookup.
+doing ({kind: [what, done, total]}, e.g. {"train": ["unet-8 edm n=64", 1200, 3000]}); the runner reads
+those of live processes. Writes are atomic and at most one a second; without the variable nothing is written and
+``update`` costs one lookup.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def update(kind: str, what: str, done: int, total: int) -> None:
     path = Path(folder) / f"{os.getpid()}.json"
     tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_text(json.dumps({"time": time.time(), "work": _state}))
+        tmp.write_text(json.dumps({"work": _state}))
         os.replace(tmp, path)
     except OSError:  # the runner's folder is gone: progress is a courtesy, never a reason to fail
         pass

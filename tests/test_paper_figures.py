@@ -358,7 +358,7 @@ def test_progress_keeps_a_live_process_and_forgets_an_ended_one(tmp_path, monkey
     monkeypatch.setenv(progress.ENV, str(tmp_path))
     progress.update("sweep", "models", 2, 24)
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / f"{ended.stdout.strip()}.json").write_text(json.dumps({"time": 0, "work": {"train": ["x", 1, 9]}}))
+    (tmp_path / f"{ended.stdout.strip()}.json").write_text(json.dumps({"work": {"train": ["x", 1, 9]}}))
     (tmp_path / f"{os.getpid()}.json").touch()  # an hour-old word of a live process still stands
     os.utime(tmp_path / f"{os.getpid()}.json", (0, 0))
     assert progress.read(tmp_path) == [("sweep", "models", 2, 24)]
