@@ -58,7 +58,8 @@ class Claim:
 
     def line(self) -> str:
         """One line for a console: id, verdict, value against threshold."""
-        return f"{self.id}: {self.verdict()}: {_num(self.value)}, needs {self.op} {_num(self.threshold)} ({self.statement})"
+        return (f"{self.id}: {self.verdict()}: {_num(self.value)}, needs {self.op} {_num(self.threshold)} "
+                f"({self.statement})")
 
 
 def expected(profile: str, path: Path | str | None = None) -> dict[str, str]:
