@@ -341,8 +341,8 @@ def test_header_names_the_run_and_gains_its_wall_time(tmp_path, monkeypatch):
     monkeypatch.delenv("REPRO_PROFILE", raising=False)
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    _write(folder, "94_header", [_parameters('profile = "cpu"\noverrides = {}'),
-                                 new_code_cell('from reprolib import notebook\nrun = notebook.start("01", profile, overrides)'),
+    start = 'from reprolib import notebook\nrun = notebook.start("01", profile, overrides)'
+    _write(folder, "94_header", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(start),
                                  new_code_cell("run.finish()")])
     assert _run(folder, tmp_path, "--profile", "smoke") == 0
     nb = nbformat.read(tmp_path / "executed" / "94_header.ipynb", as_version=4)
