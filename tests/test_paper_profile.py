@@ -22,7 +22,8 @@ import torch
 from reprolib import claims, profiles, zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["sizes=[8, 16]", "widths=[4, 8]", "steps={8: 5, 16: 5}", "seeds=16", "curve_seeds=16", "grid=4", "sample_steps=3", "batch=8"]
+TINY = ["sizes=[8, 16]", "widths=[4, 8]", "steps={8: 5, 16: 5}", "seeds=16", "curve_seeds=16", "grid=4", "sample_steps=3",
+        "batch=8"]
 FIGURES = ["02_training_curves", "02_rp_gl_vs_n", "02_samples_n8", "02_samples_n16"]
 
 
