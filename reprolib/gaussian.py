@@ -6,9 +6,10 @@ For data y ~ N(mu, Sigma) and x = y + sigma n, the posterior mean is linear in x
 
 with Sigma = U diag(l) U^T: the optimal denoiser of the Gaussian that Li, Dai & Qu (NeurIPS 2024,
 arXiv 2410.24060) find trained denoisers approaching as they generalize. mu and Sigma are the empirical mean and
-covariance (1/N) of the training images, accumulated in float64 over chunks of images so that memory stays bounded by ``chunk`` images and one d x d matrix (d = 64 on
-digits, 3,072 on CIFAR-10). The eigendecomposition makes every sigma one product through U, and a covariance of
-rank < d (N <= d) simply shrinks the missing directions to mu.
+covariance (1/N) of the training images, accumulated in float64 over chunks of images so that memory stays
+bounded by ``chunk`` images and one d x d matrix (d = 64 on digits, 3,072 on CIFAR-10). The eigendecomposition
+makes every sigma one product through U, and a covariance of rank < d (N <= d) simply shrinks the missing
+directions to mu.
 """
 
 from __future__ import annotations
