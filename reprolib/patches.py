@@ -21,8 +21,9 @@ x.y - ||y||^2 / 2 over sigma^2, accumulated by a streaming log-sum-exp over chun
 on the fly), so memory stays bounded by ``budget`` logits however large N or the image is. Each query meets N
 times the positions of its class (N x 36 windows per interior pixel of an 8x8 digit at k = 3), which makes this
 the costly denoiser; below ``float64_below`` the logits are float64, where 1/sigma^2 amplifies float32's rounding
-of x.y (about 1e-7 of ||x||^2 + ||y||^2) past 1e-3; above it float32 keeps that error under 1e-3 on windows of up to 7 x 7 x 3 pixels in [-1, 1] and runs faster.
-Each chunk's weighted sums are taken in the logits' precision and accumulated across chunks in float64.
+of x.y (about 1e-7 of ||x||^2 + ||y||^2) past 1e-3; above it float32 keeps that error under 1e-3 on windows of
+up to 7 x 7 x 3 pixels in [-1, 1] and runs faster. Each chunk's weighted sums are taken in the logits' precision
+and accumulated across chunks in float64.
 """
 
 from __future__ import annotations
