@@ -275,13 +275,9 @@ def collect_claims(executed: Path, stems: list[str]) -> dict:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from reprolib.paths import as_created
+    from reprolib.store import atomic_write
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(as_created(tmp), path)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), lock=False)
 
 
 def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:

@@ -40,11 +40,3 @@ def store_dir() -> Path:
 def data_dir() -> Path:
     return Path(os.environ.get("REPRO_DATA") or _default("data"))
 
-
-def as_created(path: Path) -> Path:
-    """Give a file made by ``tempfile.mkstemp`` (always 0600) the mode an ordinary ``open`` would: 0666 less the
-    umask, so figures and reports stay readable by the others who share the checkout or the store."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-    return Path(path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,7 +9,8 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from .paths import as_created, figures_dir
+from .paths import figures_dir
+from .store import atomic_write
 
 sns.set_theme(context="notebook", style="white", font_scale=0.9)
 
@@ -19,12 +18,9 @@ sns.set_theme(context="notebook", style="white", font_scale=0.9)
 def save(fig, name: str, folder: str | Path | None = None) -> Path:
     """Write ``<figures>/<name>.png`` and ``.pdf`` atomically; returns the PNG path."""
     folder = Path(folder) if folder is not None else figures_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=f".{ext}")
-        os.close(fd)
-        fig.savefig(as_created(tmp), dpi=150, bbox_inches="tight", format=ext)
-        os.replace(tmp, folder / f"{name}.{ext}")
+        atomic_write(folder / f"{name}.{ext}", lambda f: fig.savefig(f, dpi=150, bbox_inches="tight", format=ext),
+                     lock=False)
     return folder / f"{name}.png"
 
 

@@ -90,12 +90,14 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write, lock: bool = True) -> None:
     """``write(f)`` into a temporary file beside ``path`` (mode 0666 less the umask), ``fsync``, then an atomic
-    rename: ``path`` holds the old content or the whole new one, even after a crash or a power loss."""
+    rename: ``path`` holds the old content or the whole new one, even after a crash or a power loss. ``lock``
+    takes the folder's shared lock (store folders, so that ``clear_leftovers`` spares this writer); figures and
+    reports go without, leaving no ``.lock`` beside them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(path.parent, exclusive=False):
+    with _folder_lock(path.parent, exclusive=False) if lock else contextlib.nullcontext():
         while True:  # O_EXCL on a random name, like mkstemp, but created 0666 & ~umask rather than 0600
             tmp = path.parent / f"{path.name}.{secrets.token_hex(4)}.tmp"
             try:

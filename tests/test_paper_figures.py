@@ -328,6 +328,7 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     os.umask(umask)
     for written in (root / "results" / "claims_cpu.md", root / "notebooks" / "91_claims.ipynb"):
         assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written  # not mkstemp's 0600
+    assert not list(root.rglob(".lock")) and not list(root.rglob("*.tmp"))
     readme = (root / "README.md").read_text()
     assert readme.startswith("intro\n<!-- results:begin -->") and readme.endswith("<!-- results:end -->\nrest\n")
     assert "\nold\n" not in readme and "The paper's claims: 1 of 2 hold at cpu." in readme
