@@ -289,15 +289,15 @@ def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:
     return [cid for cid in claims.expected(profile) if cid.split(".")[0] in ran and cid not in checked]
 
 
-def publish(executed: Path, figures: Path, stems: list[str], profile: str, report_md: str, report_json: str,
-            root: Path = ROOT) -> None:
+def publish(executed: Path, figures: Path, by_stem: dict, profile: str, root: Path = ROOT) -> None:
     """Make a finished run the committed one: the executed notebooks become ``notebooks/*.ipynb`` (papermill's
     injected parameters and bookkeeping removed, so each stays the pair of its ``.py``), the gallery figures are
-    copied to ``results/gallery/`` and the claims report to ``results/``, and the README's results block is
-    rewritten from them."""
+    copied to ``results/gallery/`` and the claims report (``by_stem``: {stem: [Claim]}) to ``results/``, and the
+    README's results block is rewritten from them."""
     import nbformat
+    from reprolib import claims
 
-    for stem in stems:
+    for stem in by_stem:
         nb = nbformat.read(executed / f"{stem}.ipynb", as_version=4)
         nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
         for cell in nb.cells:
@@ -315,25 +315,18 @@ def publish(executed: Path, figures: Path, stems: list[str], profile: str, repor
             shown.append(name)
         else:
             print(f"  gallery: {name}.png is not among the figures of this run; left out", flush=True)
-    write_atomic(results / f"claims_{profile}.md", report_md)
-    write_atomic(results / f"claims_{profile}.json", report_json)
+    write_atomic(results / f"claims_{profile}.md", claims.report(by_stem, profile))
+    write_atomic(results / f"claims_{profile}.json", claims.to_json(by_stem))
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
     if begin in text and end in text:
-        from reprolib import claims
-
-        block = [begin, ""] + claims.summary(_flat(report_json), profile) + [
+        every = [c for cs in by_stem.values() for c in cs]
+        block = [begin, ""] + claims.summary(every, profile) + [
             "", f"The whole report: [results/claims_{profile}.md](results/claims_{profile}.md).", ""]
         block += [f"![{name}](results/gallery/{name}.png)" for name in shown] + ["", end]
         text = text[:text.index(begin)] + "\n".join(block) + text[text.index(end) + len(end):]
         write_atomic(readme, text)
-
-
-def _flat(report_json: str) -> list:
-    from reprolib.claims import _from_json
-
-    return [_from_json(c) for cs in json.loads(report_json).values() for c in cs]
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -453,9 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':<{width}}  {'':<6}  {sum(s for _, _, s in results):8.1f} s")
     print(f"executed notebooks: {executed}")
 
-    report_md, report_json = claims.report(by_stem, profile), claims.to_json(by_stem)
-    write_atomic(figures / "claims.md", report_md)
-    write_atomic(figures / "claims.json", report_json)
+    write_atomic(figures / "claims.md", claims.report(by_stem, profile))
+    write_atomic(figures / "claims.json", claims.to_json(by_stem))
     print(f"\nClaims at {profile} (report: {figures / 'claims.md'}):")
     print("\n".join(claims.summary(every, profile)))
 
@@ -480,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nFAILED: " + "\nFAILED: ".join(reasons))
         return 1
     if args.publish:
-        publish(executed, figures, [stem for stem, _, _ in results], profile, report_md, report_json)
+        publish(executed, figures, by_stem, profile)
         print("published: notebooks/*.ipynb, results/ (gallery, claims report) and the README's results block")
     return 0
 

@@ -314,8 +314,7 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     by_stem = pf.collect_claims(tmp_path / "executed", ["91_claims"])
     from reprolib import claims
 
-    pf.publish(tmp_path / "executed", figs, ["91_claims"], "cpu", claims.report(by_stem, "cpu"),
-               claims.to_json(by_stem), root=root)
+    pf.publish(tmp_path / "executed", figs, by_stem, "cpu", root=root)
     published = nbformat.read(root / "notebooks" / "91_claims.ipynb", as_version=4)
     original = nbformat.read(source, as_version=4)
     assert [(c.cell_type, c.source) for c in published.cells] == [(c.cell_type, c.source) for c in original.cells]
