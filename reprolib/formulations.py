@@ -32,8 +32,19 @@ class Formulation:
     name = ""
     sigma_min, sigma_max = 0.002, 80.0
 
-    def loss(self, net, x0, gen, labels=None) -> torch.Tensor:
+    def draw(self, x0, gen, step: int = 0, steps: int = 1) -> dict:
+        """The random draws of one training step (noise levels, noise) for the clean batch ``x0``, taken from
+        ``gen`` in a fixed order. ``step`` of ``steps`` lets a curriculum depend on training progress."""
         raise NotImplementedError
+
+    def objective(self, net, x0, labels=None, **draws) -> torch.Tensor:
+        """The training loss of ``net`` on ``x0`` given ``draw``'s draws (deterministic)."""
+        raise NotImplementedError
+
+    def loss(self, net, x0, gen, labels=None, step: int = 0, steps: int = 1) -> torch.Tensor:
+        """One minibatch's loss: ``objective`` at fresh ``draw``s. Kept apart so that models trained together
+        (stacked) draw from their own generators exactly as each would alone."""
+        return self.objective(net, x0, labels, **self.draw(x0, gen, step, steps))
 
     def denoise(self, net, x, sigma, labels=None) -> torch.Tensor:
         raise NotImplementedError
@@ -88,9 +99,12 @@ class Preconditioned(Formulation):
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         return _col(c_skip, x) * x + _col(c_out, x) * net(_col(c_in, x) * x, c_noise, labels)
 
-    def loss(self, net, x0, gen, labels=None):
+    def draw(self, x0, gen, step=0, steps=1):
         sigma = self.sample_sigma(len(x0), gen, x0.device)
-        x = x0 + _col(sigma, x0) * _randn(x0, gen)
+        return {"sigma": sigma, "noise": _randn(x0, gen)}
+
+    def objective(self, net, x0, labels=None, *, sigma, noise):
+        x = x0 + _col(sigma, x0) * noise
         weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2 if self.name == "edm" else 1 / sigma**2
         return (_col(weight, x0) * (self.denoise(net, x, sigma, labels) - x0) ** 2).mean()
 
@@ -124,10 +138,12 @@ class DDPM(Formulation):
         x_t = x / _col((1 + sigma**2).sqrt(), x)
         return x - _col(sigma, x) * net(x_t, t / self.T, labels)
 
-    def loss(self, net, x0, gen, labels=None):
+    def draw(self, x0, gen, step=0, steps=1):
         t = torch.randint(0, self.T, (len(x0),), generator=gen).to(x0.device)
+        return {"t": t, "eps": _randn(x0, gen)}
+
+    def objective(self, net, x0, labels=None, *, t, eps):
         abar = (1 / (1 + self.sigmas.to(x0.device)[t] ** 2)).float()
-        eps = _randn(x0, gen)
         x_t = _col(abar.sqrt(), x0) * x0 + _col((1 - abar).sqrt(), x0) * eps
         return ((net(x_t, t.float() / self.T, labels) - eps) ** 2).mean()
 
@@ -149,9 +165,10 @@ class Flow(Formulation):
         x_t = x / _col(1 + sigma, x)
         return x_t - _col(t, x) * net(x_t, t, labels)
 
-    def loss(self, net, x0, gen, labels=None):
-        t = _rand(len(x0), gen, x0.device)
-        eps = _randn(x0, gen)
+    def draw(self, x0, gen, step=0, steps=1):
+        return {"t": _rand(len(x0), gen, x0.device), "eps": _randn(x0, gen)}
+
+    def objective(self, net, x0, labels=None, *, t, eps):
         x_t = _col(1 - t, x0) * x0 + _col(t, x0) * eps
         return ((net(x_t, t, labels) - (eps - x0)) ** 2).mean()
 
@@ -184,8 +201,8 @@ class Denoiser(nn.Module):
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]).clone()
         return self.formulation.denoise(self.net, x, sigma, labels)
 
-    def loss(self, x0, gen, labels=None):
-        return self.formulation.loss(self.net, x0, gen, labels)
+    def loss(self, x0, gen, labels=None, step: int = 0, steps: int = 1):
+        return self.formulation.loss(self.net, x0, gen, labels, step, steps)
 
     def native_sigmas(self, n, sigma_max=80.0):
         return self.formulation.native_sigmas(n, sigma_max)

@@ -185,7 +185,7 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
         with autocast(precision, device):
-            loss = model.loss(images[idx], gen, lab).float()
+            loss = model.loss(images[idx], gen, lab, step, cfg.steps).float()
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
