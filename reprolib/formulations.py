@@ -10,6 +10,11 @@ sampler in ``samplers.py`` and every metric works on every model.
   x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, i.e. sigma_t = sqrt((1 - abar_t) / abar_t), x = x_t / sqrt(abar_t).
 - ``flow``: rectified flow / flow matching (Liu et al. 2023), x_t = (1 - t) x0 + t eps, v = eps - x0,
   i.e. sigma = t / (1 - t), x = x_t / (1 - t).
+- ``subvp``: the sub-VP SDE (Song et al. 2021, eq. 29) with VP's beta schedule, eps-prediction:
+  x_t = alpha_t x0 + (1 - alpha_t^2) z, i.e. sigma = (1 - alpha^2) / alpha, x = x_t / alpha.
+- ``ct``: consistency training from scratch (improved CT, Song & Dhariwal 2023), read as D(x, sigma) = f(x, sigma).
+- ``distill<N>``: a progressive-distillation student (Salimans & Ho 2022) that does in N Euler/DDIM steps what
+  its teacher (the config's ``init``) does in 2N; ``distill.py`` holds it.
 
 The scalar fed to the backbone (c_noise) is kept within a few units for all of them, so that one noise
 embedding serves every formulation.
@@ -17,6 +22,7 @@ embedding serves every formulation.
 
 from __future__ import annotations
 
+import math
 
 import torch
 from torch import nn
@@ -66,8 +72,8 @@ class Preconditioned(Formulation):
     """D = c_skip x + c_out F(c_in x, c_noise), trained with weight lambda (Karras et al. 2022, eq. 7-8)."""
 
     def __init__(self, kind: str = "edm"):
-        if kind not in ("edm", "ve", "vp"):
-            raise ValueError(f"Unknown preconditioning '{kind}': use edm, ve or vp.")
+        if kind not in ("edm", "ve", "vp", "subvp"):
+            raise ValueError(f"Unknown preconditioning '{kind}': use edm, ve, vp or subvp.")
         self.name = kind
 
     # VP's sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) with EDM's constants.
@@ -75,7 +81,17 @@ class Preconditioned(Formulation):
 
     def _vp_t(self, sigma):
         """Inverse of VP's sigma(t): the root of beta_d t^2 / 2 + beta_min t = ln(1 + sigma^2)."""
-        return ((self.beta_min**2 + 2 * self.beta_d * torch.log1p(sigma**2)).sqrt() - self.beta_min) / self.beta_d
+        return self._t_of_integral(torch.log1p(sigma**2))
+
+    def _t_of_integral(self, b):
+        """The t at which int_0^t beta(s) ds = beta_d t^2 / 2 + beta_min t equals ``b``."""
+        return ((self.beta_min**2 + 2 * self.beta_d * b).sqrt() - self.beta_min) / self.beta_d
+
+    @staticmethod
+    def subvp_alpha(sigma):
+        """sub-VP's mean coefficient alpha for a VE-scale sigma: the positive root of alpha^2 + sigma alpha - 1 = 0
+        (sigma = std / mean = (1 - alpha^2) / alpha), written so that it loses no digits at large sigma."""
+        return 2 / (sigma + (sigma**2 + 4).sqrt())
 
     def coefficients(self, sigma):
         sd = SIGMA_DATA
@@ -84,6 +100,9 @@ class Preconditioned(Formulation):
             return sd**2 / s2, sigma * sd / s2.sqrt(), 1 / s2.sqrt(), sigma.log() / 4
         if self.name == "ve":
             return torch.ones_like(sigma), sigma, torch.ones_like(sigma), (0.5 * sigma).log() / 4
+        if self.name == "subvp":  # the network sees x_t = alpha x and t; it predicts z (D = x - sigma z)
+            alpha = self.subvp_alpha(sigma)
+            return torch.ones_like(sigma), -sigma, alpha, self._t_of_integral(-2 * alpha.log())
         return torch.ones_like(sigma), -sigma, 1 / (sigma**2 + 1).sqrt(), self._vp_t(sigma)
 
     def sample_sigma(self, n, gen, device):
@@ -92,8 +111,11 @@ class Preconditioned(Formulation):
             return (torch.randn(n, generator=gen).to(device) * 1.2 - 1.2).exp()
         if self.name == "ve":  # log-uniform on [0.02, 100]
             return 0.02 * (100 / 0.02) ** u
-        t = self.eps_t + (1 - self.eps_t) * u
-        return (torch.exp(0.5 * self.beta_d * t**2 + self.beta_min * t) - 1).sqrt()
+        t = self.eps_t + (1 - self.eps_t) * u  # vp and subvp: t ~ U(eps_t, 1), as Song et al. 2021 train them
+        integral = 0.5 * self.beta_d * t**2 + self.beta_min * t
+        if self.name == "subvp":  # alpha = exp(-integral / 2), std = 1 - alpha^2 = -expm1(-integral)
+            return -torch.expm1(-integral) / torch.exp(-0.5 * integral)
+        return (torch.exp(integral) - 1).sqrt()
 
     def denoise(self, net, x, sigma, labels=None):
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
@@ -179,14 +201,79 @@ class Flow(Formulation):
         return t / (1 - t)
 
 
+class Consistency(Formulation):
+    """Improved consistency training from scratch (Song & Dhariwal 2023, "iCT"; Song et al. 2023, Algorithm 3).
+
+    f(x, sigma) = c_skip x + c_out F(c_in x, c_noise) with c_skip = sd^2 / ((sigma - sigma_min)^2 + sd^2) and
+    c_out = sd (sigma - sigma_min) / sqrt(sd^2 + sigma^2) (Song et al. 2023, eq. 7 and Appendix C), so that
+    f(x, sigma_min) = x exactly. The model is read as a denoiser D(x, sigma) = f(x, sigma): one evaluation at
+    sigma_max maps the noise to a sample (``samplers.consistency``).
+
+    One training step (iCT, section 3-4): the discretisation N(k) = min(s0 2^floor(k / K'), s1) + 1 of Karras's
+    levels, K' = floor(K / (log2(s1 / s0) + 1)) (eq. 8); a level pair (sigma_i, sigma_{i+1}) drawn with the
+    lognormal proposal p(i) ~ erf((ln sigma_{i+1} - P_mean) / (sqrt 2 P_std)) - erf((ln sigma_i - P_mean) /
+    (sqrt 2 P_std)) (eq. 10); one z for both points; loss lambda(sigma_i) d(f(x0 + sigma_{i+1} z, sigma_{i+1}),
+    sg f(x0 + sigma_i z, sigma_i)) with lambda = 1 / (sigma_{i+1} - sigma_i) and the pseudo-Huber
+    d(a, b) = sqrt(||a - b||^2 + c^2) - c, c = 0.00054 sqrt(dim) (section 3.3). The teacher is the online
+    network under a stop-gradient (no EMA teacher, section 3.2).
+    """
+
+    name = "ct"
+    rho, s0, s1, p_mean, p_std = 7.0, 10, 1280, -1.1, 2.0
+
+    def coefficients(self, sigma):
+        sd, s_min = SIGMA_DATA, self.sigma_min
+        c_skip = sd**2 / ((sigma - s_min) ** 2 + sd**2)
+        c_out = sd * (sigma - s_min) / (sd**2 + sigma**2).sqrt()
+        return c_skip, c_out, 1 / (sigma**2 + sd**2).sqrt(), sigma.log() / 4
+
+    def denoise(self, net, x, sigma, labels=None):
+        c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
+        return _col(c_skip, x) * x + _col(c_out, x) * net(_col(c_in, x) * x, c_noise, labels)
+
+    def levels(self, step: int, steps: int) -> torch.Tensor:
+        """Karras's N(k) levels (ascending, float64) at training step ``step`` of ``steps`` (iCT eq. 8)."""
+        k_prime = max(int(steps / (math.log2(self.s1 / self.s0) + 1)), 1)
+        n = min(self.s0 * 2 ** (step // k_prime), self.s1) + 1
+        i = torch.arange(n, dtype=torch.float64) / (n - 1)
+        lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+        return (lo + i * (hi - lo)) ** self.rho
+
+    def proposal(self, sigmas: torch.Tensor) -> torch.Tensor:
+        """The lognormal proposal's probability of each pair (sigma_i, sigma_{i+1}) (iCT eq. 10)."""
+        cdf = torch.erf((sigmas.log() - self.p_mean) / (math.sqrt(2) * self.p_std))
+        p = cdf[1:] - cdf[:-1]
+        return p / p.sum()
+
+    def draw(self, x0, gen, step=0, steps=1):
+        sigmas = self.levels(step, steps)
+        i = torch.multinomial(self.proposal(sigmas), len(x0), replacement=True, generator=gen)
+        return {"sigma": sigmas[i].float().to(x0.device), "sigma_next": sigmas[i + 1].float().to(x0.device),
+                "noise": _randn(x0, gen)}
+
+    def objective(self, net, x0, labels=None, *, sigma, sigma_next, noise):
+        f_next = self.denoise(net, x0 + _col(sigma_next, x0) * noise, sigma_next, labels)
+        with torch.no_grad():
+            f_here = self.denoise(net, x0 + _col(sigma, x0) * noise, sigma, labels)
+        c = 0.00054 * math.sqrt(x0[0].numel())
+        dist = (((f_next - f_here) ** 2).flatten(1).sum(1) + c**2).sqrt() - c
+        return (dist / (sigma_next - sigma)).mean()
+
+
 def build(name: str) -> Formulation:
-    if name in ("edm", "ve", "vp"):
+    if name in ("edm", "ve", "vp", "subvp"):
         return Preconditioned(name)
+    if name == "ct":
+        return Consistency()
+    if name.startswith("distill") and name[7:].isdigit() and int(name[7:]) > 0:
+        from .distill import Progressive
+
+        return Progressive(int(name[7:]))
     if name == "ddpm":
         return DDPM()
     if name == "flow":
         return Flow()
-    raise ValueError(f"Unknown formulation '{name}'. Choose one of edm, ve, vp, ddpm, flow.")
+    raise ValueError(f"Unknown formulation '{name}'. Choose one of edm, ve, vp, subvp, ddpm, flow, ct, distill<N>.")
 
 
 class Denoiser(nn.Module):

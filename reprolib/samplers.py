@@ -97,7 +97,23 @@ def dpmpp_2m(denoise: Denoise, x, sigmas, lower_order_final: bool = False):
     return x
 
 
-SAMPLERS = {"euler": euler, "heun": heun, "ddim": ddim, "dpmpp_2m": dpmpp_2m}
+def consistency(denoise: Denoise, x, sigmas, noises=(), sigma_min: float = 0.002):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): x0 = D(x, sigmas[0]); then for each
+    further level s, x = x0 + sqrt(s^2 - sigma_min^2) z_k and x0 = D(x, s). ``noises`` are the z_k, one per level
+    after the first (``sample`` draws them from each seed's generator after its starting noise). One level
+    (sigmas = [sigma_max, 0]) is the one-step model: a denoiser evaluated once at sigma_max."""
+    levels = [s for s in sigmas[:-1]]
+    if len(noises) < len(levels) - 1:
+        raise ValueError(f"consistency sampling over {len(levels)} levels needs {len(levels) - 1} extra noises")
+    x0 = denoise(x, levels[0])
+    for s, z in zip(levels[1:], noises):
+        x0 = denoise(x0 + (s**2 - sigma_min**2).clamp(min=0).sqrt() * z, s)
+    return x0
+
+
+SAMPLERS = {"euler": euler, "heun": heun, "ddim": ddim, "dpmpp_2m": dpmpp_2m, "consistency": consistency}
+# The intermediate level of two-step consistency sampling: iCT's for CIFAR-10 (Song & Dhariwal 2023, section 5).
+CONSISTENCY_MID = 0.821
 
 
 def evaluations(sampler: str, steps: int) -> int:
@@ -105,22 +121,32 @@ def evaluations(sampler: str, steps: int) -> int:
     return 2 * steps - 1 if sampler == "heun" else steps
 
 
-def noise(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
-    """z ~ N(0, I) drawn from one generator per seed (CPU, float32): the same z for a seed everywhere."""
-    return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+def noise(seeds: Sequence[int], shape: Sequence[int], draws: int = 1) -> torch.Tensor:
+    """z ~ N(0, I) drawn from one generator per seed (CPU, float32): the same z for a seed everywhere.
+
+    ``draws`` > 1 gives (draws, len(seeds), *shape): the k-th draw of each seed's generator, the first being its z.
+    """
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    out = torch.stack([torch.stack([torch.randn(tuple(shape), generator=g) for g in gens]) for _ in range(draws)])
+    return out[0] if draws == 1 else out
 
 
 def schedule(denoiser, steps: int, kind: str = "karras", sigma_min: float = 0.002, sigma_max: float = 80.0,
              rho: float = 7.0) -> torch.Tensor:
-    """``steps`` noise levels plus a final 0: Karras's rho schedule, or the model's own ("native")."""
+    """``steps`` noise levels plus a final 0: Karras's rho schedule, the model's own ("native"), or the levels of
+    consistency sampling ("consistency")."""
     if kind == "karras":
         return karras_sigmas(steps, sigma_min, sigma_max, rho)
+    if kind == "consistency":  # one level per step: sigma_max, then CONSISTENCY_MID (two steps)
+        if steps not in (1, 2):
+            raise ValueError(f"the consistency schedule has 1 or 2 steps, not {steps}")
+        return torch.tensor([sigma_max, CONSISTENCY_MID, 0.0] if steps == 2 else [sigma_max, 0.0])
     if kind == "native":
         own = getattr(denoiser, "native_sigmas", lambda n, s: None)(steps, sigma_max)
         if own is None:
             raise ValueError(f"{type(denoiser).__name__} has no native schedule; use schedule='karras'.")
         return torch.cat([own.float(), own.new_zeros(1)])
-    raise ValueError(f"Unknown schedule '{kind}': use 'karras' or 'native'.")
+    raise ValueError(f"Unknown schedule '{kind}': use 'karras', 'native' or 'consistency'.")
 
 
 @torch.no_grad()
@@ -138,6 +164,9 @@ def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = 
     if device is None:
         device = next((p.device for p in getattr(denoiser, "parameters", lambda: iter(()))()), torch.device("cpu"))
     sigmas = schedule(denoiser, steps, schedule_kind, sigma_min, sigma_max, rho).to(device)
+    extra = None
+    if sampler == "consistency":  # its re-noising draws: the next draws of each seed's generator
+        extra = noise(seeds, shape, draws=len(sigmas) - 1)[1:] if len(sigmas) > 2 else None
     z = noise(seeds, shape) if z is None else z
     fn, out = SAMPLERS[sampler], []
     if sampler == "dpmpp_2m" and schedule_kind == "native":  # its long last step: see ``dpmpp_2m``
@@ -147,7 +176,11 @@ def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = 
         x = z[i:i + batch_size].to(device) * sigmas[0]
         lab = None if labels is None else labels[i:i + batch_size].to(device)
         denoise = (lambda x_, s_: denoiser(x_, s_)) if lab is None else (lambda x_, s_: denoiser(x_, s_, lab))
-        out.append(fn(denoise, x, sigmas).float().cpu())
+        if sampler == "consistency":
+            x = consistency(denoise, x, sigmas, () if extra is None else extra[:, i:i + batch_size].to(device))
+        else:
+            x = fn(denoise, x, sigmas)
+        out.append(x.float().cpu())
     progress_lib.update("sample", f"{sampler} x{steps}", len(z), len(z))
     return torch.cat(out)
 

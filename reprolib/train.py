@@ -151,6 +151,10 @@ def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: b
         missing, unexpected = model.load_state_dict(parent, strict=False)
         if unexpected or not all(lora_lib.is_adapter(k) for k in missing):  # only new adapters may be missing
             raise ValueError(f"parent does not fit the child: missing {missing}, unexpected {unexpected}")
+    if getattr(model.formulation, "needs_teacher", False):  # distillation: the parent, frozen, is the teacher
+        if cfg.init is None:
+            raise ValueError(f"formulation {cfg.formulation} distils a teacher: give its config as init")
+        model.formulation.teacher = copy.deepcopy(model).requires_grad_(False).eval()
     mark_trainable(model, cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)

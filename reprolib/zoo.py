@@ -41,6 +41,7 @@ class Variant:
     cfg: TrainConfig
     sampler: str = "heun"
     schedule: str = "karras"
+    steps: int | None = None  # a few-step model's own count; None: the profile's ``sample_steps`` (``samples``)
 
 
 def nets(P: dict) -> dict:
@@ -62,15 +63,38 @@ def section1(P: dict) -> list[Variant]:
         return configured(TrainConfig(data=P["data"], net=net[kind], formulation=form,
                                       steps=max(int(steps * P["steps_scale"]), 1), seed=seed, batch=128), P)
 
+    teacher = cfg("unet", "edm", 3000)
+    ct = cfg("unet", "ct", 6000)
     return [
-        Variant("U-Net EDM (Heun)", cfg("unet", "edm", 3000)),
+        Variant("U-Net EDM (Heun)", teacher),
         Variant("U-Net EDM seed 2 (Heun)", cfg("unet", "edm", 3000, seed=1)),
         Variant("U-ViT EDM (Heun)", cfg("uvit", "edm", 3000)),
         Variant("U-Net EDM (DPM++)", cfg("unet", "edm", 3000), sampler="dpmpp_2m"),
         Variant("MLP EDM (Heun)", cfg("mlp", "edm", 3000)),
         Variant("MLP DDPM (DDIM)", cfg("mlp", "ddpm", 3000), sampler="ddim", schedule="native"),
         Variant("MLP flow (Euler)", cfg("mlp", "flow", 3000), sampler="euler", schedule="native"),
+        Variant("U-Net sub-VP (Heun)", cfg("unet", "subvp", 3000)),
+        Variant("U-Net CT (1 step)", ct, sampler="consistency", schedule="consistency", steps=1),
+        Variant("U-Net CT (2 steps)", ct, sampler="consistency", schedule="consistency", steps=2),
+        Variant(f"U-Net distilled ({DISTILL_STEPS} steps)", distilled(teacher, P), sampler="euler", schedule="native",
+                steps=DISTILL_STEPS),
     ]
+
+
+# Progressive distillation of the EDM U-Net (``distill.py``): from its 32-step Euler (= DDIM) sampler to 4 steps in
+# three halvings. Each round is a short fine-tuning of the previous one (Salimans & Ho 2022 train each halving for
+# a small fraction of the teacher's updates); lr, warm-up and EMA are scaled down to that length.
+DISTILL_FROM, DISTILL_STEPS, DISTILL_ROUND = 32, 4, 600
+
+
+def distilled(teacher: TrainConfig, P: dict) -> TrainConfig:
+    """The DISTILL_STEPS-step student of ``teacher``: one config per halving, each the ``init`` of the next."""
+    cfg, n = teacher, DISTILL_FROM
+    while n > DISTILL_STEPS:
+        n //= 2
+        cfg = cfg.replace(formulation=f"distill{n}", init=asdict(cfg), lr=2e-4, warmup=50, ema_halflife=100,
+                          steps=max(int(DISTILL_ROUND * P["steps_scale"]), 1))
+    return cfg
 
 
 def section1_baselines(P: dict):
@@ -87,9 +111,12 @@ def section1_baselines(P: dict):
     return gans, vaes
 
 
-def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun", schedule: str = "karras"):
-    """Samples of a trained model for ``seeds``, cached in the store beside the model (kind "samples")."""
-    steps = P["sample_steps"] if sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
+def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun", schedule: str = "karras",
+            steps: int | None = None):
+    """Samples of a trained model for ``seeds``, cached in the store beside the model (kind "samples"); ``steps``
+    defaults to the profile's ``sample_steps`` (Heun) or as many evaluations (the others)."""
+    if steps is None:
+        steps = P["sample_steps"] if sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
     seeds = [int(s) for s in seeds]
     key = {"model": cfg.key_dict(), "sampler": sampler, "schedule": schedule, "steps": steps,
            "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds,
@@ -105,7 +132,7 @@ def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun
 
 def generate(v: Variant, store: Store, seeds, P: dict):
     """Samples of a variant for ``seeds`` (training it first if the store lacks it)."""
-    return samples(v.cfg, store, seeds, P, v.sampler, v.schedule)
+    return samples(v.cfg, store, seeds, P, v.sampler, v.schedule, v.steps)
 
 
 def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
@@ -122,8 +149,24 @@ def fit_all(configs, store: Store, P: dict, longest_first: bool = True, backend:
     a joblib backend (``"dask"``, ``"ray"``; default ``REPRO_SWEEP_BACKEND``), see ``sweep.run_all``."""
     if longest_first:  # balances the workers: the last job to start should be a short one
         configs = sorted(configs, key=lambda c: -c.steps * (c.net.get("width", 1) if isinstance(c, TrainConfig) else 1))
-    return sweep.run_all(partial(fit, device=P["device"]), configs, store, n_jobs=P["n_jobs"], is_done=is_fitted,
-                         label=describe, backend=backend)
+    # A config whose ``init`` chain reaches another listed config waits for it: one wave after another, so that two
+    # workers never train the same parent.
+    pending, times = list(configs), {}
+    while pending:
+        wave = [c for c in pending if not any(a in pending for a in _ancestors(c))]
+        times.update(sweep.run_all(partial(fit, device=P["device"]), wave, store, n_jobs=P["n_jobs"],
+                                   is_done=is_fitted, label=describe, backend=backend))
+        pending = [c for c in pending if c not in wave]
+    return times
+
+
+def _ancestors(cfg) -> list:
+    """The configs a config starts from (its ``init``, that one's, ...)."""
+    out = []
+    while isinstance(cfg, TrainConfig) and cfg.init is not None:
+        cfg = TrainConfig(**cfg.init)
+        out.append(cfg)
+    return out
 
 
 def is_fitted(cfg, store: Store | None = None) -> bool:

@@ -93,11 +93,14 @@ def _sweep_configs(profile, **overrides):
 
 
 ADDED_LATER = ("encoder fine-tune",)  # section 6 models younger than the digest below: new keys, none changed
+ADDED_LATER_01 = ("U-Net sub-VP (Heun)", "U-Net CT (1 step)", "U-Net CT (2 steps)",  # section 1's, likewise
+                  "U-Net distilled (4 steps)")
 
 
 def _section_configs(profile, added_later=True, **overrides):
     """Every config the zoo builds outside the size sweep."""
-    out = [v.cfg for v in zoo.section1(profiles.settings("01", profile, **overrides))]
+    out = [v.cfg for v in zoo.section1(profiles.settings("01", profile, **overrides))
+           if added_later or v.name not in ADDED_LATER_01]
     out += [v.cfg for v in zoo.section4(profiles.settings("04", profile, **overrides))]
     out += [v.cfg for v in zoo.unconditional(profiles.settings("05", profile, **overrides))]
     out += [v.cfg for name, v in zoo.section6(profiles.settings("06", profile, **overrides)).items()
