@@ -74,7 +74,7 @@ class Preconditioned(Formulation):
     def __init__(self, kind: str = "edm"):
         if kind not in ("edm", "ve", "vp", "subvp"):
             raise ValueError(f"Unknown preconditioning '{kind}': use edm, ve, vp or subvp.")
-        self.name = kind
+        self.name = self.kind = kind  # a subclass may rename itself (``distill.Progressive``); kind picks the formulas
 
     # VP's sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) with EDM's constants.
     beta_d, beta_min, eps_t = 19.9, 0.1, 1e-5
@@ -95,25 +95,25 @@ class Preconditioned(Formulation):
 
     def coefficients(self, sigma):
         sd = SIGMA_DATA
-        if self.name == "edm":
+        if self.kind == "edm":
             s2 = sigma**2 + sd**2
             return sd**2 / s2, sigma * sd / s2.sqrt(), 1 / s2.sqrt(), sigma.log() / 4
-        if self.name == "ve":
+        if self.kind == "ve":
             return torch.ones_like(sigma), sigma, torch.ones_like(sigma), (0.5 * sigma).log() / 4
-        if self.name == "subvp":  # the network sees x_t = alpha x and t; it predicts z (D = x - sigma z)
+        if self.kind == "subvp":  # the network sees x_t = alpha x and t; it predicts z (D = x - sigma z)
             alpha = self.subvp_alpha(sigma)
             return torch.ones_like(sigma), -sigma, alpha, self._t_of_integral(-2 * alpha.log())
         return torch.ones_like(sigma), -sigma, 1 / (sigma**2 + 1).sqrt(), self._vp_t(sigma)
 
     def sample_sigma(self, n, gen, device):
         u = _rand(n, gen, device)
-        if self.name == "edm":  # ln sigma ~ N(-1.2, 1.2^2)
+        if self.kind == "edm":  # ln sigma ~ N(-1.2, 1.2^2)
             return (torch.randn(n, generator=gen).to(device) * 1.2 - 1.2).exp()
-        if self.name == "ve":  # log-uniform on [0.02, 100]
+        if self.kind == "ve":  # log-uniform on [0.02, 100]
             return 0.02 * (100 / 0.02) ** u
         t = self.eps_t + (1 - self.eps_t) * u  # vp and subvp: t ~ U(eps_t, 1), as Song et al. 2021 train them
         integral = 0.5 * self.beta_d * t**2 + self.beta_min * t
-        if self.name == "subvp":  # alpha = exp(-integral / 2), std = 1 - alpha^2 = -expm1(-integral)
+        if self.kind == "subvp":  # alpha = exp(-integral / 2), std = 1 - alpha^2 = -expm1(-integral)
             return -torch.expm1(-integral) / torch.exp(-0.5 * integral)
         return (torch.exp(integral) - 1).sqrt()
 
@@ -127,7 +127,7 @@ class Preconditioned(Formulation):
 
     def objective(self, net, x0, labels=None, *, sigma, noise):
         x = x0 + _col(sigma, x0) * noise
-        weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2 if self.name == "edm" else 1 / sigma**2
+        weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2 if self.kind == "edm" else 1 / sigma**2
         return (_col(weight, x0) * (self.denoise(net, x, sigma, labels) - x0) ** 2).mean()
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from reprolib import formulations, networks
 from reprolib.formulations import DDPM, Denoiser
 
-NAMES = ["edm", "ve", "vp", "ddpm", "flow"]
+NAMES = ["edm", "ve", "vp", "subvp", "ddpm", "flow"]
 SD = 0.5  # EDM's sigma_data
 
 
@@ -28,6 +28,14 @@ ABAR = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
 def vp_sigma_of_t(t):
     """EDM Table 1, VP: sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1), beta_d = 19.9, beta_min = 0.1."""
     return torch.sqrt(torch.exp(0.5 * 19.9 * t**2 + 0.1 * t) - 1)
+
+
+def subvp_marginal(t):
+    """Song et al. 2021, eq. 29 with VP's beta(t) = 0.1 + 19.9 t: the sub-VP SDE's perturbation kernel is
+    N(alpha x0, (1 - alpha^2)^2 I) with alpha = exp(-int_0^t beta / 2). Returns (mean coefficient, std)."""
+    integral = 0.5 * 19.9 * t**2 + 0.1 * t
+    alpha = torch.exp(-0.5 * integral)
+    return alpha, 1 - torch.exp(-integral)
 
 
 class Oracle(nn.Module):
@@ -60,6 +68,9 @@ class Oracle(nn.Module):
             sigma = vp_sigma_of_t(c)
             x = inp * torch.sqrt(sigma**2 + 1)
             out = (x - x0) / sigma  # the eps that makes x = x0 + sigma eps
+        elif self.kind == "subvp":  # input x_t = alpha x0 + std z (the SDE's marginal at t = c_noise), target z
+            alpha, std = subvp_marginal(c)
+            out = (inp - alpha * x0) / std
         elif self.kind == "ddpm":  # input x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, c_noise = t / T
             t = c * 1000
             lo = torch.floor(t).long().clamp(0, 998)
@@ -156,6 +167,8 @@ def test_network_inputs_follow_the_papers(name):
         "edm": x / torch.sqrt(s**2 + SD**2),
         "ve": x,
         "vp": x / torch.sqrt(s**2 + 1),
+        # x_t = alpha x, alpha the root of alpha^2 + s alpha = 1 (float64: the root's formula cancels at s = 80)
+        "subvp": (x.double() * (torch.sqrt(s.double()**2 + 4) - s.double()) / 2).float(),
         "ddpm": x / torch.sqrt(1 + s**2),  # = sqrt(abar) x0 + sqrt(1 - abar) eps
         "flow": (x0 + s * eps) / (1 + s),  # = (1 - t) x0 + t eps, t = sigma / (1 + sigma)
     }[name]
@@ -166,6 +179,9 @@ def test_network_inputs_follow_the_papers(name):
         torch.testing.assert_close(vp_sigma_of_t(c.double()), sigma.double(), rtol=1e-4, atol=1e-6)
     if name == "flow":
         torch.testing.assert_close(c, sigma / (1 + sigma))
+    if name == "subvp":  # c_noise is the SDE's t, whose marginal has std / mean = sigma
+        alpha, std = subvp_marginal(c.double())
+        torch.testing.assert_close(std / alpha, sigma.double(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -192,6 +208,48 @@ def test_loss_weighting_is_unit_in_the_network_output(name):
     for delta in (0.1, 0.5):
         loss = Denoiser(Oracle(name, x0, offset=delta), name).loss(x0, torch.Generator().manual_seed(2))
         assert float(loss.detach()) == pytest.approx(delta**2, rel=1e-3)
+
+
+# ---------------------------------------------------------------- sub-VP specifics
+
+
+def test_subvp_matches_a_simulation_of_its_sde(monkeypatch):
+    """The sigma the formulation uses for time t, read back as (alpha, std), against Euler-Maruyama paths of the
+    sub-VP SDE dx = -beta x / 2 dt + sqrt(beta (1 - exp(-2 int_0^t beta))) dw (Song et al. 2021, eq. 29) started
+    from x0 = 0.7: the paths' mean and std at t are alpha x0 and 1 - alpha^2."""
+    f = formulations.build("subvp")
+    x0, dt, g = 0.7, 1 / 1000, torch.Generator().manual_seed(0)
+    x = torch.full((50_000,), x0, dtype=torch.float64)
+    for k in range(600):
+        t = (k + 0.5) * dt
+        integral = 0.5 * 19.9 * t**2 + 0.1 * t
+        beta = 0.1 + 19.9 * t
+        x = x - 0.5 * beta * x * dt + math.sqrt(beta * -math.expm1(-2 * integral) * dt) * torch.randn(
+            x.shape, generator=g, dtype=torch.float64)
+        t1 = (k + 1) * dt
+        if k + 1 in (100, 300, 600):
+            # the formulation's own draw at this t (sample_sigma with u such that t = t1) ...
+            u = torch.tensor([(t1 - f.eps_t) / (1 - f.eps_t)], dtype=torch.float64)
+            monkeypatch.setattr(formulations, "_rand", lambda n, gen, device: u)
+            s = f.sample_sigma(1, None, "cpu")
+            # ... read back through its denoiser's coefficients: the network sees alpha x at time t
+            _, c_out, c_in, c_noise = f.coefficients(s)
+            alpha = float(c_in)
+            assert float(c_noise) == pytest.approx(t1, rel=1e-4)
+            assert float(c_out) == pytest.approx(-float(s))
+            assert float(x.mean()) == pytest.approx(alpha * x0, abs=0.015)
+            assert float(x.std()) == pytest.approx(1 - alpha**2, rel=0.02)
+
+
+def test_subvp_draws_sigma_from_uniform_t():
+    """Training levels: t ~ U(eps_t, 1) mapped through the closed-form marginal, sigma = std / mean."""
+    f = formulations.build("subvp")
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    sigma = f.sample_sigma(1000, g1, "cpu").double()
+    t = f.eps_t + (1 - f.eps_t) * torch.rand(1000, generator=g2).double()
+    alpha, std = subvp_marginal(t)
+    torch.testing.assert_close(sigma, std / alpha, rtol=1e-5, atol=1e-9)
+    assert float(sigma.max()) > 80  # t = 1 reaches beyond the samplers' sigma_max
 
 
 # ---------------------------------------------------------------- DDPM specifics
