@@ -102,7 +102,7 @@ def consistency(denoise: Denoise, x, sigmas, noises=(), sigma_min: float = 0.002
     further level s, x = x0 + sqrt(s^2 - sigma_min^2) z_k and x0 = D(x, s). ``noises`` are the z_k, one per level
     after the first (``sample`` draws them from each seed's generator after its starting noise). One level
     (sigmas = [sigma_max, 0]) is the one-step model: a denoiser evaluated once at sigma_max."""
-    levels = [s for s in sigmas[:-1]]
+    levels = list(sigmas[:-1])
     if len(noises) < len(levels) - 1:
         raise ValueError(f"consistency sampling over {len(levels)} levels needs {len(levels) - 1} extra noises")
     x0 = denoise(x, levels[0])

@@ -177,7 +177,8 @@ def test_evaluations_counts_denoiser_calls():
             calls.append(float(s))
             return gauss_denoiser(x, s)
 
-        SAMPLERS[name](den, torch.randn(4, dtype=torch.float64), levels(7))
+        extra = {"noises": torch.randn(6, 4, dtype=torch.float64)} if name == "consistency" else {}
+        SAMPLERS[name](den, torch.randn(4, dtype=torch.float64), levels(7), **extra)
         assert len(calls) == samplers.evaluations(name, 7), name
 
 
@@ -394,3 +395,50 @@ def test_slerp_endpoints_and_norm():
 def test_slerp_of_parallel_noises_is_linear():
     z = torch.randn(16)
     torch.testing.assert_close(slerp(z, 2 * z, 0.5), 1.5 * z)
+
+
+# ---------------------------------------------------------------- consistency sampling
+
+
+def test_noise_draws_continue_each_seeds_generator():
+    zs = noise([5, 6], (1, 3, 3), draws=3)
+    assert zs.shape == (3, 2, 1, 3, 3)
+    assert torch.equal(zs[0], noise([5, 6], (1, 3, 3)))
+    g = torch.Generator().manual_seed(6)
+    direct = [torch.randn((1, 3, 3), generator=g) for _ in range(3)]
+    assert all(torch.equal(zs[k, 1], direct[k]) for k in range(3))
+
+
+def test_one_step_consistency_sample_is_the_denoiser_once_at_sigma_max(net_denoiser):
+    """A one-step model: D(sigma_max z(seed); sigma_max), with every other model's z for that seed."""
+    seeds = [3, 7, 11]
+    out = sample(net_denoiser, seeds, (1, 8, 8), sampler="consistency", steps=1, schedule_kind="consistency")
+    z = noise(seeds, (1, 8, 8))
+    torch.testing.assert_close(out, net_denoiser(80.0 * z, 80.0), rtol=0, atol=0)
+
+
+def test_two_step_consistency_sample_renoises_with_the_seeds_next_draw(net_denoiser):
+    """Song et al. 2023, Algorithm 1 with one intermediate level: x0 = D(80 z1, 80), then
+    D(x0 + sqrt(s^2 - sigma_min^2) z2, s), s = 0.821, z1 and z2 the first two draws of the seed's generator."""
+    seeds = list(range(20, 30))
+    out = sample(net_denoiser, seeds, (1, 8, 8), sampler="consistency", steps=2, schedule_kind="consistency",
+                 batch_size=4)
+    rows = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        z1, z2 = torch.randn((1, 1, 8, 8), generator=g), torch.randn((1, 1, 8, 8), generator=g)
+        x0 = net_denoiser(80.0 * z1, 80.0)
+        s = torch.tensor(samplers.CONSISTENCY_MID)
+        rows.append(net_denoiser(x0 + (s**2 - 0.002**2).sqrt() * z2, s))
+    torch.testing.assert_close(out, torch.cat(rows), rtol=1e-5, atol=5e-5)  # batches of 4 against 1
+    one = sample(net_denoiser, seeds, (1, 8, 8), sampler="consistency", steps=1, schedule_kind="consistency")
+    assert (out - one).abs().max() > 1e-3  # the second step does something
+
+
+def test_consistency_schedule_and_missing_noises_raise():
+    assert schedule(None, 1, "consistency").tolist() == [80.0, 0.0]
+    assert schedule(None, 2, "consistency").tolist() == pytest.approx([80.0, samplers.CONSISTENCY_MID, 0.0])
+    with pytest.raises(ValueError, match="1 or 2"):
+        schedule(None, 3, "consistency")
+    with pytest.raises(ValueError, match="noises"):
+        samplers.consistency(gauss_denoiser, torch.zeros(2), torch.tensor([80.0, 1.0, 0.0]))
