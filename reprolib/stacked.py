@@ -19,7 +19,8 @@ per step; a stack of one is left to ``train.train`` (bit-identical to training a
 
 Stackable: configs equal in everything but ``STACKABLE`` (data subset, seed, classes, parent, trained parameters,
 snapshot and checkpoint spacing), float32, without LoRA adapters (``check`` says why not). Where it pays is
-measured in ``benchmarks/bench_stacked.py`` (``benchmarks/results.md``); ``PAYS`` records it for ``zoo.fit_all``.
+measured in ``benchmarks/bench_stacked.py`` (``benchmarks/results.md``); ``PAYS`` records it for ``zoo.fit_all``
+(``group``).
 """
 
 from __future__ import annotations
@@ -71,16 +72,19 @@ def check(cfgs) -> None:
         raise ValueError("a stack holds the same config twice")
 
 
-# Where stacking paid on one CPU thread (benchmarks/results.md, 2026-12-02): U-Nets narrower than this width.
-PAYS = {"unet": 8}
+# Where stacking paid >= 1.1x on one CPU thread (benchmarks/results.md, 2026-12-02): backbone kind -> [(widest
+# width, smallest K that pays)]. Wider U-Nets fill the core alone; narrow ones pay from a few models on.
+PAYS = {"unet": [(4, 2), (8, 4)]}
 MAX_STACK = 8  # the largest K measured
 
 
-def pays(cfg) -> bool:
-    """Whether ``cfg`` is of a kind that trains faster stacked than alone (``PAYS``) and can be stacked at all."""
+def min_stack(cfg) -> int | None:
+    """The fewest models of ``cfg``'s kind that train faster stacked than one by one (``PAYS``); None where
+    stacking does not pay or ``cfg`` cannot be stacked."""
     if not isinstance(cfg, TrainConfig) or cfg.lora is not None or cfg.precision is not None:
-        return False
-    return cfg.net.get("width", 0) <= PAYS.get(cfg.net["kind"], -1)
+        return None
+    width = cfg.net.get("width", 0)
+    return next((k for widest, k in PAYS.get(cfg.net["kind"], []) if width <= widest), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,26 +99,27 @@ class Stack:
 
 
 def group(configs, max_size: int = MAX_STACK) -> list:
-    """``configs`` with those that pay (``pays``) gathered into ``Stack``s of at most ``max_size`` by
-    ``signature``; a lone config stays a config. Order: first appearance."""
-    out, stacks = [], defaultdict(list)
+    """``configs`` with those of one ``signature`` gathered into ``Stack``s of at most ``max_size``, where they are
+    enough for stacking to pay (``min_stack``); the rest stay configs. A stack takes the place of its first member."""
+    out, members = [], defaultdict(dict)
     for c in configs:
-        if pays(c):
-            sig = signature(c)
-            if sig not in stacks:
-                out.append(sig)
-            stacks[sig].append(c)
-        else:
+        sig = signature(c) if min_stack(c) else None
+        if sig is None:
             out.append(c)
+            continue
+        if sig not in members:
+            out.append(sig)
+        members[sig][repr(c.key_dict())] = c
     result = []
     for item in out:
         if not isinstance(item, tuple):
             result.append(item)
             continue
-        members = list({repr(c.key_dict()): c for c in stacks[item]}.values())
-        for i in range(0, len(members), max_size):
-            part = members[i:i + max_size]
-            result.append(Stack(tuple(part)) if len(part) > 1 else part[0])
+        cfgs = list(members[item].values())
+        parts = -(-len(cfgs) // max_size)  # as few stacks as fit, of nearly equal sizes
+        for i in range(parts):
+            part = cfgs[i::parts]
+            result += [Stack(tuple(part))] if len(part) >= min_stack(part[0]) and len(part) > 1 else part
     return result
 
 

@@ -200,9 +200,22 @@ def test_lora_precision_and_duplicates_are_refused(tmp_path):
 
 
 def test_group_gathers_what_pays_and_leaves_the_rest():
-    w16 = BASE.replace(net={**NET, "width": 16})
+    w16, w8 = (BASE.replace(net={**NET, "width": w}) for w in (16, 8))
     a, b, c = BASE, BASE.replace(seed=1), BASE.replace(n=8)
     other_steps = BASE.replace(steps=50, seed=3)
-    jobs = stacked.group([w16, a, b, other_steps, c, w16.replace(seed=1), b], max_size=2)
-    assert jobs == [w16, stacked.Stack((a, b)), c, other_steps, w16.replace(seed=1)]  # a stack sits where it began
-    assert all(stacked.pays(x) for x in (a, b, c)) and not stacked.pays(w16)
+    jobs = stacked.group([w16, a, b, other_steps, c, w16.replace(seed=1), b, w8, w8.replace(seed=1)], max_size=2)
+    # a, b, c: two stacks of at most 2 (a and c, b alone); w8 needs more models to pay; w16 never does
+    assert jobs == [w16, stacked.Stack((a, c)), b, other_steps, w16.replace(seed=1), w8, w8.replace(seed=1)]
+    assert stacked.min_stack(w16) is None and stacked.min_stack(BASE.replace(lora={"rank": 2})) is None
+    w8s = [w8.replace(seed=s) for s in range(stacked.min_stack(w8))]
+    assert stacked.group(w8s) == [stacked.Stack(tuple(w8s))]
+
+
+def test_fit_all_trains_stacks_and_singles_each_under_its_own_key(tmp_path):
+    store = Store(tmp_path)
+    w16 = BASE.replace(net={**NET, "width": 16}, steps=12, snapshot_every=None)
+    cfgs = [BASE.replace(steps=12, seed=s) for s in range(3)] + [w16]
+    times = zoo.fit_all(cfgs, store, {"device": "cpu", "n_jobs": 1})
+    assert any("stacked" in label for label in times) and len(times) == 2  # one stack of three, one alone
+    assert all(zoo.is_fitted(c, store) for c in cfgs)
+    assert zoo.fit_all(cfgs, store, {"device": "cpu", "n_jobs": 1}) == {}  # nothing left to train
