@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reprolib import profiles, stacked, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
-from reprolib.train import TrainConfig, train  # noqa: E402
+from reprolib.train import TrainConfig, train, training_set  # noqa: E402
 
 SKIP = 5  # steps left out at the start of each run (allocations, first-call overheads)
 
@@ -75,20 +75,25 @@ def together(cfgs) -> float:
         return _rate(lambda cb: stacked.train_stacked(cfgs, Store(tmp), progress=False, callback=cb))
 
 
-def peak_rss(kind: str, k: int, steps: int) -> float:
-    """MiB of peak resident memory of a fresh process training ``k`` models of ``kind`` (stacked if k > 1)."""
+def peak_rss(kind: str, k: int, steps: int) -> tuple[float, float]:
+    """MiB of peak resident memory of a fresh process training ``k`` models of ``kind`` (stacked if k > 1): before
+    training (imports, data) and at the end."""
     out = subprocess.run([sys.executable, __file__, "--memory-of", kind, str(k), str(steps)], check=True,
                          capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    before, peak = out.strip().splitlines()[-1].split()
+    return float(before), float(peak)
 
 
 def _memory_child(kind: str, k: int, steps: int) -> None:
     torch.set_num_threads(1)
     cfgs = _configs(kinds()[kind], k, steps)
+    for c in cfgs:
+        training_set(c)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     with tempfile.TemporaryDirectory() as tmp:
         (stacked.train_stacked if k > 1 else lambda c, s, progress: train(c[0], s, progress=progress))(
             cfgs, Store(tmp), progress=False)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def main(argv=None):
@@ -99,6 +104,8 @@ def main(argv=None):
     ap.add_argument("--stacks", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--note", default="", help="a word on the machine (e.g. shared with other work)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.md")))
+    ap.add_argument("--no-throughput", dest="throughput", action="store_false", help="only the memory table")
+    ap.add_argument("--no-memory", dest="memory", action="store_false", help="only the throughput table")
     ap.add_argument("--memory-of", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.memory_of:
@@ -111,7 +118,7 @@ def main(argv=None):
              f"against one after another (`train.train`); model-steps per CPU second in steady state over {a.steps} steps.\n",
              "| model | one by one | " + " | ".join(f"K={k} stacked | ratio" for k in a.stacks) + " |",
              "|---|---|" + "---|---|" * len(a.stacks)]
-    for name, cfg in kinds().items():
+    for name, cfg in kinds().items() if a.throughput else []:
         alone, stacks = [], {k: [] for k in a.stacks}
         for _ in range(a.repeats):
             alone.append(one_by_one(_configs(cfg, 2, a.steps)))
@@ -122,10 +129,12 @@ def main(argv=None):
         lines.append(f"| {name} | {ref:.1f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     largest = max(a.stacks)
-    lines.append(f"\nPeak resident memory of a fresh process (MiB), {a.steps} steps:\n")
-    lines += ["| model | 1 alone | " + f"K={largest} stacked |", "|---|---|---|"]
-    for name in kinds():
-        lines.append(f"| {name} | {peak_rss(name, 1, a.steps):.0f} | {peak_rss(name, largest, a.steps):.0f} |")
+    lines.append(f"\nPeak resident memory (MiB) of a fresh process training {a.steps} steps: before training "
+                 f"(imports, data) and the growth from there:\n")
+    lines += [f"| model | before | 1 alone: growth | K={largest} stacked: growth |", "|---|---|---|---|"]
+    for name in kinds() if a.memory else []:
+        (b1, p1), (bk, pk) = peak_rss(name, 1, a.steps), peak_rss(name, largest, a.steps)
+        lines.append(f"| {name} | {b1:.0f} | {p1 - b1:.0f} | {pk - bk:.0f} |")
         print(lines[-1], flush=True)
     with open(a.out, "a") as f:
         f.write("\n".join(lines) + "\n")
