@@ -114,10 +114,13 @@ def main(argv=None):
     note = f", {a.note}" if a.note else ""
     lines = [f"\n## {datetime.datetime.now():%Y-%m-%d %H:%M} - stacked training: {platform.machine()}, torch "
              f"{torch.__version__}, {a.threads} thread(s), median of {a.repeats}{note}\n",
-             f"K same-shape models (batch 128, 8x8 digits, EDM) trained as one stack (`stacked.train_stacked`, vmap) "
-             f"against one after another (`train.train`); model-steps per CPU second in steady state over {a.steps} steps.\n",
-             "| model | one by one | " + " | ".join(f"K={k} stacked | ratio" for k in a.stacks) + " |",
-             "|---|---|" + "---|---|" * len(a.stacks)]
+             ]
+    if a.throughput:
+        lines += [f"K same-shape models (batch 128, 8x8 digits, EDM) trained as one stack (`stacked.train_stacked`, "
+                  f"vmap) against one after another (`train.train`); model-steps per CPU second in steady state over "
+                  f"{a.steps} steps.\n",
+                  "| model | one by one | " + " | ".join(f"K={k} stacked | ratio" for k in a.stacks) + " |",
+                  "|---|---|" + "---|---|" * len(a.stacks)]
     for name, cfg in kinds().items() if a.throughput else []:
         alone, stacks = [], {k: [] for k in a.stacks}
         for _ in range(a.repeats):
@@ -129,9 +132,10 @@ def main(argv=None):
         lines.append(f"| {name} | {ref:.1f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     largest = max(a.stacks)
-    lines.append(f"\nPeak resident memory (MiB) of a fresh process training {a.steps} steps: before training "
-                 f"(imports, data) and the growth from there:\n")
-    lines += [f"| model | before | 1 alone: growth | K={largest} stacked: growth |", "|---|---|---|---|"]
+    if a.memory:
+        lines.append(f"\nPeak resident memory (MiB) of a fresh process training {a.steps} steps: before training "
+                     f"(imports, data) and the growth from there:\n")
+        lines += [f"| model | before | 1 alone: growth | K={largest} stacked: growth |", "|---|---|---|---|"]
     for name in kinds() if a.memory else []:
         (b1, p1), (bk, pk) = peak_rss(name, 1, a.steps), peak_rss(name, largest, a.steps)
         lines.append(f"| {name} | {b1:.0f} | {p1 - b1:.0f} | {pk - bk:.0f} |")
