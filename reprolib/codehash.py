@@ -27,7 +27,7 @@ _FOLDER = Path(__file__).resolve().parent
 # What computes each kind of artifact (the modules' imports join them). Sample banks and DPS reconstructions
 # also hold their model's key, and so its code.
 CODE = {
-    "diffusion": ("train",),  # weights: the loop, data, backbones, formulations, adapters
+    "diffusion": ("train", "stacked"),  # weights: the loops (alone or stacked), data, backbones, formulations, adapters
     "gan": ("baselines",),
     "vae": ("baselines",),
     "classifier": ("classifier",),  # notebook 04's judge

@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from . import baselines, codehash, samplers, sweep
+from . import baselines, codehash, samplers, stacked, sweep
 from .store import Store
 from .train import TrainConfig, is_trained, train
 
@@ -136,7 +136,10 @@ def generate(v: Variant, store: Store, seeds, P: dict):
 
 
 def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
-    """Train (or load) any model of the zoo, whatever its kind: the one function a sweep maps."""
+    """Train (or load) any model of the zoo, whatever its kind, or a ``stacked.Stack`` of them: the one function a
+    sweep maps."""
+    if isinstance(cfg, stacked.Stack):
+        return stacked.train_stacked(cfg.cfgs, store, device=device, progress=progress)
     if isinstance(cfg, TrainConfig):
         return train(cfg, store, device=device, progress=progress)
     if isinstance(cfg, baselines.GANConfig):
@@ -144,20 +147,39 @@ def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
     return baselines.train_vae(cfg, store, device=device, progress=progress)
 
 
-def fit_all(configs, store: Store, P: dict, longest_first: bool = True, backend: str | None = None) -> dict:
-    """Train every config not yet in the store, ``P["n_jobs"]`` at a time on ``P["device"]``; ``backend`` names
-    a joblib backend (``"dask"``, ``"ray"``; default ``REPRO_SWEEP_BACKEND``), see ``sweep.run_all``."""
+def _cost(job) -> float:
+    """A job's length in model-steps weighted by width, for ordering (a stack counts all its models)."""
+    if isinstance(job, stacked.Stack):
+        return sum(_cost(c) for c in job.cfgs)
+    return job.steps * (job.net.get("width", 1) if isinstance(job, TrainConfig) else 1)
+
+
+def fit_all(configs, store: Store, P: dict, longest_first: bool = True, backend: str | None = None,
+            stack: bool = True) -> dict:
+    """Train every config not yet in the store, ``P["n_jobs"]`` jobs at a time on ``P["device"]``; ``backend`` names
+    a joblib backend (``"dask"``, ``"ray"``; default ``REPRO_SWEEP_BACKEND``), see ``sweep.run_all``.
+
+    With ``stack``, the untrained configs of the kinds where it pays (``stacked.pays``: the narrow U-Nets) that
+    differ only in data, seed and the like train together as one stacked model per job (``stacked.group``), each
+    as if alone up to round-off; the rest train alone as before."""
+    configs = list(configs)
+    jobs = stacked.group([c for c in configs if not is_fitted(c, store)]) if stack else configs
     if longest_first:  # balances the workers: the last job to start should be a short one
-        configs = sorted(configs, key=lambda c: -c.steps * (c.net.get("width", 1) if isinstance(c, TrainConfig) else 1))
-    # A config whose ``init`` chain reaches another listed config waits for it: one wave after another, so that two
-    # workers never train the same parent.
-    pending, times = list(configs), {}
+        jobs = sorted(jobs, key=lambda c: -_cost(c))
+    # A job whose configs start (``init``) from a config of another pending job waits for it: one wave after
+    # another, so that two workers never train the same parent.
+    pending, times = list(jobs), {}
     while pending:
-        wave = [c for c in pending if not any(a in pending for a in _ancestors(c))]
+        waiting = [c for job in pending for c in _members(job)]
+        wave = [j for j in pending if not any(a in waiting for c in _members(j) for a in _ancestors(c))]
         times.update(sweep.run_all(partial(fit, device=P["device"]), wave, store, n_jobs=P["n_jobs"],
                                    is_done=is_fitted, label=describe, backend=backend))
-        pending = [c for c in pending if c not in wave]
+        pending = [j for j in pending if j not in wave]
     return times
+
+
+def _members(job) -> list:
+    return list(job.cfgs) if isinstance(job, stacked.Stack) else [job]
 
 
 def _ancestors(cfg) -> list:
@@ -170,6 +192,8 @@ def _ancestors(cfg) -> list:
 
 
 def is_fitted(cfg, store: Store | None = None) -> bool:
+    if isinstance(cfg, stacked.Stack):
+        return all(is_trained(c, store) for c in cfg.cfgs)
     return is_trained(cfg, store) if isinstance(cfg, TrainConfig) else baselines.is_trained(cfg, store)
 
 
@@ -181,6 +205,10 @@ def training_losses(cfg, store: Store | None = None) -> list:
 
 
 def describe(cfg) -> str:
+    if isinstance(cfg, stacked.Stack):
+        c = cfg.cfgs[0]
+        return (f"{len(cfg.cfgs)} stacked {c.net['kind']}-{c.net.get('width', '')}/{c.formulation} "
+                f"n={','.join(str(m.n or 'all') for m in cfg.cfgs)}")
     if isinstance(cfg, TrainConfig):
         return f"{cfg.net['kind']}-{cfg.net.get('width', '')}/{cfg.formulation} n={cfg.n or 'all'} seed={cfg.seed}"
     return f"{type(cfg).__name__[:3]} {cfg.arch} seed={cfg.seed}"
