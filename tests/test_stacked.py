@@ -193,6 +193,9 @@ def test_lora_precision_and_duplicates_are_refused(tmp_path):
     for bad, words in [(dict(lora={"rank": 2}), "LoRA"), (dict(precision="bf16"), "precision")]:
         with pytest.raises(ValueError, match=words):
             stacked.check([BASE.replace(**bad), BASE.replace(seed=1, **bad)])
+    student = BASE.replace(formulation="distill4", init=asdict(BASE))  # each student distils its own teacher
+    with pytest.raises(ValueError, match="teacher"):
+        stacked.check([student, student.replace(seed=1)])
     with pytest.raises(ValueError, match="twice"):
         stacked.check([BASE, BASE.replace(ckpt_every=7)])  # ckpt_every is no part of the key
     with pytest.raises(ValueError, match="TrainConfig"):
