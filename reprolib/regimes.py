@@ -191,3 +191,224 @@ def claims(models: pd.DataFrame, summary: pd.DataFrame, record) -> None:
     record.check("memorized_smallest_n", f">= 90% of samples memorized (ratio test) for every width at N = {lo}",
                  mem.min(), ">=", 0.9, source=fig2, paper="GL 0 (every sample a copy) up to N = 2^10",
                  detail=", ".join(f"width {w}: {m:.3f}" for w, m in mem.items()))
+
+
+# --- Figure 2's dip taken apart (replications/02_dip_decomposition.md) ---------------------------------------
+
+class Missing(LookupError):
+    """An artifact a read-only analysis needs is not in the store it reads."""
+
+
+class Sealed:
+    """A store that only reads: a missing artifact raises ``Missing`` at the lookup, before anything is trained
+    or sampled, and nothing can be saved (an analysis of another run's store leaves it as it was)."""
+
+    def __init__(self, store):
+        self.store, self.root = store, store.root
+
+    def exists(self, kind: str, config: dict, name: str) -> bool:
+        if not self.store.exists(kind, config, name):
+            raise Missing(f"{kind}/{name} missing from {self.root} (config {config})")
+        return True
+
+    def load(self, kind: str, config: dict, name: str) -> dict:
+        self.exists(kind, config, name)
+        return self.store.load(kind, config, name)
+
+    def save(self, *args, **kwargs):
+        raise Missing(f"{self.root} is read here, never written")
+
+
+def bank(cfg, step: int, store, seeds, P: dict):
+    """Samples of ``cfg``'s EMA snapshot after ``step`` steps; its final model's bank at ``step == cfg.steps``."""
+    if step == cfg.steps:
+        return zoo.samples(cfg, store, seeds, P)
+    return zoo.snapshot_samples(cfg, step, store, seeds, P)
+
+
+TYPES = ("SAME", "DIFF", "ONE", "NONE")  # both copy one image / both copy, different images / one copies / neither
+STEADY = 0.05  # notebook 02's convergence test: loss drift and memorized change both within this
+
+
+def evidence(sim, x, train) -> dict:
+    """Per sample, what either copy rule needs: the ratio test's verdict and nearest training image (L2), and the
+    highest correlation with a training image and which one (``metrics.nearest``)."""
+    corr, corr_img = metrics.nearest(sim, x, train)
+    _, l2 = metrics.nearest_l2(x, train)
+    return dict(ratio=metrics.memorized(x, train).numpy(), l2=l2.numpy(), corr=corr.numpy(), corr_img=corr_img.numpy())
+
+
+def copies(ev: dict, t: float | None = None):
+    """(copies?, the copied image) per sample: notebook 02's rule with ``t`` None (ratio test, nearest image in
+    L2), else one rule at ``t`` (highest correlation above ``t``, the most correlated image)."""
+    return (ev["ratio"], ev["l2"]) if t is None else (ev["corr"] > t, ev["corr_img"])
+
+
+def pair_types(copy_a, img_a, copy_b, img_b) -> np.ndarray:
+    """Each seed's type (``TYPES``) for a pair of samples, from each one's copy verdict and copied image."""
+    copy_a, copy_b = np.asarray(copy_a, bool), np.asarray(copy_b, bool)
+    both = copy_a & copy_b
+    return np.select([both & (np.asarray(img_a) == np.asarray(img_b)), both, copy_a ^ copy_b],
+                     ["SAME", "DIFF", "ONE"], "NONE")
+
+
+def near_same(copy_a, img_a, copy_b, img_b, l2_a, l2_b) -> np.ndarray:
+    """ONE seeds whose non-copying sample has as nearest training image (L2) the image the other one copies."""
+    copy_a, copy_b = np.asarray(copy_a, bool), np.asarray(copy_b, bool)
+    return np.where(copy_a & ~copy_b, np.asarray(l2_b) == np.asarray(img_a),
+                    np.where(copy_b & ~copy_a, np.asarray(l2_a) == np.asarray(img_b), False))
+
+
+def type_table(types, agree, near=None) -> pd.DataFrame:
+    """Per type: its number of seeds, RP within it (NaN when empty), its share of the agreeing seeds (shares sum to 1) and
+    its contribution (its agreeing seeds over all seeds; contributions sum to RP). With ``near`` (``near_same``),
+    ONE is also split into near-copies of the same image and the rest, and its row gives their fraction."""
+    types, agree = np.asarray(types), np.asarray(agree, bool)
+    groups = [(name, types == name) for name in TYPES]
+    if near is not None:
+        near = np.asarray(near, bool)
+        groups += [("ONE near-same", (types == "ONE") & near), ("ONE rest", (types == "ONE") & ~near)]
+    rows, agreeing = [], agree.sum()
+    for name, m in groups:
+        k, a = int(m.sum()), int((agree & m).sum())
+        rows.append(dict(type=name, seeds=k, rp=a / k if k else np.nan, share=a / agreeing if agreeing else np.nan,
+                         contribution=a / len(agree),
+                         near_same=float(near[m].mean()) if name == "ONE" and near is not None and k else np.nan))
+    return pd.DataFrame(rows)
+
+
+def t_copy(sim, images, q: float = 0.95) -> float:
+    """The one-rule copy threshold: the ``q`` quantile over real images of each one's highest similarity with any
+    *other* image (leave-one-out), so that a real image is called a copy of another with probability 1 - q."""
+    e = sim.embed(images)
+    c = e @ e.T
+    c.fill_diagonal_(-np.inf)
+    return float(np.quantile(c.max(1).values.numpy(), q))
+
+
+def straddles(frac_a: float, frac_b: float) -> bool:
+    """A pair straddles the transition when one width copies (>= ``MEMORIZED``) and the other does not
+    (<= ``GENERALIZED``), under one copy rule."""
+    lo, hi = sorted((frac_a, frac_b))
+    return hi >= MEMORIZED and lo <= GENERALIZED
+
+
+def decompose(samples: dict, P: dict, sim, thresholds=()) -> dict:
+    """Notebook 02's sweep scored under notebook 02's rule ("ratio": copy by the ratio test, agreement s > the
+    similarity's threshold) and under one rule at each of ``thresholds`` ("one": copy and agreement both by
+    correlation above t). ``samples`` as ``sweep_samples`` gives them, {(N, width, seed): x}; pairs are the
+    widths of one (N, seed). Tables: ``pairs`` (RP, chance), ``models`` (copy fraction, GL), ``types`` (per pair
+    type, ``type_table``) and ``alike`` (fraction of samples the two copy rules classify alike, per t)."""
+    full = data.load(P["data"])
+    ev = {key: evidence(sim, x, full.subset(key[0]).images) for key, x in samples.items()}
+    rules = [("ratio", None)] + [("one", float(t)) for t in thresholds]
+    groups: dict = {}
+    for n, w, s in samples:
+        groups.setdefault((n, s), []).append(w)
+    pairs, types, models = [], [], []
+    for (n, s), widths in sorted(groups.items()):
+        for a, b in combinations(sorted(widths), 2):
+            ka, kb = (n, a, s), (n, b, s)
+            same_seed = metrics.paired(sim, samples[ka], samples[kb]).numpy()
+            other_seed = metrics.unpaired(sim, samples[ka], samples[kb]).numpy()
+            for rule, t in rules:
+                at = sim.default_threshold if t is None else t
+                agree = same_seed > at
+                (ca, ia), (cb, ib) = copies(ev[ka], t), copies(ev[kb], t)
+                tags = dict(rule=rule, t=at, n=n, seed=s, pair=f"{a} vs {b}", width_a=a, width_b=b)
+                pairs.append(dict(tags, rp=float(agree.mean()), chance=float((other_seed > at).mean()),
+                                  straddles=straddles(ca.mean(), cb.mean())))
+                near = near_same(ca, ia, cb, ib, ev[ka]["l2"], ev[kb]["l2"])
+                types.append(type_table(pair_types(ca, ia, cb, ib), agree, near).assign(**tags))
+    for (n, w, s), e in ev.items():
+        for rule, t in rules:
+            frac = float(copies(e, t)[0].mean())
+            models.append(dict(rule=rule, t=sim.default_threshold if t is None else t, n=n, width=w, seed=s,
+                               copy=frac, gl=1 - frac))
+    alike = [dict(t=float(t), alike=float(np.mean(np.concatenate([(e["corr"] > t) == e["ratio"] for e in ev.values()]))))
+             for t in thresholds]
+    front = ["rule", "t", "n", "seed", "pair", "type"]
+    types = pd.concat(types, ignore_index=True) if types else pd.DataFrame(columns=front)
+    return dict(pairs=pd.DataFrame(pairs), models=pd.DataFrame(models), alike=pd.DataFrame(alike),
+                types=types[front + [c for c in types.columns if c not in front]])
+
+
+def dip_depth(mean_rp: pd.Series) -> tuple[float, float]:
+    """Claim ``02.dip``'s quantity on a mean RP per N: the lower end minus the lowest middle size, and that over
+    the lower end (NaN without a middle)."""
+    ns = sorted(mean_rp.index)
+    if len(ns) < 3:
+        return float("nan"), float("nan")
+    ends = min(mean_rp[ns[0]], mean_rp[ns[-1]])
+    depth = ends - mean_rp[ns[1:-1]].min()
+    return float(depth), float(depth / ends)
+
+
+def depth_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per rule and threshold (``decompose``'s pairs): depth and relative depth of the dip, each end's lowest-pair
+    RP and the lower of the two, E = the largest RP - chance over the straddling (pair, N) (NaN when none
+    straddles), and those pairs."""
+    rows = []
+    for (rule, t), g in pairs.groupby(["rule", "t"]):
+        g = g.groupby(["n", "pair"])[["rp", "chance", "straddles"]].mean().reset_index()
+        ns = sorted(g["n"].unique())
+        depth, relative = dip_depth(g.groupby("n")["rp"].mean())
+        small, large = g[g.n == ns[0]]["rp"].min(), g[g.n == ns[-1]]["rp"].min()
+        cross = g[g["straddles"] >= 1]
+        rows.append(dict(rule=rule, t=t, depth=depth, relative_depth=relative, end_small=small, end_large=large,
+                         ends=min(small, large), E=float((cross["rp"] - cross["chance"]).max()) if len(cross) else np.nan,
+                         straddling="; ".join(f"N={n} {p}: RP {r:.3f}, chance {c:.3f}" for n, p, r, c in
+                                              zip(cross["n"], cross["pair"], cross["rp"], cross["chance"]))))
+    return pd.DataFrame(rows)
+
+
+def convergence(memorized: dict, losses, step: int, every: int = 1000, per: int = 100) -> dict:
+    """Notebook 02's test at snapshot ``step``: memorized fraction moved by at most ``STEADY`` since ``step -
+    every`` ({step: fraction}) and the loss drift of the curve cut at ``step`` (``per`` steps a point) within it."""
+    change = memorized[step] - memorized[step - every]
+    drift = loss_drift(np.asarray(losses)[:step // per])
+    return dict(memorized=memorized[step], change=change, drift=drift,
+                converged=bool(abs(change) <= STEADY and abs(drift) <= STEADY))
+
+
+def first_converged(table: pd.DataFrame, start: int) -> dict:
+    """Per N ({N: step or None}): the first snapshot from ``start`` at which every width of ``table`` (columns n,
+    width, step, converged) passes the test at that same snapshot."""
+    out = {}
+    for n, g in table.groupby("n"):
+        ok = g[g.step >= start].groupby("step")["converged"].all()
+        out[n] = int(ok[ok].index.min()) if ok.any() else None
+    return out
+
+
+def shift(new, old) -> float:
+    """D_w, D_c: the lowest RP of one set of sizes minus the lowest of the other (negative: a deeper dip)."""
+    return float(np.min(new) - np.min(old)) if len(new) and len(old) else float("nan")
+
+
+def rules_verdict(straddle: bool, e: float, ends: float) -> str:
+    """Reading 1 (one rule): (a) a pair straddles, (b) E <= 0.2, (c) the ends' lowest-pair RP >= 0.6."""
+    if not straddle or np.isnan(e):
+        return "not testable"
+    if e > 0.4:
+        return "refuted"
+    return "supported" if e <= 0.2 and ends >= 0.6 else "partly"
+
+
+def shift_verdict(d: float, opposite: bool = False) -> str:
+    """Readings 2 and 3 on D: supported at <= -0.1, refuted at >= -0.05 (with ``opposite``, >= +0.1 is the
+    opposite reading), inconclusive between."""
+    if np.isnan(d):
+        return "not testable"
+    if opposite and d >= 0.1:
+        return "opposite"
+    return "supported" if d <= -0.1 else "refuted" if d >= -0.05 else "inconclusive"
+
+
+def digits_verdict(rules: str, gap: str, converge: str, e: float) -> str:
+    """Reading 4: supported when reading 1 is refuted, partly supported with E > 0.2, or not testable, and
+    readings 2 and 3 are each refuted (or opposite) or not testable; refuted when one of them holds (brings the
+    straddling pair within 0.2 of chance or the dip 0.1 deeper); inconclusive when one is left inconclusive."""
+    if rules == "supported" or (rules == "partly" and e <= 0.2) or "supported" in (gap, converge):
+        return "refuted"
+    return "inconclusive" if "inconclusive" in (gap, converge) else "supported"
