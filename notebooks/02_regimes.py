@@ -254,7 +254,7 @@ parts["types"][parts["types"].rule == "ratio"].pivot_table(index=["n", "pair"], 
 #   seeds (chance 0.000): the paper's depth. But the same rule lowers the largest N's lowest pair to 0.378, below
 #   the 0.6 both ends need: generalized samples of two widths rarely correlate above 0.976. No single pixel
 #   correlation threshold gives the paper's shape on these models, so the stricter claims of the protocol
-#   (`02.straddle_rp`, `02.ends_one_rule`) are not added: E at $t_{copy}$ is 0.008 and the ends 0.606 / 0.378.
+#   (`02.straddle_rp`, `02.ends_one_rule`) are not added: E at $t_{copy}$ is 0.008 and the ends 0.608 / 0.378.
 # - **gap** (widths 4 vs 32 straddle more cleanly): **inconclusive**. Width 32, trained the 3,000 steps
 #   every middle size gets, copies 0.97 / 0.65 / 0.02 of its samples at N = 128 / 256 / 512, so 4 vs 32 straddles
 #   at N = 128 where 4 vs 16 does not; but its lowest RP over those sizes is only 0.072 below 4 vs 16's (0.416
