@@ -178,7 +178,7 @@ def claims(models: pd.DataFrame, summary: pd.DataFrame, record) -> None:
     depth, detail = None, "no size between the ends"
     if len(middle):
         dip_n = mean_rp[middle].idxmin()
-        depth = min(mean_rp[lo], mean_rp[hi]) - mean_rp[dip_n]
+        depth = dip_depth(mean_rp)[0]
         detail = ", ".join(f"mean RP {mean_rp[n]:.3f} at N = {n}" for n in (lo, dip_n, hi))
     record.check("dip", "between the two ends the mean RP over pairs dips at least 0.1 below the lower end "
                  "(measured: the depth of the dip)", depth, ">=", 0.1, source=fig2,
