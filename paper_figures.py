@@ -17,8 +17,11 @@ starts), runs with ``notebooks/`` as its working directory, and its executed cop
 ``REPRO_PROFILE`` (and ``REPRO_FIGURES`` with ``--figures``) in their environment. The profile is ``--profile``,
 else ``REPRO_PROFILE``, else ``cpu``.
 
-While a notebook runs, a line at least every ``--progress-every`` seconds says which cell of how many is running,
-under which heading, for how long, and what the library reports (models trained, training steps, samples).
+Before the first notebook starts, every model the chosen notebooks train (each one's ``zoo.plan``) is trained in
+one pool of workers (``prefit``), the longest chain of work first, so that the pool stays full across notebooks;
+the notebooks then find their models in the store. While a notebook runs, a line at least every
+``--progress-every`` seconds says which cell of how many is running, under which heading, for how long, and what
+the library reports (models trained, training steps, samples).
 At the end the claims every notebook recorded (``reprolib.claims``) go into ``claims.md`` and ``claims.json``
 beside the figures, and a summary says which of the paper's claims hold. Exit status: 0; 1 when a notebook fails
 or a claim's verdict differs from the one recorded for the profile in ``reprolib/expected_verdicts.toml``
@@ -118,8 +121,8 @@ class Watch:
         from reprolib import progress
 
         elapsed = time.perf_counter() - self.started
-        parts = [self.stem, f"cell {self.cell}/{self.cells}" + (f" ({self.title})" if self.title else ""),
-                 f"{int(elapsed // 60)}m{int(elapsed % 60):02d}s"]
+        cell = [f"cell {self.cell}/{self.cells}" + (f" ({self.title})" if self.title else "")] if self.cells else []
+        parts = [self.stem, *cell, f"{int(elapsed // 60)}m{int(elapsed % 60):02d}s"]
         work = progress.describe(progress.read(self.folder))
         return "  " + " · ".join(parts + ([work] if work else []))
 
@@ -256,6 +259,31 @@ def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str
         except (ValueError, TypeError) as err:
             problems.append(f"{path.stem}: {err}")
     return problems
+
+
+def _plan_ids(path: Path) -> list[str]:
+    """The training plans a notebook trains (``zoo.plan("NN", ...)`` in its source)."""
+    return re.findall(r'zoo\.plan\(\s*["\'](\w+)["\']', path.read_text(encoding="utf-8").replace('\\"', '"'))
+
+
+def prefit(paths: list[Path], profile: str, overrides: dict) -> tuple[int, dict]:
+    """Train every model the notebooks ``paths`` will train (their ``zoo.plan``s), all in one pool before any
+    notebook runs, so that both workers stay busy across notebooks: a notebook's last long training no longer
+    leaves the other worker idle, and the next notebook's trainings fill the gaps. The notebooks then find their
+    models in the store. Returns (the number of configs planned, {label: seconds} of the jobs trained now)."""
+    from reprolib import profiles, zoo
+    from reprolib.store import Store
+
+    store, configs, first = Store(), [], None
+    for path in paths:
+        for nid in _plan_ids(path):
+            P = profiles.settings(nid, profile, **overrides)
+            first = first or P
+            configs += zoo.plan(nid, P, store)
+    if not configs:
+        return 0, {}
+    # no progress bar: the runner's progress line says what the workers train
+    return len({repr(c) for c in configs}), zoo.fit_all(configs, store, first, progress=False)
 
 
 def collect_claims(executed: Path, stems: list[str]) -> dict:
@@ -423,6 +451,20 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[tuple[str, str, float]] = []
     try:
+        watch.start("training")
+        start, training = time.perf_counter(), None
+        try:
+            planned, trained = prefit(todo, profile, overrides)
+        except Exception as err:  # noqa: BLE001 - each notebook trains what it still lacks and reports its error
+            print(f"[training] FAILED ({type(err).__name__}: {err}); each notebook trains what it still needs",
+                  flush=True)
+        else:
+            if planned:
+                training = time.perf_counter() - start
+                print(f"[training] {planned} models the notebooks need, {len(trained)} job(s) trained now in one "
+                      f"pool ({training:.1f} s)", flush=True)
+        finally:
+            watch.stop()
         for i, path in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {path.stem} ...", flush=True)
             ok, seconds, msg = run_notebook(path, profile, executed, overrides, args.kernel, args.verbose, watch)
@@ -440,10 +482,12 @@ def main(argv: list[str] | None = None) -> int:
     every = [c for cs in by_stem.values() for c in cs]
     width = max(len("notebook"), *(len(stem) for stem, _, _ in results))
     print(f"\n{'notebook':<{width}}  status  wall time  claims that hold")
+    if training is not None:
+        print(f"{'training':<{width}}  {'ok':<6}  {training:8.1f} s  (every notebook's models, one pool)")
     for stem, status, seconds in results:
         cs = by_stem[stem]
         print(f"{stem:<{width}}  {status:<6}  {seconds:8.1f} s  {sum(c.holds for c in cs)} of {len(cs)}")
-    print(f"{'total':<{width}}  {'':<6}  {sum(s for _, _, s in results):8.1f} s")
+    print(f"{'total':<{width}}  {'':<6}  {sum(s for _, _, s in results) + (training or 0):8.1f} s")
     print(f"executed notebooks: {executed}")
 
     write_atomic(figures / "claims.md", claims.report(by_stem, profile))

@@ -31,10 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reprolib import profiles, zoo  # noqa: E402
-from reprolib.train import TrainConfig, build, ema_update, training_set  # noqa: E402
+from reprolib import train as train_lib  # noqa: E402
+from reprolib.train import TrainConfig, build, training_set  # noqa: E402
 
 SKIP = 5
-LEVERS = ("fp32", "bf16", "channels_last", "compile")
+LEVERS = ("fp32", "bf16", "channels_last", "compile", "fused")
+TITLES = {"bf16": "bf16", "channels_last": "channels-last", "compile": "torch.compile",
+          "fused": "fused Adam + foreach EMA"}
 
 
 def kinds() -> dict[str, TrainConfig]:
@@ -62,7 +65,13 @@ def run(cfg: TrainConfig, lever: str, steps: int) -> tuple[float, float]:
     if lever == "compile":
         model.net = torch.compile(model.net)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema_update = train_lib.ema_update
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=lever == "fused" or None)
+    if lever == "fused":  # one kernel per step for Adam and one for the EMA instead of one per tensor
+        params, ema_params = list(model.parameters()), list(ema.parameters())
+
+        def ema_update(ema, model, decay):  # noqa: F811 - the lever's stand-in for train.ema_update
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     cast = torch.autocast("cpu", dtype=torch.bfloat16) if lever == "bf16" else contextlib.nullcontext()
     decay = 0.5 ** (1 / cfg.ema_halflife)
@@ -88,6 +97,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--only", nargs="*", help="model kinds to measure (substrings of their names)")
+    parser.add_argument("--levers", nargs="*", default=list(LEVERS[1:]), choices=LEVERS[1:],
+                        help="levers to measure against fp32 (default: all)")
     parser.add_argument("--note", default="", help="a line about the machine's state (e.g. shared)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
     args = parser.parse_args()
@@ -97,24 +108,26 @@ def main() -> None:
     chosen = {k: c for k, c in kinds().items() if not args.only or any(o in k for o in args.only)}
     rows = []
     for name, cfg in chosen.items():
-        rates, first = {lv: [] for lv in LEVERS}, {}
+        levers = ("fp32", *args.levers)
+        rates, first = {lv: [] for lv in levers}, {}
         for r in range(args.repeats):
-            for lever in LEVERS:
+            for lever in levers:
                 rate, t_first = run(cfg, lever, args.steps)
                 rates[lever].append(rate)
                 first.setdefault(lever, t_first)
                 print(f"{name} {lever} repeat {r}: {rate:.1f} steps/s (first step {t_first:.1f} s)", flush=True)
         med = {lv: statistics.median(v) for lv, v in rates.items()}
-        rows.append((name, med, first["compile"]))
+        rows.append((name, med, first.get("compile")))
     lines = [f"\n## {datetime.datetime.now():%Y-%m-%d %H:%M} - speed levers of one training step "
              f"(benchmarks/bench_levers.py)\n",
              f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), batch 128, steps/CPU s "
              f"from step {SKIP + 1} of {args.steps}, median of {args.repeats}. {args.note}\n",
-             "| model | fp32 steps/s | bf16 | channels-last | torch.compile | first compiled step, wall s |",
-             "|---|---|---|---|---|---|"]
+             "| model | fp32 steps/s | " + " | ".join(TITLES[lv] for lv in args.levers)
+             + (" | first compiled step, wall s |" if "compile" in args.levers else " |"),
+             "|---|---|" + "---|" * (len(args.levers) + ("compile" in args.levers))]
     for name, med, t_compile in rows:
-        ratios = " | ".join(f"{med[lv] / med['fp32']:.2f}x" for lv in LEVERS[1:])
-        lines.append(f"| {name} | {med['fp32']:.1f} | {ratios} | {t_compile:.0f} |")
+        ratios = " | ".join(f"{med[lv] / med['fp32']:.2f}x" for lv in args.levers)
+        lines.append(f"| {name} | {med['fp32']:.1f} | {ratios} |" + (f" {t_compile:.0f} |" if t_compile else ""))
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "a") as f:

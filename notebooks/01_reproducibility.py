@@ -118,8 +118,7 @@ for v in variants:
           f"steps={v.cfg.steps} seed={v.cfg.seed}")
 gan_cfgs, vae_cfgs = zoo.section1_baselines(P)
 t0 = time.perf_counter()
-longest = [v.cfg for v in variants if v.cfg.formulation == "ct"]  # started first: it trains twice as long
-zoo.fit_all(longest + [v.cfg for v in variants] + gan_cfgs + vae_cfgs, store, P, longest_first=False)
+zoo.fit_all(zoo.plan("01", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]

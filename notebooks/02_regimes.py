@@ -77,7 +77,7 @@ print(f"profile {profile}: sizes {P['sizes']}, widths {P['widths']}, {P['train_s
 
 # %%
 t0 = time.perf_counter()
-zoo.fit_all(models.values(), store, P)
+zoo.fit_all(zoo.plan("02", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]

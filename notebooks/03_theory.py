@@ -56,7 +56,7 @@ P, store = run.P, run.store
 full = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 models = zoo.regimes(P)
-zoo.fit_all(models.values(), store, P)
+zoo.fit_all(zoo.plan("03", P, store), store, P)
 sim = metrics.backend(P["similarity"], device=P["device"])
 
 # %% [markdown]

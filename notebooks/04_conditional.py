@@ -88,7 +88,7 @@ print(f"classifier accuracy on held-out real {P['data']}: {judge.accuracy:.3f}")
 cond = zoo.section4(P)
 uncond = zoo.unconditional(P)
 t0 = time.perf_counter()
-zoo.fit_all([v.cfg for v in cond + uncond], store, P)
+zoo.fit_all(zoo.plan("04", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]

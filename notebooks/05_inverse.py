@@ -104,7 +104,7 @@ print(f"{len(truth)} measured images, tasks {P['tasks']}, measurement noise std 
 # %%
 backbones = zoo.unconditional(P)
 t0 = time.perf_counter()
-zoo.fit_all([v.cfg for v in backbones], store, P)
+zoo.fit_all(zoo.plan("05", P, store), store, P)
 models = {v.name.split(" EDM")[0]: (v.cfg, train(v.cfg, store, device=P["device"], progress=False)) for v in backbones}
 print(f"training: {time.perf_counter() - t0:.0f} s")
 

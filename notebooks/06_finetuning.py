@@ -62,7 +62,7 @@ P, store = run.P, run.store
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 variants = zoo.section6(P)
 tuned = [n for n in variants if "fine-tune" in n]
-partial = [n for n in tuned if n not in ("full fine-tune", "encoder fine-tune")]  # claim 3's partial fine-tunings
+partial = zoo.section6_partial(variants)  # claim 3's partial fine-tunings
 long = zoo.section6_long(P, variants, partial)  # the same fine-tunings, trained longer (convergence check)
 sim = metrics.backend(P["similarity"], device=P["device"])
 THRESHOLD = sim.default_threshold
@@ -72,10 +72,10 @@ print(f"pre-train on {P['source']}, fine-tune on {P['target']}, {len(seeds)} see
 # %% [markdown]
 # ## The models
 #
-# The table lists each model's training data, length and the share of its weights that training touches. The
-# pre-trained model and the first from-scratch model train first (two processes); then the fine-tunings,
-# which need the pre-trained weights, beside the second from-scratch model, and the longer runs of the partial
-# fine-tunings (see "Are the partial fine-tunings converged?").
+# The table lists each model's training data, length and the share of its weights that training touches. All of
+# them train in two one-thread processes; the pre-trained model goes first, since every fine-tuning starts from
+# its weights, and the partial fine-tunings are also trained longer (see "Are the partial fine-tunings
+# converged?").
 
 # %%
 rows = []
@@ -87,9 +87,7 @@ for name, v in variants.items():
                      trained_share=mark_trainable(model, v.cfg) / total))
 models_table = pd.DataFrame(rows).set_index("model")
 t0 = time.perf_counter()
-first = [variants["pre-trained"].cfg, variants["scratch"].cfg]
-zoo.fit_all(first, store, P)
-zoo.fit_all([v.cfg for v in variants.values() if v.cfg not in first] + [v.cfg for v in long.values()], store, P)
+zoo.fit_all(zoo.plan("06", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 models_table.round(3)
 

@@ -68,15 +68,16 @@ print(f"{len(seeds)} seeds; privacy from "
 # %% [markdown]
 # ## Training
 #
-# The U-Net and the MLP are notebook 01's (EDM, Heun, all 1,797 digits), trained again with their EMA weights
-# kept every 250 steps. The privacy study reuses notebook 02's sweep of U-Nets over N: when the store holds all
-# of it (notebook 02 ran first, as `paper_figures.py --all` does), nothing is trained; otherwise only one width
-# at four sizes is trained (the same configurations as 02's, so a later run of 02 reuses them), which keeps
-# this notebook near five minutes on two cores. Everything trains in one sweep, two one-thread processes.
+# The U-Net and the MLP are notebook 01's (EDM, Heun, all 1,797 digits), whose training keeps their EMA weights
+# every 250 steps; trained here only if notebook 01 has not run. The privacy study reuses notebook 02's sweep of
+# U-Nets over N: when the store holds all of it (`paper_figures.py --all` trains it first), nothing is trained;
+# otherwise only one width at four sizes is trained (the same configurations as 02's, so a later run of 02 reuses
+# them), which keeps this notebook near five minutes on two cores. Everything trains in one sweep, two one-thread
+# processes.
 
 # %%
 t0 = time.perf_counter()
-zoo.fit_all([v.cfg for v in pair] + list(privacy_cfgs.values()), store, P)
+zoo.fit_all(zoo.plan("07", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]

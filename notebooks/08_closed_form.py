@@ -65,12 +65,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reprolib import closed_form, metrics, notebook, plotting, profiles, regimes, zoo
+from reprolib import closed_form, metrics, notebook, plotting, regimes, zoo
 
 run = notebook.start("08", profile, overrides)
 P, store = run.P, run.store
 # notebook 02's sweep as 02 trained it, under this run's backbone, precision and device settings
-P02 = profiles.settings("02", P["profile"], nets=P["nets"], precision=P["precision"], device=P["device"])
+P02 = zoo.sweep_settings(P)
 models = zoo.regimes(P02)
 closed_form.require_models(models, store)  # fails here, before any long work, if 02 has not run
 sim = metrics.backend(P["similarity"], device=P["device"])

@@ -201,7 +201,7 @@ def _train(cfgs, store: Store, device, progress: bool, callback) -> None:
     buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]) for n, _ in models[0].named_buffers()}
     ema = _stacked_state(ema_states, params)  # parameters only: ema_update moves those, buffers stay each model's
     ema = {n: t.to(device) for n, t in ema.items()}
-    opt = torch.optim.Adam([params[n] for n in trained], lr=first.lr)
+    opt = train_lib.optimizer([params[n] for n in trained], first.lr)
     if any(s is not None for s in opt_states):
         if not all(s is not None for s in opt_states):
             raise ValueError("a stack resumes either every model's optimiser or none")
@@ -253,8 +253,7 @@ def _train(cfgs, store: Store, device, progress: bool, callback) -> None:
                 for n, m in partial_masks.items():  # frozen in some models: no gradient in their slice
                     params[n].grad.mul_(m)
                 opt.step()
-                for n in ema:  # train.ema_update, every model at once
-                    ema[n].lerp_(params[n], 1 - decay)
+                torch._foreach_lerp_(list(ema.values()), [params[n] for n in ema], 1 - decay)  # train.ema_update
             values = loss.tolist()
             for k, c in enumerate(cfgs):
                 running[k] += values[k]

@@ -20,6 +20,7 @@ same store folder (a shared disk): the store root is sent with every task.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from contextlib import contextmanager
@@ -112,8 +113,97 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
     return times
 
 
-def _collect(results, times: dict, bar, label: Callable) -> None:
-    for done, (cfg, seconds) in enumerate(results, 1):
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def priorities(costs: Sequence[float], after: Sequence[Sequence[int]]) -> list[float]:
+    """Each job's cost plus the longest chain of jobs that wait for it (``after[j]``: the jobs job j waits for):
+    the work that cannot start before it has, the priority of list scheduling's critical-path rule."""
+    waiting = [[] for _ in costs]
+    for j, needs in enumerate(after):
+        for i in needs:
+            waiting[i].append(j)
+    out: list[float | None] = [None] * len(costs)
+    visiting = set()
+
+    def chain(i: int) -> float:
+        if out[i] is None:
+            if i in visiting:
+                raise ValueError(f"job {i} waits for itself through `after`: it must not have a cycle")
+            visiting.add(i)
+            out[i] = costs[i] + max((chain(j) for j in waiting[i]), default=0.0)
+        return out[i]
+
+    return [chain(i) for i in range(len(costs))]
+
+
+def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: Sequence[Sequence[int]],
+                  store: Store | None = None, n_jobs: int = 2, threads: int = 1, progress: bool = True,
+                  label: Callable = str, backend: str | None = None) -> dict:
+    """Run ``fn(job, store, progress=False)`` for every job, at most ``n_jobs`` at once, each only after the jobs it
+    waits for (``after[j]``: indices into ``jobs``) have finished; returns {label: seconds}.
+
+    List scheduling (Graham 1966) with the critical-path rule: whenever a worker is free it takes the ready job
+    with the most work behind it (``priorities``), so a long chain of dependent trainings starts first and the
+    short jobs fill the other worker around it. ``costs`` only order the jobs; any consistent unit does. With a
+    cluster backend (``backend``, ``REPRO_SWEEP_BACKEND`` or joblib's active one) the jobs go wave by wave through
+    ``run_all``, each wave the jobs whose predecessors are done.
+    """
+    backend = backend or os.environ.get("REPRO_SWEEP_BACKEND") or None
+    store = store or Store()
+    prio = priorities(costs, after)
+    pending, done, times = set(range(len(jobs))), set(), {}
+    if not pending:
+        return times
+
+    def ready() -> list[int]:
+        return sorted((j for j in pending if set(after[j]) <= done), key=lambda j: (-prio[j], j))
+
+    bar = tqdm(total=len(jobs), desc="sweep", disable=not progress)
+    progress_lib.update("sweep", "models", 0, len(jobs))
+    if backend is not None or not _local_backend():
+        while pending:
+            wave = ready()
+            times.update(run_all(fn, [jobs[j] for j in wave], store, n_jobs, threads, label=label, backend=backend,
+                                 progress=False))
+            pending -= set(wave)
+            done |= set(wave)
+        bar.close()
+        return times
+    if n_jobs == 1:
+        torch_threads = torch.get_num_threads()
+        while pending:
+            j = ready()[0]
+            pending.discard(j)
+            _collect([_run(fn, jobs[j], str(store.root), torch_threads)], times, bar, label, len(done))
+            done.add(j)
+        bar.close()
+        return times
+    from joblib.executor import get_memmapping_executor
+
+    # joblib's own worker pool (the one run_all's loky backend reuses), with the thread limits it gives its workers
+    executor = get_memmapping_executor(n_jobs, env={var: str(threads) for var in _THREAD_VARS})
+    running = {}
+    try:
+        while pending or running:
+            for j in ready()[: n_jobs - len(running)]:
+                pending.discard(j)
+                running[executor.submit(_run, fn, jobs[j], str(store.root), threads)] = j
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                _collect([future.result()], times, bar, label, len(done))
+                done.add(running.pop(future))
+    finally:
+        for future in running:
+            future.cancel()
+    bar.close()
+    return times
+
+
+def _collect(results, times: dict, bar, label: Callable, before: int = 0) -> None:
+    """Record finished jobs (``before`` of the sweep's had finished earlier)."""
+    for done, (cfg, seconds) in enumerate(results, before + 1):
         progress_lib.update("sweep", "models", done, bar.total)
         times[label(cfg)] = seconds
         bar.set_postfix_str(f"done {label(cfg)} in {seconds:.0f}s")

@@ -8,8 +8,10 @@ picks the data set and ``shape`` the backbone's resolution, ``nets`` overrides b
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
-from functools import partial
+from functools import lru_cache, partial
+from pathlib import Path
 
 import numpy as np
 
@@ -55,22 +57,30 @@ def configured(cfg: TrainConfig, P: dict) -> TrainConfig:
     return cfg.replace(precision=P["precision"]) if P.get("precision") else cfg
 
 
+# Notebook 07 follows the training of section 1's U-Net and MLP (EDM) through their EMA weights every
+# SNAPSHOT_EVERY steps (scaled like the lengths). Section 1 keeps those snapshots too, so that both notebooks share
+# one training of each: keeping a snapshot changes no weight.
+SNAPSHOT_EVERY = 250
+
+
 def section1(P: dict) -> list[Variant]:
     """Figure 1's zoo: architecture, formulation, sampler and training seed each varied."""
     net = nets(P)
 
-    def cfg(kind, form, steps, seed=0):
+    def cfg(kind, form, steps, seed=0, snapshots=False):
+        every = max(int(SNAPSHOT_EVERY * P["steps_scale"]), 1) if snapshots else None
         return configured(TrainConfig(data=P["data"], net=net[kind], formulation=form,
-                                      steps=max(int(steps * P["steps_scale"]), 1), seed=seed, batch=128), P)
+                                      steps=max(int(steps * P["steps_scale"]), 1), seed=seed, batch=128,
+                                      snapshot_every=every), P)
 
-    teacher = cfg("unet", "edm", 3000)
+    teacher = cfg("unet", "edm", 3000, snapshots=True)
     ct = cfg("unet", "ct", 6000)
     return [
         Variant("U-Net EDM (Heun)", teacher),
         Variant("U-Net EDM seed 2 (Heun)", cfg("unet", "edm", 3000, seed=1)),
         Variant("U-ViT EDM (Heun)", cfg("uvit", "edm", 3000)),
-        Variant("U-Net EDM (DPM++)", cfg("unet", "edm", 3000), sampler="dpmpp_2m"),
-        Variant("MLP EDM (Heun)", cfg("mlp", "edm", 3000)),
+        Variant("U-Net EDM (DPM++)", teacher, sampler="dpmpp_2m"),
+        Variant("MLP EDM (Heun)", cfg("mlp", "edm", 3000, snapshots=True)),
         Variant("MLP DDPM (DDIM)", cfg("mlp", "ddpm", 3000), sampler="ddim", schedule="native"),
         Variant("MLP flow (Euler)", cfg("mlp", "flow", 3000), sampler="euler", schedule="native"),
         Variant("U-Net sub-VP (Heun)", cfg("unet", "subvp", 3000)),
@@ -147,35 +157,88 @@ def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
     return baselines.train_vae(cfg, store, device=device, progress=progress)
 
 
+# CPU seconds per training step of each kind of job (``cost_class``), measured on one thread at the cpu profile's
+# sizes by ``benchmarks/bench_jobs.py --write``; ``cost`` reads them to put the longest work first.
+STEP_COSTS = Path(__file__).with_name("step_costs.json")
+
+
+def cost_class(job) -> str:
+    """What one training step of ``job`` costs depends on: the backbone, the formulation's passes per step
+    (consistency training and distillation take more than one), conditioning, what is trained, and for a stack
+    how many models it holds."""
+    if isinstance(job, stacked.Stack):
+        return f"{len(job.cfgs)} stacked {cost_class(job.cfgs[0])}"
+    if isinstance(job, TrainConfig):
+        net = " ".join(f"{k}={v}" for k, v in sorted(job.net.items()))
+        passes = job.formulation if job.formulation == "ct" else "distill" if job.formulation.startswith(
+            "distill") else "one pass"
+        extra = [name for name, on in (("conditional", job.conditional), ("lora", job.lora)) if on]
+        if job.trainable:
+            extra.append("trains " + ",".join(job.trainable))
+        return " · ".join([net, passes, *extra])
+    return f"{type(job).__name__} {job.arch} width={job.width}"
+
+
+@lru_cache(maxsize=1)
+def _step_costs() -> dict:
+    return json.loads(STEP_COSTS.read_text())["seconds_per_step"] if STEP_COSTS.exists() else {}
+
+
+def cost(job, costs: dict | None = None) -> float | None:
+    """Estimated CPU seconds to train ``job`` on one thread: its steps times the measured cost of one of its steps
+    (``STEP_COSTS``); None for a kind never measured."""
+    per_step = (_step_costs() if costs is None else costs).get(cost_class(job))
+    return None if per_step is None else job.steps * per_step
+
+
 def _cost(job) -> float:
-    """A job's length in model-steps weighted by width, for ordering (a stack counts all its models)."""
+    """A job's length in model-steps weighted by width: the stand-in for ``cost`` where a job was never measured."""
     if isinstance(job, stacked.Stack):
         return sum(_cost(c) for c in job.cfgs)
     return job.steps * (job.net.get("width", 1) if isinstance(job, TrainConfig) else 1)
 
 
-def fit_all(configs, store: Store, P: dict, longest_first: bool = True, backend: str | None = None,
-            stack: bool = True) -> dict:
-    """Train every config not yet in the store, ``P["n_jobs"]`` jobs at a time on ``P["device"]``; ``backend`` names
-    a joblib backend (``"dask"``, ``"ray"``; default ``REPRO_SWEEP_BACKEND``), see ``sweep.run_all``.
+def costs(jobs) -> list[float]:
+    """Each job's estimated cost, for ordering: measured seconds when every job's kind was measured, else the
+    stand-in for all (the two are not in the same units)."""
+    measured = [cost(job) for job in jobs]
+    return measured if all(c is not None for c in measured) else [float(_cost(job)) for job in jobs]
+
+
+def fit_all(configs, store: Store, P: dict, backend: str | None = None, stack: bool = True,
+            progress: bool = True) -> dict:
+    """Train every config not yet in the store, ``P["n_jobs"]`` jobs at a time on ``P["device"]``; returns
+    {label (``describe``): seconds} of the jobs trained. ``backend`` names a joblib backend (``"dask"``, ``"ray"``; default ``REPRO_SWEEP_BACKEND``),
+    see ``sweep.run_scheduled``.
 
     With ``stack``, the untrained configs of the kinds where it pays (``stacked.pays``: the narrow U-Nets) that
     differ only in data, seed and the like train together as one stacked model per job (``stacked.group``), each
-    as if alone up to round-off; the rest train alone as before."""
-    configs = list(configs)
-    jobs = stacked.group([c for c in configs if not is_fitted(c, store)]) if stack else configs
-    if longest_first:  # balances the workers: the last job to start should be a short one
-        jobs = sorted(jobs, key=lambda c: -_cost(c))
-    # A job whose configs start (``init``) from a config of another pending job waits for it: one wave after
-    # another, so that two workers never train the same parent.
-    pending, times = list(jobs), {}
-    while pending:
-        waiting = [c for job in pending for c in _members(job)]
-        wave = [j for j in pending if not any(a in waiting for c in _members(j) for a in _ancestors(c))]
-        times.update(sweep.run_all(partial(fit, device=P["device"]), wave, store, n_jobs=P["n_jobs"],
-                                   is_done=is_fitted, label=describe, backend=backend))
-        pending = [j for j in pending if j not in wave]
-    return times
+    as if alone up to round-off; the rest train alone. A job whose configs start (``init``) from a config of
+    another job waits for it, so that two workers never train the same parent; the rest start longest chain of
+    work first, by ``costs``."""
+    jobs, job_costs, after = schedule(configs, store, stack)
+    return sweep.run_scheduled(partial(fit, device=P["device"]), jobs, job_costs, after, store,
+                               n_jobs=P["n_jobs"], progress=progress, label=describe, backend=backend)
+
+
+def schedule(configs, store: Store, stack: bool = True) -> tuple[list, list[float], list[list[int]]]:
+    """``fit_all``'s jobs for the configs not yet in the store, each job's estimated cost (``costs``; a job also
+    trains the ancestors no other job trains, as ``train.train`` does, and they count) and the jobs each waits
+    for (``after``: those that train one of its ancestors)."""
+    todo = [c for c in {repr(c): c for c in configs}.values() if not is_fitted(c, store)]
+    jobs = stacked.group(todo) if stack else todo
+    members = [_members(job) for job in jobs]
+    after = [[i for i, others in enumerate(members) if i != j and any(a in others for c in mine for a in _ancestors(c))]
+             for j, mine in enumerate(members)]
+    planned = [c for m in members for c in m]
+    own = [[a for c in mine for a in _ancestors(c) if a not in planned and not is_fitted(a, store)]
+           for mine in members]  # trained inside the job, before it
+    flat = costs([*jobs, *(a for ancestors in own for a in ancestors)])
+    job_costs, k = flat[:len(jobs)], len(jobs)
+    for j, ancestors in enumerate(own):
+        job_costs[j] += sum(flat[k:k + len(ancestors)])
+        k += len(ancestors)
+    return jobs, job_costs, after
 
 
 def _members(job) -> list:
@@ -210,7 +273,12 @@ def describe(cfg) -> str:
         return (f"{len(cfg.cfgs)} stacked {c.net['kind']}-{c.net.get('width', '')}/{c.formulation} "
                 f"n={','.join(str(m.n or 'all') for m in cfg.cfgs)}")
     if isinstance(cfg, TrainConfig):
-        return f"{cfg.net['kind']}-{cfg.net.get('width', '')}/{cfg.formulation} n={cfg.n or 'all'} seed={cfg.seed}"
+        extra = [f"classes {''.join(map(str, cfg.classes))}" if cfg.classes else "", "cond" if cfg.conditional else "",
+                 "fine-tuned" if cfg.init and not cfg.formulation.startswith("distill") else "",
+                 f"trains {','.join(cfg.trainable)}" if cfg.trainable else "",
+                 f"LoRA r{cfg.lora.get('rank')}" if cfg.lora else "", f"{cfg.steps} steps"]
+        return (f"{cfg.net['kind']}-{cfg.net.get('width', '')}/{cfg.formulation} n={cfg.n or 'all'} seed={cfg.seed} "
+                + " ".join(e for e in extra if e))
     return f"{type(cfg).__name__[:3]} {cfg.arch} seed={cfg.seed}"
 
 
@@ -240,7 +308,8 @@ def section4(P: dict) -> list[Variant]:
     """Section 4's conditional models: section 1's U-Net and MLP (EDM, Heun), trained with class labels
     and 10% label dropout so that one network is both D(x; sigma | c) and D(x; sigma) (for guidance)."""
     base = {v.name: v for v in section1(P)}
-    return [Variant(f"cond {name}", base[name].cfg.replace(conditional=True)) for name in _BACKBONES]
+    return [Variant(f"cond {name}", base[name].cfg.replace(conditional=True, snapshot_every=None))
+            for name in _BACKBONES]
 
 
 def unconditional(P: dict) -> list[Variant]:
@@ -312,8 +381,9 @@ def section6_long(P: dict, variants: dict[str, Variant], names) -> dict[str, Var
 
 
 def section7(P: dict) -> list[Variant]:
-    """Section 7's pair for training dynamics and noise edits: section 1's U-Net and MLP (EDM, Heun), trained
-    again with EMA snapshots every ``P["snapshot_every"]`` steps (scaled like the training length)."""
+    """Section 7's pair for training dynamics and noise edits: section 1's U-Net and MLP (EDM, Heun) with EMA
+    snapshots every ``P["snapshot_every"]`` steps (scaled like the training length): at the default
+    (``SNAPSHOT_EVERY``) section 1's own models, otherwise trained again."""
     every = max(int(P["snapshot_every"] * P["steps_scale"]), 1)
     names = ("U-Net EDM (Heun)", "MLP EDM (Heun)")
     return [Variant(v.name, v.cfg.replace(snapshot_every=every)) for v in section1(P) if v.name in names]
@@ -343,16 +413,50 @@ def snapshot_samples(cfg: TrainConfig, step: int, store: Store, seeds, P: dict):
     return x
 
 
+def sweep_settings(P: dict) -> dict:
+    """Notebook 02's settings at ``P``'s profile under ``P``'s backbone, precision and device settings: the sweep
+    as 02 trains it, for the notebooks that reuse its models (07, 08)."""
+    from . import profiles
+
+    return profiles.settings("02", P["profile"], **{k: P[k] for k in ("nets", "precision", "device") if k in P})
+
+
 def privacy_models(P: dict, store: Store) -> tuple[dict, dict, bool]:
     """The models of the privacy study: notebook 02's whole sweep when the store holds all of it (nothing is
     trained), else its ``P["privacy_widths"]`` x ``P["privacy_sizes"]`` corner (the same configs, so a later
     run of 02 reuses them). Returns (02's settings, {(N, width, seed): config}, whether it is the whole sweep)."""
-    from . import profiles
-
-    # 02's models as 02 would train them under this run's backbone and precision settings
-    p02 = profiles.settings("02", P["profile"], **{k: P[k] for k in ("nets", "precision") if k in P})
+    p02 = sweep_settings(P)
     sweep_cfgs = regimes(p02)
     if all(is_fitted(c, store) for c in sweep_cfgs.values()):
         return p02, sweep_cfgs, True
     sub = {k: c for k, c in sweep_cfgs.items() if k[0] in P["privacy_sizes"] and k[1] in P["privacy_widths"]}
     return p02, sub, False
+
+
+def section6_partial(variants: dict[str, Variant]) -> list[str]:
+    """The partial fine-tunings of ``section6`` (all but the full and the encoder fine-tuning): those of claim 3,
+    which ``section6_long`` also trains longer."""
+    return [n for n in variants if "fine-tune" in n and n not in ("full fine-tune", "encoder fine-tune")]
+
+
+def plan(notebook: str, P: dict, store: Store) -> list:
+    """Every model notebook ``notebook`` trains at settings ``P``: what it hands ``fit_all``, and what
+    ``paper_figures.py`` trains for all its notebooks at once, in one pool, before it runs them."""
+    if notebook == "01":
+        gans, vaes = section1_baselines(P)
+        return [v.cfg for v in section1(P)] + gans + vaes
+    if notebook in ("02", "03"):
+        return list(regimes(P).values())
+    if notebook == "04":
+        return [v.cfg for v in section4(P) + unconditional(P)]
+    if notebook == "05":
+        return [v.cfg for v in unconditional(P)]
+    if notebook == "06":
+        variants = section6(P)
+        long = section6_long(P, variants, section6_partial(variants))
+        return [v.cfg for v in variants.values()] + [v.cfg for v in long.values()]
+    if notebook == "07":
+        return [v.cfg for v in section7(P)] + list(privacy_models(P, store)[1].values())
+    if notebook == "08":
+        return list(regimes(sweep_settings(P)).values())
+    raise ValueError(f"no training plan for notebook {notebook!r}: zoo.plan knows 01-08")

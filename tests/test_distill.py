@@ -86,14 +86,17 @@ def test_a_briefly_trained_student_moves_toward_its_teachers_two_steps(tmp_path)
 
 
 def test_fit_all_trains_a_student_after_its_teacher(tmp_path, monkeypatch):
-    """The zoo's distilled chain: each round starts from the previous; fit_all runs the teacher in an earlier wave."""
+    """The zoo's distilled chain: each round starts from the previous; fit_all starts the student only once its
+    teacher is trained, and the teacher first, as it has the longest chain of work behind it."""
     teacher = TrainConfig(n=16, net={"kind": "mlp", "width": 8, "depth": 1}, steps=3, batch=4)
     student = zoo.distilled(teacher, {"steps_scale": 0.005})
     chain = zoo._ancestors(student)
     assert [c.formulation for c in chain] == ["distill8", "distill16", "edm"] and chain[-1] == teacher
     assert student.formulation == f"distill{zoo.DISTILL_STEPS}"
-    waves = []
-    monkeypatch.setattr(zoo.sweep, "run_all", lambda fn, configs, *a, **k: waves.append(list(configs)) or {})
+    order, fit = [], zoo.fit
+    monkeypatch.setattr(zoo, "fit", lambda cfg, store, **kw: order.append(cfg) or fit(cfg, store, **kw))
     other = teacher.replace(seed=5)
-    zoo.fit_all([student, other, teacher], Store(tmp_path), {"device": "cpu", "n_jobs": 2}, longest_first=False)
-    assert waves == [[other, teacher], [student]]
+    store = Store(tmp_path)
+    zoo.fit_all([student, other, teacher], store, {"device": "cpu", "n_jobs": 1})
+    assert order[0] == teacher and sorted(map(repr, order[1:])) == sorted(map(repr, [other, student]))
+    assert all(zoo.is_fitted(c, store) for c in [student, other, teacher, *chain])

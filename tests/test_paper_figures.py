@@ -364,3 +364,26 @@ def test_progress_keeps_a_live_process_and_forgets_an_ended_one(tmp_path, monkey
     assert progress.read(tmp_path) == [("sweep", "models", 2, 24)]
     progress.update("sweep", "models", 24, 24)
     assert progress.read(tmp_path) == []
+
+
+def test_every_notebooks_models_train_in_one_pool_before_the_first_notebook(tmp_path, monkeypatch, capsys):
+    """The runner trains what each notebook's ``zoo.plan`` names before any kernel starts (each notebook then
+    finds its models in the store and trains nothing); a notebook without a plan costs nothing more."""
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    monkeypatch.setenv("REPRO_STORE", str(tmp_path / "store"))
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    check = ("from reprolib import notebook, zoo\nrun = notebook.start('05', profile, overrides)\n"
+             "planned = zoo.plan('05', run.P, run.store)\n"
+             "assert planned and all(zoo.is_fitted(c, run.store) for c in planned)\n"
+             "assert zoo.fit_all(zoo.plan(\"05\", run.P, run.store), run.store, run.P) == {}")
+    _write(folder, "95_planned", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(check)])
+    _write(folder, "96_plain", [new_code_cell("pass")])
+    assert _run(folder, tmp_path, "--profile", "smoke") == 0
+    out = capsys.readouterr().out
+    assert "[training] 2 models the notebooks need, 2 job(s) trained now in one pool" in out
+    assert out.index("[training]") < out.index("95_planned ...")
+    capsys.readouterr()
+    assert pf.main(["--notebooks", str(folder), "--only", "96", "--figures", str(tmp_path / "figs"),
+                    "--executed", str(tmp_path / "executed"), "--profile", "smoke"]) == 0
+    assert "[training]" not in capsys.readouterr().out

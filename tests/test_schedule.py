@@ -1,0 +1,87 @@
+"""The training pool's scheduler (``sweep.run_scheduled``) and the measured cost model that orders it (``zoo.cost``)."""
+
+from dataclasses import asdict
+
+import pytest
+
+from reprolib import stacked, sweep, zoo
+from reprolib.store import Store
+from reprolib.train import TrainConfig, is_trained
+
+
+def test_priority_is_the_longest_chain_of_work_behind_a_job():
+    # a -> b -> c (b waits for a, c for b); d alone; e waits for a
+    costs = [1.0, 2.0, 3.0, 5.0, 0.5]
+    after = [[], [0], [1], [], [0]]
+    assert sweep.priorities(costs, after) == [6.0, 5.0, 3.0, 5.0, 0.5]
+
+
+def test_one_worker_runs_ready_jobs_by_priority_and_never_before_what_they_wait_for(tmp_path):
+    order = []
+    costs = [1.0, 2.0, 3.0, 5.5, 0.5]
+    after = [[], [0], [1], [], [0]]
+    sweep.run_scheduled(lambda job, store, progress: order.append(job), list("abcde"), costs, after,
+                        Store(tmp_path), n_jobs=1, progress=False)
+    # a heads the longest chain (6) though d alone costs more (5.5); then d, b, c; e (0.5) last
+    assert order == list("adbce")
+
+
+def _tiny(seed, **kw):
+    return TrainConfig(n=16, net={"kind": "mlp", "width": 8, "depth": 1}, steps=4, batch=4, seed=seed, **kw)
+
+
+def test_two_workers_train_every_job_and_a_child_after_its_parent(tmp_path):
+    parent = _tiny(0)
+    child = _tiny(1).replace(init=asdict(parent))
+    jobs = [child, _tiny(2), parent]
+    store = Store(tmp_path)
+    times = zoo.fit_all(jobs, store, {"device": "cpu", "n_jobs": 2})
+    assert sorted(times) == sorted(zoo.describe(j) for j in jobs)  # the parent trained once, by its own job
+    assert all(is_trained(j, store) for j in jobs)
+    assert zoo.fit_all(jobs, store, {"device": "cpu", "n_jobs": 2}) == {}
+
+
+def test_cost_is_steps_times_the_measured_step_of_its_kind():
+    cfg = _tiny(0)
+    assert zoo.cost(cfg, {zoo.cost_class(cfg): 0.01}) == pytest.approx(0.04)
+    assert zoo.cost(cfg, {}) is None
+    stack = stacked.Stack((cfg, cfg.replace(seed=1)))
+    assert zoo.cost_class(stack).startswith("2 stacked ")
+    # where one job's kind was never measured, every job falls back to the same stand-in (steps x width)
+    wide = cfg.replace(net={"kind": "mlp", "width": 16, "depth": 1})
+    assert zoo.cost(cfg) is None and zoo.costs([cfg, wide]) == [32.0, 64.0]
+
+
+def test_every_job_of_the_cpu_profile_has_a_measured_cost():
+    from reprolib import profiles
+
+    store = Store("/nonexistent-store-for-planning")
+    for nb in ("01", "02", "04", "05", "06", "07", "08"):
+        jobs = stacked.group(list({repr(c): c for c in zoo.plan(nb, profiles.settings(nb, "cpu"), store)}.values()))
+        missing = [zoo.cost_class(j) for j in jobs if zoo.cost(j) is None]
+        assert not missing, f"notebook {nb}: no measured step cost for {missing} (benchmarks/bench_jobs.py --write)"
+
+
+def test_the_cpu_plan_starts_the_long_chains_first():
+    """06's pre-trained model (every fine-tuning waits for it) and 01's consistency model (6,000 steps) start the
+    pool; 01's EDM U-Net counts the distilled student's chain, whose first two rounds the student's job trains."""
+    from reprolib import profiles
+
+    store = Store("/nonexistent-store-for-planning")
+    configs = [c for nb in ("01", "06") for c in zoo.plan(nb, profiles.settings(nb, "cpu"), store)]
+    jobs, costs, after = zoo.schedule(configs, store)
+    prio = sweep.priorities(costs, after)
+    first = [jobs[j] for j in sorted(range(len(jobs)), key=lambda j: -prio[j])[:2]]
+    assert sorted((c.formulation, c.classes) for c in first) == [("ct", None), ("edm", (0, 1, 2, 3, 4))]
+    student = next(j for j, c in enumerate(jobs) if c.formulation == "distill4")
+    teacher = next(j for j, c in enumerate(jobs) if c == zoo._ancestors(jobs[student])[-1])
+    rounds = zoo._ancestors(jobs[student])[:-1]
+    assert [c.formulation for c in rounds] == ["distill8", "distill16"]
+    assert costs[student] == pytest.approx(sum(zoo.cost(c) for c in [jobs[student], *rounds]))
+    assert prio[teacher] == pytest.approx(costs[teacher] + costs[student])
+
+
+def test_a_cycle_of_waiting_jobs_is_refused_not_waited_on(tmp_path):
+    with pytest.raises(ValueError, match="cycle"):
+        sweep.run_scheduled(lambda job, store, progress: None, ["a", "b"], [1.0, 1.0], [[1], [0]], Store(tmp_path),
+                            n_jobs=1, progress=False)
