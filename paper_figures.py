@@ -102,17 +102,18 @@ def _kernel_of(path: Path) -> str:
 
 
 class Watch:
-    """What the running notebook is doing, told on the console at least every ``every`` seconds.
+    """What the running notebooks are doing, told on the console at least every ``every`` seconds.
 
     The cell comes from papermill (``_WatchedEngine``), the library's own progress from ``reprolib.progress``
-    (files the kernel and its training workers write into ``folder``). On a terminal one line is rewritten in
+    (files the kernels and their training workers write into ``folder``). On a terminal one line is rewritten in
     place; elsewhere (CI logs) a plain line is printed, without control characters.
     """
 
     def __init__(self, folder: Path, every: float = 20.0, stream=None):
         self.folder, self.every, self.stream = folder, every, stream or sys.stdout
         self.tty = self.stream.isatty()
-        self.stem, self.cell, self.cells, self.title, self.started = "", 0, 0, "", time.perf_counter()
+        self.running: dict[str, dict] = {}  # stem -> cell, cells, title, started
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._shown = False
@@ -120,11 +121,15 @@ class Watch:
     def line(self) -> str:
         from reprolib import progress
 
-        elapsed = time.perf_counter() - self.started
-        cell = [f"cell {self.cell}/{self.cells}" + (f" ({self.title})" if self.title else "")] if self.cells else []
-        parts = [self.stem, *cell, f"{int(elapsed // 60)}m{int(elapsed % 60):02d}s"]
+        now, parts = time.perf_counter(), []
+        with self._lock:
+            for stem, r in self.running.items():
+                elapsed = now - r["started"]
+                cell = [f"cell {r['cell']}/{r['cells']}" + (f" ({r['title']})" if r["title"] else "")] \
+                    if r["cells"] else []
+                parts.append(" · ".join([stem, *cell, f"{int(elapsed // 60)}m{int(elapsed % 60):02d}s"]))
         work = progress.describe(progress.read(self.folder))
-        return "  " + " · ".join(parts + ([work] if work else []))
+        return "  " + " | ".join(parts) + (f" · {work}" if work else "")
 
     def _tell(self) -> None:
         text = self.line()
@@ -141,28 +146,38 @@ class Watch:
             self._tell()
 
     def start(self, stem: str) -> None:
-        self.stem, self.cell, self.cells, self.title, self.started = stem, 0, 0, "", time.perf_counter()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        with self._lock:
+            self.running[stem] = dict(cell=0, cells=0, title="", started=time.perf_counter())
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, daemon=True)
+                self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.tty and self._shown:
-            self.stream.write("\r\x1b[K")
-        self._shown = False
+    def stop(self, stem: str) -> None:
+        with self._lock:
+            self.running.pop(stem, None)
+            thread = self._thread if not self.running else None
+            if thread is not None:
+                self._thread = None
+                self._stop.set()
+        if thread is not None:
+            thread.join()
+            if self.tty and self._shown:
+                self.stream.write("\r\x1b[K")
+            self._shown = False
 
-    def cell_started(self, nb, index: int) -> None:
+    def cell_started(self, stem: str, nb, index: int) -> None:
         code = [k for k, c in enumerate(nb.cells) if c.cell_type == "code"]
-        self.cell, self.cells = (code.index(index) + 1 if index in code else 0), len(code)
-        self.title = next((line.lstrip("#").strip() for c in reversed(nb.cells[:index]) if c.cell_type == "markdown"
-                           for line in c.source.splitlines() if line.startswith("#")), "")
+        title = next((line.lstrip("#").strip() for c in reversed(nb.cells[:index]) if c.cell_type == "markdown"
+                      for line in c.source.splitlines() if line.startswith("#")), "")
+        with self._lock:
+            if stem in self.running:
+                self.running[stem].update(cell=code.index(index) + 1 if index in code else 0, cells=len(code),
+                                          title=title)
 
 
-def _watched_engine(watch: Watch):
-    """papermill's nbclient engine, telling ``watch`` when each cell starts."""
+def _watched_engine(watch: Watch, stem: str):
+    """papermill's nbclient engine, telling ``watch`` when each cell of notebook ``stem`` starts."""
     from papermill.engines import NBClientEngine
 
     class _WatchedEngine(NBClientEngine):
@@ -171,7 +186,7 @@ def _watched_engine(watch: Watch):
             cell_start = nb_man.cell_start
 
             def start(cell, cell_index=None, **kw):
-                watch.cell_started(nb_man.nb, cell_index)
+                watch.cell_started(stem, nb_man.nb, cell_index)
                 return cell_start(cell, cell_index, **kw)
 
             nb_man.cell_start = start
@@ -203,8 +218,8 @@ def run_notebook(
     good, bad = executed / f"{path.stem}.ipynb", executed / f"{path.stem}.failed.ipynb"
     engine = None
     if watch is not None:
-        engine = f"watched-{id(watch)}"
-        papermill_engines.register(engine, _watched_engine(watch))
+        engine = f"watched-{id(watch)}-{path.stem}"
+        papermill_engines.register(engine, _watched_engine(watch, path.stem))
         watch.start(path.stem)
     start = time.perf_counter()
     try:
@@ -214,7 +229,9 @@ def run_notebook(
             parameters={"profile": profile, "overrides": overrides or {}},
             engine_name=engine,
             kernel_name=kernel or _kernel_of(path),
-            cwd=str(path.parent),
+            # the kernel's working directory, set by nbclient when it starts the kernel: papermill's own ``cwd``
+            # would change this whole process's, which notebooks run side by side (--jobs) must not do
+            resources={"metadata": {"path": str(path.parent)}},
             progress_bar=False,
             log_output=log_output,
             # ipykernel warns on every start that local TCP is unencrypted; it would cut the progress line.
@@ -233,10 +250,38 @@ def run_notebook(
         return False, seconds, msg
     finally:
         if watch is not None:
-            watch.stop()
+            watch.stop(path.stem)
     os.replace(tmp, good)
     bad.unlink(missing_ok=True)
     return True, time.perf_counter() - start, str(good)
+
+
+def run_notebooks(paths: list[Path], jobs: int, fail_fast: bool, run) -> list[tuple[str, str, float]]:
+    """``run(path)`` -> (ok, seconds, message) for each notebook, ``jobs`` at a time (each in its own kernel, so
+    their numbers are those of a run one by one), started in order; returns (stem, status, seconds) in the
+    notebooks' order. With ``fail_fast`` no notebook starts after one has failed."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    results, failed, n = {}, False, len(paths)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        queue, running = list(enumerate(paths, 1)), {}
+        while queue or running:
+            while queue and len(running) < jobs and not (failed and fail_fast):
+                i, path = queue.pop(0)
+                print(f"[{i}/{n}] {path.stem} ...", flush=True)
+                running[pool.submit(run, path)] = (i, path)
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i, path = running.pop(future)
+                ok, seconds, msg = future.result()
+                results[path] = (path.stem, "ok" if ok else "FAILED", seconds)
+                print(f"[{i}/{n}] {path.stem} ... {'ok' if ok else 'FAILED'} ({seconds:.1f} s)", flush=True)
+                if not ok:
+                    print(f"  {path.stem} failed at {msg}", flush=True)
+                    failed = True
+    return [results[p] for p in paths if p in results]
 
 
 def _settings_id(path: Path) -> str | None:
@@ -367,6 +412,12 @@ def _override(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="paper_figures.py",
@@ -388,6 +439,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", metavar="DIR",
                    help="notebook folder (default: notebooks/)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="notebooks run at once, each in its own kernel, after the training stage (default: 1)")
     p.add_argument("--strict", action="store_true", help="also fail when any claim does not hold, recorded or not")
     p.add_argument("--publish", action="store_true",
                    help="after a clean --all run: copy the executed notebooks over notebooks/*.ipynb, the gallery "
@@ -450,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {profile}: {len(todo)} notebook(s); figures in {figures}", flush=True)
 
     results: list[tuple[str, str, float]] = []
+    training = None
     try:
         watch.start("training")
         start, training = time.perf_counter(), None
@@ -464,16 +518,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[training] {planned} models the notebooks need, {len(trained)} job(s) trained now in one "
                       f"pool ({training:.1f} s)", flush=True)
         finally:
-            watch.stop()
-        for i, path in enumerate(todo, 1):
-            print(f"[{i}/{len(todo)}] {path.stem} ...", flush=True)
-            ok, seconds, msg = run_notebook(path, profile, executed, overrides, args.kernel, args.verbose, watch)
-            results.append((path.stem, "ok" if ok else "FAILED", seconds))
-            print(f"[{i}/{len(todo)}] {path.stem} ... {'ok' if ok else 'FAILED'} ({seconds:.1f} s)", flush=True)
-            if not ok:
-                print(f"  {path.stem} failed at {msg}", flush=True)
-                if args.fail_fast:
-                    break
+            watch.stop("training")
+        results = run_notebooks(todo, args.jobs, args.fail_fast, lambda path: run_notebook(
+            path, profile, executed, overrides, args.kernel, args.verbose, watch))
     finally:
         os.environ.pop("REPRO_PROGRESS", None)
         shutil.rmtree(progress_dir, ignore_errors=True)

@@ -175,6 +175,27 @@ class Store:
     def remove(self, kind: str, config: dict, name: str) -> None:
         self.path(kind, config, name).unlink(missing_ok=True)
 
+    @contextlib.contextmanager
+    def computing(self, kind: str, config: dict, name: str):
+        """Held while this process computes the artifact (kind, config, name): a process that asks for the same one
+        waits here until the first is done, then finds it stored, so notebooks run side by side never compute one
+        sample bank twice. An exclusive ``flock`` on ``.<name>.computing`` in the artifact's folder, released when
+        the holder ends however it ends; where no lock can be had, nobody waits."""
+        folder = self.folder(kind, config)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(folder / f".{name}.computing", os.O_RDWR | os.O_CREAT, 0o666) if fcntl else None
+        except OSError:
+            fd = None
+        try:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     def clear_leftovers(self, kind: str, config: dict) -> list[Path]:
         """Temporary files a killed process left in this artifact's folder, removed (see ``clear_leftovers``)."""
         return clear_leftovers(self.folder(kind, config))

@@ -131,13 +131,21 @@ def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun
     key = {"model": cfg.key_dict(), "sampler": sampler, "schedule": schedule, "steps": steps,
            "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds,
            "code": codehash.of("samples")}
-    if store.exists("samples", key, "x"):
-        return store.load("samples", key, "x")["x"]
-    model = train(cfg, store, device=P["device"], progress=False)
-    # Images live in [-1, 1]: clip as one does when writing the sample to an image file.
-    x = samplers.sample(model, seeds, P["shape"], sampler, steps, schedule, device=P["device"]).clamp(-1, 1)
-    store.save("samples", key, "x", {"x": x})
-    return x
+    return _bank(store, key, lambda: samplers.sample(train(cfg, store, device=P["device"], progress=False), seeds,
+                                                     P["shape"], sampler, steps, schedule, device=P["device"]))
+
+
+def _bank(store: Store, key: dict, draw):
+    """The sample bank stored under ``key``, else ``draw()`` clipped to [-1, 1] (images live there: clip as one does
+    when writing an image file) and stored. One process draws it; another asking for it meanwhile (a notebook run
+    beside this one) waits and loads it."""
+    if not store.exists("samples", key, "x"):
+        with store.computing("samples", key, "x"):
+            if not store.exists("samples", key, "x"):
+                x = draw().clamp(-1, 1)
+                store.save("samples", key, "x", {"x": x})
+                return x
+    return store.load("samples", key, "x")["x"]
 
 
 def generate(v: Variant, store: Store, seeds, P: dict):
@@ -332,13 +340,9 @@ def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dic
     key = {"model": v.cfg.key_dict(), "sampler": v.sampler, "schedule": v.schedule, "steps": steps,
            "seeds": seeds, "labels": labels.tolist(), "guidance": float(scale),
            "code": codehash.of("guided samples")}
-    if store.exists("samples", key, "x"):
-        return store.load("samples", key, "x")["x"]
-    model = Guided(train(v.cfg, store, device=P["device"], progress=False), scale)
-    x = samplers.sample(model, seeds, P["shape"], v.sampler, steps, v.schedule, device=P["device"],
-                        labels=labels).clamp(-1, 1)
-    store.save("samples", key, "x", {"x": x})
-    return x
+    return _bank(store, key, lambda: samplers.sample(Guided(train(v.cfg, store, device=P["device"], progress=False),
+                                                            scale), seeds, P["shape"], v.sampler, steps, v.schedule,
+                                                     device=P["device"], labels=labels))
 
 
 def section6(P: dict) -> dict[str, Variant]:
@@ -404,13 +408,13 @@ def snapshot_samples(cfg: TrainConfig, step: int, store: Store, seeds, P: dict):
     seeds = [int(s) for s in seeds]
     key = {"model": cfg.key_dict(), "snapshot": step, "sampler": "heun", "steps": P["sample_steps"], "seeds": seeds,
            "code": codehash.of("samples")}
-    if store.exists("samples", key, "x"):
-        return store.load("samples", key, "x")["x"]
-    train(cfg, store, device=P["device"], progress=False)
-    model = snapshot(cfg, step, store, device=P["device"])
-    x = samplers.sample(model, seeds, P["shape"], "heun", P["sample_steps"], device=P["device"]).clamp(-1, 1)
-    store.save("samples", key, "x", {"x": x})
-    return x
+
+    def draw():
+        train(cfg, store, device=P["device"], progress=False)
+        model = snapshot(cfg, step, store, device=P["device"])
+        return samplers.sample(model, seeds, P["shape"], "heun", P["sample_steps"], device=P["device"])
+
+    return _bank(store, key, draw)
 
 
 def sweep_settings(P: dict) -> dict:

@@ -387,3 +387,24 @@ def test_every_notebooks_models_train_in_one_pool_before_the_first_notebook(tmp_
     assert pf.main(["--notebooks", str(folder), "--only", "96", "--figures", str(tmp_path / "figs"),
                     "--executed", str(tmp_path / "executed"), "--profile", "smoke"]) == 0
     assert "[training]" not in capsys.readouterr().out
+
+
+def test_jobs_runs_notebooks_side_by_side_and_reports_them_in_order(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    stamp = ("import json, os, time\nt0 = time.time()\ntime.sleep(3)\n"
+             "open(os.path.join({out!r}, '{stem}.json'), 'w').write(json.dumps([t0, time.time(), os.getcwd()]))")
+    for stem in ("81_left", "82_right"):
+        _write(folder, stem, [_parameters('profile = "cpu"'), new_markdown_cell(f"## {stem}"),
+                              new_code_cell(stamp.format(out=str(tmp_path), stem=stem))])
+    assert _run(folder, tmp_path, "--profile", "smoke", "--jobs", "2", "--progress-every", "1") == 0
+    (a0, a1, cwd_a), (b0, b1, cwd_b) = (json.loads((tmp_path / f"{s}.json").read_text()) for s in ("81_left", "82_right"))
+    assert a0 < b1 and b0 < a1  # they ran at the same time
+    assert cwd_a == cwd_b == str(folder)  # each kernel in the notebooks' folder
+    out = capsys.readouterr().out
+    assert any("81_left · cell" in line and "82_right · cell" in line for line in out.splitlines())
+    table = out[out.index("wall time  claims"):].splitlines()
+    assert [line.split()[0] for line in table[1:3]] == ["81_left", "82_right"]
+    with pytest.raises(SystemExit):
+        pf.main(["--notebooks", str(folder), "--all", "--jobs", "0"])

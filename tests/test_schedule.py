@@ -85,3 +85,29 @@ def test_a_cycle_of_waiting_jobs_is_refused_not_waited_on(tmp_path):
     with pytest.raises(ValueError, match="cycle"):
         sweep.run_scheduled(lambda job, store, progress: None, ["a", "b"], [1.0, 1.0], [[1], [0]], Store(tmp_path),
                             n_jobs=1, progress=False)
+
+
+def test_a_sample_bank_asked_for_twice_at_once_is_drawn_once(tmp_path):
+    """Two notebooks side by side (paper_figures.py --jobs) asking for one bank: the second waits for the first."""
+    import threading
+    import time
+
+    import torch
+
+    store, draws, out = Store(tmp_path), [], {}
+
+    def draw():
+        draws.append(1)
+        time.sleep(0.5)
+        return torch.full((2, 1, 8, 8), 3.0)
+
+    def ask(name):
+        out[name] = zoo._bank(store, {"bank": 1}, draw)
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(draws) == 1
+    assert torch.equal(out[0], out[1]) and out[0].max() == 1.0  # clipped to [-1, 1], stored, loaded by the other
