@@ -440,7 +440,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="notebook folder (default: notebooks/)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
     p.add_argument("--jobs", type=_positive, default=1, metavar="N",
-                   help="notebooks run at once, each in its own kernel, after the training stage (default: 1)")
+                   help="notebooks run at once, each in its own kernel, after the training stage (default: 1; more "
+                        "only with cores to spare: each kernel computes on every core)")
     p.add_argument("--strict", action="store_true", help="also fail when any claim does not hold, recorded or not")
     p.add_argument("--publish", action="store_true",
                    help="after a clean --all run: copy the executed notebooks over notebooks/*.ipynb, the gallery "

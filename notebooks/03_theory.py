@@ -275,6 +275,6 @@ run.finish()
 # was still moving toward $D^*$ when training stopped (0.622 to 0.644 over the last 1,000 steps), so its rate
 # is probably a lower bound on the converged one; it departs from $D^*$ between $\sigma \approx 1$ and 10 (given $D^*$
 # above $\sigma = 1$ it lands on $D^*$'s image 96% of the time). The U-Nets' partitions of the noise plane
-# agree on 0.83-0.95 of it at N = 16 (chance 0.45-0.48) and 0.86-0.94 at N = 1,797 (chance 0.34-0.36). Labelled
+# agree on 0.82-0.96 of it at N = 16 (chance 0.44-0.45) and 0.86-0.94 at N = 1,797 (chance 0.34-0.36). Labelled
 # by the training image each sample copies, which does not depend on the corners, the N = 16 pairs agree on
-# 0.38-0.76 of the plane (chance 0.25-0.33).
+# 0.41-0.81 of the plane (chance 0.23-0.26).

@@ -310,7 +310,7 @@ run.finish()
 # | between widths (02) | 0.672 | 0.560 | 0.543 | 0.563 | 0.649 | 0.808 | 0.846 | 0.867 |
 #
 # - **One theory for each regime.** $D^*$ explains the memorization regime (N = 16: RP 0.69 / 0.78 / 0.80
-#   for widths 4 / 8 / 16, at least 0.155 above every other theory), the **Gaussian denoiser** the
+#   for widths 4 / 8 / 16, at least 0.160 above every other theory), the **Gaussian denoiser** the
 #   generalization regime (N = 1,797: RP 0.88 / 0.78 / 0.71, chance 0 on 200 seeds, so at least 142 times
 #   chance counted at one seed). The Gaussian overtakes $D^*$ for good at N = 512, the first N of the
 #   generalization regime as notebook 02 shades it (at N = 256 the two are level, 0.430 against 0.445). At
