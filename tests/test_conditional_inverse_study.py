@@ -112,7 +112,9 @@ def test_section4_is_section1s_unet_and_mlp_with_labels():
     assert [v.cfg for v in un] == [base["U-Net EDM (Heun)"], base["MLP EDM (Heun)"]]
     for v, u in zip(zoo.section4(P), un):
         assert v.cfg.conditional and not u.cfg.conditional
-        assert v.cfg.replace(conditional=False) == u.cfg
+        # the same model with labels; only notebook 01's pair keeps notebook 07's EMA snapshots
+        assert v.cfg.snapshot_every is None and u.cfg.snapshot_every is not None
+        assert v.cfg.replace(conditional=False, snapshot_every=u.cfg.snapshot_every) == u.cfg
     # notebook 05 uses the same backbones, and both reuse notebook 01's stored models
     assert [v.cfg for v in zoo.unconditional(profiles.settings("05", "cpu"))] == [v.cfg for v in un]
 
