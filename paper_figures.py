@@ -284,10 +284,15 @@ def run_notebooks(paths: list[Path], jobs: int, fail_fast: bool, run) -> list[tu
     return [results[p] for p in paths if p in results]
 
 
+def _first_arguments(path: Path, call: str) -> list[str]:
+    """The string first argument of each ``call("NN", ...)`` in a notebook's source (an .ipynb escapes quotes)."""
+    source = path.read_text(encoding="utf-8").replace('\\"', '"')
+    return re.findall(re.escape(call) + r'\(\s*["\'](\w+)["\']', source)
+
+
 def _settings_id(path: Path) -> str | None:
     """The settings a notebook asks for (``notebook.start("NN", ...)``), or None for a notebook that takes none."""
-    found = re.search(r'notebook\.start\(\s*["\'](\w+)["\']', path.read_text(encoding="utf-8").replace('\\"', '"'))
-    return found[1] if found else None
+    return next(iter(_first_arguments(path, "notebook.start")), None)
 
 
 def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str]:
@@ -308,7 +313,7 @@ def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str
 
 def _plan_ids(path: Path) -> list[str]:
     """The training plans a notebook trains (``zoo.plan("NN", ...)`` in its source)."""
-    return re.findall(r'zoo\.plan\(\s*["\'](\w+)["\']', path.read_text(encoding="utf-8").replace('\\"', '"'))
+    return _first_arguments(path, "zoo.plan")
 
 
 def prefit(paths: list[Path], profile: str, overrides: dict) -> tuple[int, dict]:
