@@ -32,7 +32,7 @@ from reprolib.store import Store  # noqa: E402
 from reprolib.train import TrainConfig  # noqa: E402
 
 SHORT, LONG = 10, 40
-NOTEBOOKS = ("01", "02", "03", "04", "05", "06", "07", "08")
+NOTEBOOKS = ("01", "02", "03", "04", "05", "06", "07")
 
 
 def jobs(profile: str = "cpu") -> dict[str, object]:

@@ -461,6 +461,4 @@ def plan(notebook: str, P: dict, store: Store) -> list:
         return [v.cfg for v in variants.values()] + [v.cfg for v in long.values()]
     if notebook == "07":
         return [v.cfg for v in section7(P)] + list(privacy_models(P, store)[1].values())
-    if notebook == "08":
-        return list(regimes(sweep_settings(P)).values())
-    raise ValueError(f"no training plan for notebook {notebook!r}: zoo.plan knows 01-08")
+    raise ValueError(f"no training plan for notebook {notebook!r}: zoo.plan knows 01-07 (08 trains nothing)")
