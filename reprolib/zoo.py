@@ -44,6 +44,11 @@ class Variant:
     sampler: str = "heun"
     schedule: str = "karras"
     steps: int | None = None  # a few-step model's own count; None: the profile's ``sample_steps`` (``samples``)
+    snapshot: int | None = None  # the model is ``cfg``'s EMA snapshot after this many steps; None: its end
+
+    @property
+    def trained_steps(self) -> int:
+        return self.snapshot or self.cfg.steps
 
 
 def nets(P: dict) -> dict:
@@ -150,6 +155,10 @@ def _bank(store: Store, key: dict, draw):
 
 def generate(v: Variant, store: Store, seeds, P: dict):
     """Samples of a variant for ``seeds`` (training it first if the store lacks it)."""
+    if v.snapshot is not None:
+        if (v.sampler, v.schedule, v.steps) != ("heun", "karras", None):
+            raise ValueError(f"{v.name}: a snapshot is sampled with Heun on the Karras schedule at the profile's steps")
+        return snapshot_samples(v.cfg, v.snapshot, store, seeds, P)
     return samples(v.cfg, store, seeds, P, v.sampler, v.schedule, v.steps)
 
 
@@ -350,7 +359,11 @@ def section6(P: dict) -> dict[str, Variant]:
     ``P["target"]`` fully, decoder only, encoder only, head only and through LoRA adapters, beside two
     from-scratch U-Nets on the target classes. The pre-training and the two from-scratch models each have
     their own training seed; the fine-tunings share a fourth, so none shares an initialisation or a minibatch
-    stream with the from-scratch models it is compared to. The fine-tunings train fewer steps than those."""
+    stream with the from-scratch models it is compared to. The fine-tunings train fewer steps than those.
+
+    The partial fine-tunings (``section6_partial``) are read off their longer runs (``section6_long``): with the
+    same seed and a learning rate with warm-up but no decay, the run's EMA snapshot after the fine-tuning's length
+    is the fine-tuned model, bit for bit (tests/test_train_features.py), so it is not trained a second time."""
     net = nets(P)["unet"]
 
     def steps(k):
@@ -360,7 +373,7 @@ def section6(P: dict) -> dict[str, Variant]:
     parent = configured(TrainConfig(data=P["data"], net=net, classes=src, steps=steps(2500), seed=10, batch=128), P)
     scratch = configured(TrainConfig(data=P["data"], net=net, classes=tgt, steps=steps(2500), seed=0, batch=128), P)
     tune = scratch.replace(init=asdict(parent), steps=steps(1500), seed=2)
-    return {
+    variants = {
         "scratch": Variant("scratch", scratch),
         "scratch, seed 2": Variant("scratch, seed 2", scratch.replace(seed=1)),
         "pre-trained": Variant("pre-trained", parent),
@@ -371,17 +384,21 @@ def section6(P: dict) -> dict[str, Variant]:
                                                      tune.replace(lora={"rank": P["lora_rank"]})),
         "head fine-tune": Variant("head fine-tune", tune.replace(trainable=("net.head",))),
     }
-
-
-def section6_long(P: dict, variants: dict[str, Variant], names) -> dict[str, Variant]:
-    """The fine-tunings ``names`` of ``section6`` trained ``P["long_factor"]`` times as long, keeping their EMA
-    weights at every multiple of their own length. Same seed, and a learning rate with warm-up but no decay:
-    the first snapshot is the fine-tuned model itself, and the later ones say where its training is heading."""
-    out = {}
-    for name in names:
+    for name in section6_partial(variants):
         cfg = variants[name].cfg
-        out[name] = Variant(name, cfg.replace(steps=cfg.steps * P["long_factor"], snapshot_every=cfg.steps))
-    return out
+        variants[name] = Variant(name, _longer(cfg, P), snapshot=cfg.steps)
+    return variants
+
+
+def _longer(cfg: TrainConfig, P: dict) -> TrainConfig:
+    """``cfg`` trained ``P["long_factor"]`` times as long, keeping its EMA weights at every multiple of its length."""
+    return cfg.replace(steps=cfg.steps * P["long_factor"], snapshot_every=cfg.steps)
+
+
+def section6_long(variants: dict[str, Variant], names) -> dict[str, Variant]:
+    """The longer runs of the fine-tunings ``names`` of ``section6`` (``P["long_factor"]`` times their length, EMA
+    snapshots at every multiple of it): the later snapshots say where each fine-tuning's training is heading."""
+    return {name: Variant(name, variants[name].cfg) for name in names}
 
 
 def section7(P: dict) -> list[Variant]:
@@ -439,7 +456,7 @@ def privacy_models(P: dict, store: Store) -> tuple[dict, dict, bool]:
 
 def section6_partial(variants: dict[str, Variant]) -> list[str]:
     """The partial fine-tunings of ``section6`` (all but the full and the encoder fine-tuning): those of claim 3,
-    which ``section6_long`` also trains longer."""
+    which ``section6_long`` follows further."""
     return [n for n in variants if "fine-tune" in n and n not in ("full fine-tune", "encoder fine-tune")]
 
 
@@ -456,9 +473,7 @@ def plan(notebook: str, P: dict, store: Store) -> list:
     if notebook == "05":
         return [v.cfg for v in unconditional(P)]
     if notebook == "06":
-        variants = section6(P)
-        long = section6_long(P, variants, section6_partial(variants))
-        return [v.cfg for v in variants.values()] + [v.cfg for v in long.values()]
+        return [v.cfg for v in section6(P).values()]
     if notebook == "07":
         return [v.cfg for v in section7(P)] + list(privacy_models(P, store)[1].values())
     raise ValueError(f"no training plan for notebook {notebook!r}: zoo.plan knows 01-07 (08 trains nothing)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import pytest
 import torch
 
 from reprolib import profiles, zoo
@@ -63,26 +64,42 @@ def test_section6_encoder_and_decoder_fine_tunings_split_the_u_net_between_them(
     assert rest and all(k.startswith("net.embed") for k in rest), rest  # only the noise embedding stays frozen in both
 
 
-def test_a_longer_run_passes_through_the_shorter_one(tmp_path):
+@pytest.mark.parametrize("part", [{"lora": {"rank": 2}}, {"trainable": ("net.out",)}], ids=["lora", "head"])
+def test_a_longer_run_passes_through_the_shorter_one(tmp_path, part):
     """With warm-up but no decay, the snapshot after k steps of a longer run is the k-step model, for a LoRA
-    fine-tuning too (its adapters start from the same draws): notebook 06 reads its fine-tunings off longer runs."""
+    fine-tuning (its adapters start from the same draws) and a partial one alike: notebook 06 reads its partial
+    fine-tunings off longer runs (``zoo.section6``) and samples the snapshot, never a k-step run."""
     store = Store(tmp_path)
     train(TINY, store, progress=False)
-    child = TINY.replace(classes=(5, 6, 7, 8, 9), init=asdict(TINY), lora={"rank": 2}, seed=3)
+    child = TINY.replace(classes=(5, 6, 7, 8, 9), init=asdict(TINY), seed=3, **part)
     short = train(child, store, progress=False)
     longer = child.replace(steps=3 * child.steps, snapshot_every=child.steps)
     final = train(longer, store, progress=False)
     first = snapshot(longer, child.steps, store)
     assert all(torch.equal(v, short.state_dict()[k]) for k, v in first.state_dict().items())
     assert any(not torch.equal(v, final.state_dict()[k]) for k, v in first.state_dict().items())
+    P = {"sample_steps": 3, "shape": (1, 8, 8), "device": "cpu"}
+    seeds = range(4)
+    read_off = zoo.generate(zoo.Variant("partial", longer, snapshot=child.steps), store, seeds, P)
+    assert torch.equal(read_off, zoo.samples(child, store, seeds, P))
 
 
-def test_section6_long_trains_the_named_fine_tunings_longer_and_nothing_else():
+def test_section6_trains_its_partial_fine_tunings_once_as_longer_runs(tmp_path):
     P = profiles.settings("06", "cpu")
     variants = zoo.section6(P)
-    long = zoo.section6_long(P, variants, ["decoder fine-tune", "head fine-tune"])
+    full = variants["full fine-tune"].cfg
+    partial = zoo.section6_partial(variants)
+    assert partial == ["decoder fine-tune", f"LoRA r{P['lora_rank']} fine-tune", "head fine-tune"]
+    for name in partial:
+        v = variants[name]
+        assert v.snapshot == v.trained_steps == full.steps == 1500
+        assert v.cfg.steps == P["long_factor"] * full.steps and v.cfg.snapshot_every == full.steps
+        assert v.cfg.replace(steps=full.steps, snapshot_every=None, trainable=None, lora=None) == full
+    assert variants["encoder fine-tune"].snapshot is None and variants["encoder fine-tune"].cfg.steps == full.steps
+    long = zoo.section6_long(variants, ["decoder fine-tune", "head fine-tune"])
     assert list(long) == ["decoder fine-tune", "head fine-tune"]
-    for name, v in long.items():
-        short = variants[name].cfg
-        assert v.cfg.steps == P["long_factor"] * short.steps and v.cfg.snapshot_every == short.steps
-        assert v.cfg.replace(steps=short.steps, snapshot_every=None) == short
+    assert all(v.cfg == variants[name].cfg and v.snapshot is None for name, v in long.items())
+    plan = zoo.plan("06", P, Store(tmp_path))
+    trained_1500 = [c for c in plan if c.init is not None and c.steps == full.steps]
+    assert trained_1500 == [full, variants["encoder fine-tune"].cfg]  # the partial ones only as longer runs
+    assert len(plan) == len({repr(c) for c in plan}) == 8  # pre-training, 2 from scratch, full, encoder, 3 longer
