@@ -79,10 +79,18 @@ def probe_images(P: dict, n: int, count: int) -> dict[str, torch.Tensor]:
     return {"training": order[:min(n, count)], "held-out": order[n:n + count]}
 
 
-@torch.no_grad()
 def agreement(models: dict, theory_names, P: dict, store, sigmas, count: int, seed: int = 0) -> pd.DataFrame:
     """r^2 of every theory's D(x; sigma) against every U-Net's, per (N, width, seed, theory, sigma, split):
-    x = y + sigma n on ``probe_images``, the same n for the model and the theories."""
+    x = y + sigma n on ``probe_images``, the same n for the model and the theories. Cached in the store (kind
+    "tables"), keyed by the models' keys and the code that computes it."""
+    key = {"table": "denoiser agreement", "models": sorted((list(k), cfg.key_dict()) for k, cfg in models.items()),
+           "theories": list(theory_names), "data": P["data"], "sigmas": [float(s) for s in sigmas], "count": count,
+           "seed": seed, "code": codehash.of("denoiser agreement")}
+    return zoo.table(store, key, lambda: _agreement(models, theory_names, P, store, sigmas, count, seed))
+
+
+@torch.no_grad()
+def _agreement(models: dict, theory_names, P: dict, store, sigmas, count: int, seed: int) -> pd.DataFrame:
     rows = []
     for n in sorted({key[0] for key in models}):
         train = data.load(P["data"]).subset(n).images

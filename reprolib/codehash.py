@@ -36,6 +36,8 @@ CODE = {
     "dps": ("inverse",),
     "hub samples": ("hub",),
     "closed-form samples": ("closed_form",),
+    "denoiser agreement": ("closed_form",),  # notebook 08's r^2 table (its models' keys hold their own code)
+    "hand-off": ("regimes", "samplers", "optimal"),  # notebook 03's same-copy rates of D* and a model in turn
 }
 NOT_CODE = frozenset({"store", "paths", "progress", "codehash", "zoo", "profiles", "sweep", "notebook", "plotting",
                       "claims"})

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data, metrics, samplers, zoo
+from . import codehash, data, metrics, samplers, zoo
 from .optimal import OptimalDenoiser
 
 MEMORIZED, GENERALIZED = 0.9, 0.1  # regime bounds on the memorized fraction
@@ -121,6 +121,20 @@ class Handoff(nn.Module):
     def forward(self, x, sigma, labels=None):
         level = float(torch.as_tensor(sigma).reshape(-1)[0])
         return (self.hi if level > self.sigma else self.lo)(x, sigma).to(x.dtype)
+
+
+def handoff(cfg, store, optimal, theory_x, seeds, cuts, P: dict) -> pd.DataFrame:
+    """``handoff_table`` of the trained model ``cfg`` with ``optimal``, the optimal denoiser on ``cfg``'s training
+    set, and ``theory_x``, its samples for ``seeds``; cached in the store (kind "tables"), keyed by the model's key
+    and the code that computes it (these two follow from ``cfg`` and ``seeds``)."""
+    seeds = [int(s) for s in seeds]
+    key = {"table": "hand-off", "model": cfg.key_dict(), "seeds": seeds, "cuts": [float(c) for c in cuts],
+           "sampler": "heun", "steps": P["sample_steps"], "code": codehash.of("hand-off")}
+    from .train import training_set
+
+    train = training_set(cfg).images
+    return zoo.table(store, key, lambda: handoff_table(zoo.fit(cfg, store, False, P["device"]), optimal, theory_x,
+                                                       train, seeds, cuts, P))
 
 
 def handoff_table(model, optimal, theory_x, train, seeds, cuts, P: dict) -> pd.DataFrame:

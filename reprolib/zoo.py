@@ -153,6 +153,21 @@ def _bank(store: Store, key: dict, draw):
     return store.load("samples", key, "x")["x"]
 
 
+def table(store: Store, key: dict, compute):
+    """The table stored under ``key`` (kind "tables"), else ``compute()`` (a DataFrame of plain columns), stored;
+    drawn once when two processes ask at once, like ``_bank``."""
+    import pandas as pd
+
+    if not store.exists("tables", key, "rows"):
+        with store.computing("tables", key, "rows"):
+            if not store.exists("tables", key, "rows"):
+                out = compute()
+                store.save("tables", key, "rows", {"columns": list(out.columns), "rows": out.to_dict("records")})
+                return out
+    saved = store.load("tables", key, "rows")
+    return pd.DataFrame(saved["rows"], columns=saved["columns"])
+
+
 def generate(v: Variant, store: Store, seeds, P: dict):
     """Samples of a variant for ``seeds`` (training it first if the store lacks it)."""
     if v.snapshot is not None:

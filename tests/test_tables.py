@@ -1,0 +1,62 @@
+"""Tables computed from stored models (notebook 03's hand-off, notebook 08's denoiser r^2) are cached in the
+store like sample banks: a second run loads the same numbers without computing them, and a new model is a new
+key."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from reprolib import closed_form, hyperplane, regimes, samplers, zoo
+from reprolib.store import Store
+from reprolib.train import TrainConfig, train, training_set
+
+TINY = TrainConfig(n=16, net={"kind": "mlp", "width": 16, "depth": 1}, steps=10, batch=8)
+P = {"data": "digits", "shape": (1, 8, 8), "sample_steps": 3, "device": "cpu"}
+
+
+def _forbid(*_, **__):
+    raise AssertionError("computed again")
+
+
+def test_a_table_is_computed_once_and_read_back_equal(tmp_path):
+    store = Store(tmp_path)
+    frame = pd.DataFrame({"n": [16, 32], "order": ["D* above", "model above"], "r2": [0.25, -1.5]})
+    calls = []
+    first = zoo.table(store, {"t": 1}, lambda: calls.append(1) or frame)
+    again = zoo.table(store, {"t": 1}, _forbid)
+    assert calls == [1] and first is frame
+    pd.testing.assert_frame_equal(again, frame)
+    other = zoo.table(store, {"t": 2}, lambda: frame.iloc[:1])  # another key computes its own
+    assert len(other) == 1
+
+
+def test_handoff_is_cached_under_the_models_key(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    train(TINY, store, progress=False)
+    images = training_set(TINY).images
+    optimal = hyperplane.optimal(images)
+    seeds = range(6)
+    theory = samplers.sample(optimal, seeds, P["shape"], "heun", P["sample_steps"])
+    first = regimes.handoff(TINY, store, optimal, theory, seeds, [0.3, 3.0], P)
+    direct = regimes.handoff_table(train(TINY, store, progress=False), optimal, theory, images, seeds, [0.3, 3.0], P)
+    pd.testing.assert_frame_equal(first, direct)
+    monkeypatch.setattr(regimes, "handoff_table", _forbid)
+    pd.testing.assert_frame_equal(regimes.handoff(TINY, store, optimal, theory, seeds, [0.3, 3.0], P), first)
+    with pytest.raises(AssertionError, match="computed again"):  # another model is another key
+        other = TINY.replace(seed=1)
+        train(other, store, progress=False)
+        regimes.handoff(other, store, optimal, theory, seeds, [0.3, 3.0], P)
+
+
+def test_denoiser_agreement_is_cached_under_the_models_keys(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    models = {(16, 16, 0): TINY}
+    train(TINY, store, progress=False)
+    args = (["D*", "Gaussian"], P, store, [0.5, 2.0], 4)
+    first = closed_form.agreement(models, *args)
+    assert set(first.theory) == {"D*", "Gaussian"} and len(first) == 2 * 2 * 2  # theories x sigmas x splits
+    monkeypatch.setattr(closed_form, "_agreement", _forbid)
+    pd.testing.assert_frame_equal(closed_form.agreement(models, *args), first)
+    with pytest.raises(AssertionError, match="computed again"):
+        closed_form.agreement(models, ["D*"], *args[1:])  # other theories: another table
