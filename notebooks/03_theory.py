@@ -150,8 +150,7 @@ n = min(P["sizes"])
 train_n = full.subset(n).images
 optimal = hyperplane.optimal(train_n)
 cuts = [0.3, 1.0, 3.0, 10.0]
-handoff = {w: regimes.handoff_table(zoo.fit(models[(n, w, 0)], store, False, P["device"]), optimal, theory[n],
-                                    train_n, seeds, cuts, P) for w in P["widths"]}
+handoff = {w: regimes.handoff(models[(n, w, 0)], store, optimal, theory[n], seeds, cuts, P) for w in P["widths"]}
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for w, t in handoff.items():
     for order, style in (("D* above", "-"), ("model above", "--")):
@@ -193,7 +192,8 @@ for n in (min(P["sizes"]), max(P["sizes"])):
     denoisers["optimal"] = hyperplane.optimal(train_n)
     corners = hyperplane.pick_corners(denoisers, seeds[:40], P["shape"], P, sim)
     grid = hyperplane.plane(corners, P["shape"], P["grid"])
-    images = {name: hyperplane.generate(d, grid, corners, P) for name, d in denoisers.items()}
+    images = {f"width {w}": zoo.plane_samples(models[(n, w, 0)], store, corners, P) for w in P["widths"]}
+    images["optimal"] = hyperplane.generate(denoisers["optimal"], grid, corners, P)
     labels = {name: hyperplane.nearest_corner(*images[name], sim) for name in denoisers}
     fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels), 2.8))
     for ax, (name, lab) in zip(axes, labels.items()):

@@ -38,6 +38,7 @@ CODE = {
     "closed-form samples": ("closed_form",),
     "denoiser agreement": ("closed_form",),  # notebook 08's r^2 table (its models' keys hold their own code)
     "hand-off": ("regimes", "samplers", "optimal"),  # notebook 03's same-copy rates of D* and a model in turn
+    "plane samples": ("hyperplane",),  # notebook 03's images of a trained model from a plane of noises
 }
 NOT_CODE = frozenset({"store", "paths", "progress", "codehash", "zoo", "profiles", "sweep", "notebook", "plotting",
                       "claims"})

@@ -14,6 +14,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import baselines, codehash, samplers, stacked, sweep
 from .store import Store
@@ -140,14 +141,32 @@ def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun
                                                      P["shape"], sampler, steps, schedule, device=P["device"]))
 
 
-def _bank(store: Store, key: dict, draw):
+def plane_samples(cfg: TrainConfig, store: Store, corners, P: dict):
+    """``hyperplane.generate`` of the trained model ``cfg`` on the plane of the seeds ``corners`` (``P["grid"]``
+    points a side): its three corner images and its image from every point, cached in the store (kind "samples")
+    and, like ``generate``'s, not clipped."""
+    from . import hyperplane
+
+    corners = [int(s) for s in corners]
+    key = {"model": cfg.key_dict(), "plane": corners, "grid": P["grid"], "sampler": "heun",
+           "steps": P["sample_steps"], "code": codehash.of("plane samples")}
+
+    def draw():
+        grid = hyperplane.plane(corners, P["shape"], P["grid"])
+        return torch.cat(hyperplane.generate(train(cfg, store, device=P["device"], progress=False), grid, corners, P))
+
+    x = _bank(store, key, draw, clip=False)
+    return x[:3], x[3:]
+
+
+def _bank(store: Store, key: dict, draw, clip: bool = True):
     """The sample bank stored under ``key``, else ``draw()`` clipped to [-1, 1] (images live there: clip as one does
-    when writing an image file) and stored. One process draws it; another asking for it meanwhile (a notebook run
-    beside this one) waits and loads it."""
+    when writing an image file; ``clip=False`` keeps what the sampler returned) and stored. One process draws it;
+    another asking for it meanwhile (a notebook run beside this one) waits and loads it."""
     if not store.exists("samples", key, "x"):
         with store.computing("samples", key, "x"):
             if not store.exists("samples", key, "x"):
-                x = draw().clamp(-1, 1)
+                x = draw().clamp(-1, 1) if clip else draw()
                 store.save("samples", key, "x", {"x": x})
                 return x
     return store.load("samples", key, "x")["x"]
@@ -357,7 +376,6 @@ def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dic
     """Samples of a conditional variant for ``seeds`` with per-seed ``labels`` under classifier-free guidance
     of scale ``scale`` (``guidance.Guided``), cached in the store like ``samples``."""
     from .guidance import Guided
-    import torch
 
     steps = P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1
     seeds, labels = [int(s) for s in seeds], torch.as_tensor(labels, dtype=torch.long)

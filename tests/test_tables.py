@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from reprolib import closed_form, hyperplane, regimes, samplers, zoo
 from reprolib.store import Store
@@ -60,3 +61,21 @@ def test_denoiser_agreement_is_cached_under_the_models_keys(tmp_path, monkeypatc
     pd.testing.assert_frame_equal(closed_form.agreement(models, *args), first)
     with pytest.raises(AssertionError, match="computed again"):
         closed_form.agreement(models, ["D*"], *args[1:])  # other theories: another table
+
+
+def test_plane_samples_are_the_models_plane_images_drawn_once(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    model = train(TINY, store, progress=False)
+    plane_p = {**P, "grid": 4}
+    corners = [3, 5, 7]
+    grid = hyperplane.plane(corners, P["shape"], plane_p["grid"])
+    expected = hyperplane.generate(model, grid, corners, plane_p)
+    first = zoo.plane_samples(TINY, store, corners, plane_p)
+    for got, want in zip(first, expected):  # unclipped, as generate returns them
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert first[0].shape == (3, *P["shape"]) and first[1].shape == (16, *P["shape"])
+    monkeypatch.setattr(hyperplane, "generate", _forbid)
+    again = zoo.plane_samples(TINY, store, corners, plane_p)
+    assert all(torch.equal(a, b) for a, b in zip(again, first))
+    with pytest.raises(AssertionError, match="computed again"):  # another plane is another bank
+        zoo.plane_samples(TINY, store, [3, 5, 8], plane_p)
