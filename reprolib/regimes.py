@@ -17,6 +17,7 @@ from torch import nn
 
 from . import codehash, data, metrics, samplers, zoo
 from .optimal import OptimalDenoiser
+from .train import training_set
 
 MEMORIZED, GENERALIZED = 0.9, 0.1  # regime bounds on the memorized fraction
 
@@ -130,8 +131,6 @@ def handoff(cfg, store, optimal, theory_x, seeds, cuts, P: dict) -> pd.DataFrame
     seeds = [int(s) for s in seeds]
     key = {"table": "hand-off", "model": cfg.key_dict(), "seeds": seeds, "cuts": [float(c) for c in cuts],
            "sampler": "heun", "steps": P["sample_steps"], "code": codehash.of("hand-off")}
-    from .train import training_set
-
     train = training_set(cfg).images
     return zoo.table(store, key, lambda: handoff_table(zoo.fit(cfg, store, False, P["device"]), optimal, theory_x,
                                                        train, seeds, cuts, P))

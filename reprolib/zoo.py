@@ -161,30 +161,30 @@ def plane_samples(cfg: TrainConfig, store: Store, corners, P: dict):
 
 def _bank(store: Store, key: dict, draw, clip: bool = True):
     """The sample bank stored under ``key``, else ``draw()`` clipped to [-1, 1] (images live there: clip as one does
-    when writing an image file; ``clip=False`` keeps what the sampler returned) and stored. One process draws it;
-    another asking for it meanwhile (a notebook run beside this one) waits and loads it."""
-    if not store.exists("samples", key, "x"):
-        with store.computing("samples", key, "x"):
-            if not store.exists("samples", key, "x"):
-                x = draw().clamp(-1, 1) if clip else draw()
-                store.save("samples", key, "x", {"x": x})
-                return x
-    return store.load("samples", key, "x")["x"]
+    when writing an image file; ``clip=False`` keeps what the sampler returned) and stored."""
+    return _once(store, "samples", key, "x", lambda: draw().clamp(-1, 1) if clip else draw(), lambda x: {"x": x},
+                 lambda saved: saved["x"])
 
 
 def table(store: Store, key: dict, compute):
-    """The table stored under ``key`` (kind "tables"), else ``compute()`` (a DataFrame of plain columns), stored;
-    drawn once when two processes ask at once, like ``_bank``."""
+    """The table stored under ``key`` (kind "tables"), else ``compute()`` (a DataFrame of plain columns), stored."""
     import pandas as pd
 
-    if not store.exists("tables", key, "rows"):
-        with store.computing("tables", key, "rows"):
-            if not store.exists("tables", key, "rows"):
-                out = compute()
-                store.save("tables", key, "rows", {"columns": list(out.columns), "rows": out.to_dict("records")})
-                return out
-    saved = store.load("tables", key, "rows")
-    return pd.DataFrame(saved["rows"], columns=saved["columns"])
+    return _once(store, "tables", key, "rows", compute,
+                 lambda t: {"columns": list(t.columns), "rows": t.to_dict("records")},
+                 lambda saved: pd.DataFrame(saved["rows"], columns=saved["columns"]))
+
+
+def _once(store: Store, kind: str, key: dict, name: str, compute, encode, decode):
+    """``decode`` of what the store holds under ``key``, else ``compute()``, saved as ``encode`` of it. One process
+    computes it; another asking for it meanwhile (a notebook run beside this one) waits and loads it."""
+    if not store.exists(kind, key, name):
+        with store.computing(kind, key, name):
+            if not store.exists(kind, key, name):
+                value = compute()
+                store.save(kind, key, name, encode(value))
+                return value
+    return decode(store.load(kind, key, name))
 
 
 def generate(v: Variant, store: Store, seeds, P: dict):
