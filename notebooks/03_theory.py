@@ -147,10 +147,8 @@ curves.pivot_table(index=["n", "step"], columns="width", values="same_copy").rou
 # %%
 t0 = time.perf_counter()
 n = min(P["sizes"])
-train_n = full.subset(n).images
-optimal = hyperplane.optimal(train_n)
 cuts = [0.3, 1.0, 3.0, 10.0]
-handoff = {w: regimes.handoff(models[(n, w, 0)], store, optimal, theory[n], seeds, cuts, P) for w in P["widths"]}
+handoff = {w: regimes.handoff(models[(n, w, 0)], store, seeds, cuts, P) for w in P["widths"]}
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for w, t in handoff.items():
     for order, style in (("D* above", "-"), ("model above", "--")):

@@ -124,16 +124,20 @@ class Handoff(nn.Module):
         return (self.hi if level > self.sigma else self.lo)(x, sigma).to(x.dtype)
 
 
-def handoff(cfg, store, optimal, theory_x, seeds, cuts, P: dict) -> pd.DataFrame:
-    """``handoff_table`` of the trained model ``cfg`` with ``optimal``, the optimal denoiser on ``cfg``'s training
-    set, and ``theory_x``, its samples for ``seeds``; cached in the store (kind "tables"), keyed by the model's key
-    and the code that computes it (these two follow from ``cfg`` and ``seeds``)."""
+def handoff(cfg, store, seeds, cuts, P: dict) -> pd.DataFrame:
+    """``handoff_table`` of the trained model ``cfg`` and D*, the optimal denoiser of its training set, against D*'s
+    own samples for ``seeds``; cached in the store (kind "tables"), keyed by the model's key and the code."""
     seeds = [int(s) for s in seeds]
     key = {"table": "hand-off", "model": cfg.key_dict(), "seeds": seeds, "cuts": [float(c) for c in cuts],
            "sampler": "heun", "steps": P["sample_steps"], "code": codehash.of("hand-off")}
-    train = training_set(cfg).images
-    return zoo.table(store, key, lambda: handoff_table(zoo.fit(cfg, store, False, P["device"]), optimal, theory_x,
-                                                       train, seeds, cuts, P))
+
+    def compute():
+        train = training_set(cfg).images
+        optimal = OptimalDenoiser(train)
+        theory_x = samplers.sample(optimal, seeds, P["shape"], "heun", P["sample_steps"])
+        return handoff_table(zoo.fit(cfg, store, False, P["device"]), optimal, theory_x, train, seeds, cuts, P)
+
+    return zoo.table(store, key, compute)
 
 
 def handoff_table(model, optimal, theory_x, train, seeds, cuts, P: dict) -> pd.DataFrame:

@@ -1,6 +1,6 @@
-"""Tables computed from stored models (notebook 03's hand-off, notebook 08's denoiser r^2) are cached in the
-store like sample banks: a second run loads the same numbers without computing them, and a new model is a new
-key."""
+"""What notebooks compute from stored models (03's hand-off table and noise-plane images, 08's denoiser r^2
+table) is cached in the store: a second run loads the same numbers without computing them, and a new model is a
+new key."""
 
 from __future__ import annotations
 
@@ -39,15 +39,15 @@ def test_handoff_is_cached_under_the_models_key(tmp_path, monkeypatch):
     optimal = hyperplane.optimal(images)
     seeds = range(6)
     theory = samplers.sample(optimal, seeds, P["shape"], "heun", P["sample_steps"])
-    first = regimes.handoff(TINY, store, optimal, theory, seeds, [0.3, 3.0], P)
+    first = regimes.handoff(TINY, store, seeds, [0.3, 3.0], P)  # D* and its samples from the model's training set
     direct = regimes.handoff_table(train(TINY, store, progress=False), optimal, theory, images, seeds, [0.3, 3.0], P)
     pd.testing.assert_frame_equal(first, direct)
     monkeypatch.setattr(regimes, "handoff_table", _forbid)
-    pd.testing.assert_frame_equal(regimes.handoff(TINY, store, optimal, theory, seeds, [0.3, 3.0], P), first)
+    pd.testing.assert_frame_equal(regimes.handoff(TINY, store, seeds, [0.3, 3.0], P), first)
     with pytest.raises(AssertionError, match="computed again"):  # another model is another key
         other = TINY.replace(seed=1)
         train(other, store, progress=False)
-        regimes.handoff(other, store, optimal, theory, seeds, [0.3, 3.0], P)
+        regimes.handoff(other, store, seeds, [0.3, 3.0], P)
 
 
 def test_denoiser_agreement_is_cached_under_the_models_keys(tmp_path, monkeypatch):
