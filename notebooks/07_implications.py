@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reprolib import data, editing, metrics, notebook, plotting, quality, regimes, samplers, zoo
+from reprolib import data, editing, metrics, notebook, plotting, quality, regimes, zoo
 
 run = notebook.start("07", profile, overrides)
 P, store = run.P, run.store
@@ -203,10 +203,9 @@ priv.pivot_table(index="n", columns="width", values=["memorized", "revealed"]).r
 # %%
 t0 = time.perf_counter()
 edit_seeds = seeds[:P["edit_seeds"]]
-direction = samplers.noise([P["direction_seed"]], P["shape"])[0]
 angles = P["angles"]
-edit_paths = {name: editing.paths(zoo.fit(cfg, store, False, P["device"]), edit_seeds, direction, angles, P["shape"],
-                                  P["sample_steps"], P["device"]) for name, cfg in ((name_a, cfg_a), (name_b, cfg_b))}
+edit_paths = {name: zoo.edit_samples(cfg, store, edit_seeds, P["direction_seed"], angles, P)
+              for name, cfg in ((name_a, cfg_a), (name_b, cfg_b))}
 paired, chance_c = editing.change_agreement(edit_paths[name_a], edit_paths[name_b], sim)
 edit_rp = [metrics.rp_score(sim, a, b) for a, b in zip(edit_paths[name_a], edit_paths[name_b])]
 edits = pd.DataFrame(dict(angle=angles, rp=edit_rp, change_corr=[np.nan] + paired.median(1).values.tolist(),

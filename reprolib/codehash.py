@@ -39,6 +39,7 @@ CODE = {
     "denoiser agreement": ("closed_form",),  # notebook 08's r^2 table (its models' keys hold their own code)
     "hand-off": ("regimes", "samplers", "optimal"),  # notebook 03's same-copy rates of D* and a model in turn
     "plane samples": ("hyperplane",),  # notebook 03's images of a trained model from a plane of noises
+    "edit samples": ("editing",),  # notebook 07's images of a trained model from turned noises
 }
 NOT_CODE = frozenset({"store", "paths", "progress", "codehash", "zoo", "profiles", "sweep", "notebook", "plotting",
                       "claims"})

@@ -159,6 +159,23 @@ def plane_samples(cfg: TrainConfig, store: Store, corners, P: dict):
     return x[:3], x[3:]
 
 
+def edit_samples(cfg: TrainConfig, store: Store, seeds, direction_seed: int, angles, P: dict) -> torch.Tensor:
+    """``editing.paths`` of the trained model ``cfg``: its samples (angles, seeds, *shape) from every seed's noise
+    turned by each angle toward the noise of ``direction_seed``, cached in the store (kind "samples")."""
+    from . import editing
+
+    seeds, angles = [int(s) for s in seeds], [float(a) for a in angles]
+    key = {"model": cfg.key_dict(), "seeds": seeds, "direction": int(direction_seed), "angles": angles,
+           "sampler": "heun", "steps": P["sample_steps"], "code": codehash.of("edit samples")}
+
+    def draw():
+        direction = samplers.noise([direction_seed], P["shape"])[0]
+        return editing.paths(train(cfg, store, device=P["device"], progress=False), seeds, direction, angles,
+                             P["shape"], P["sample_steps"], P["device"])
+
+    return _bank(store, key, draw)
+
+
 def _bank(store: Store, key: dict, draw, clip: bool = True):
     """The sample bank stored under ``key``, else ``draw()`` clipped to [-1, 1] (images live there: clip as one does
     when writing an image file; ``clip=False`` keeps what the sampler returned) and stored."""

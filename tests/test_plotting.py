@@ -39,3 +39,17 @@ def test_image_grid_labels_each_row():
     shown = ax.images[0].get_array()
     assert shown.shape == (2 * 32 + 2, 4 * 32 + 3 * 2)  # as many columns as the shortest row
     assert shown[:32, :32].max() == 0.5 and shown[34:, :32].min() == 1.0  # [-1, 1] shown as [0, 1]
+
+
+def test_heatmap_writes_each_value_in_the_colour_that_reads_on_its_cell():
+    import matplotlib.pyplot as plt
+
+    matrix = np.array([[0.0, 1.0], [0.5, np.nan]])
+    fig, ax = plt.subplots()
+    plotting.heatmap(matrix, ["a", "b"], ax, "title", fmt=".1f", cmap="gray")
+    texts = {(t.get_position(), t.get_text()): t.get_color() for t in ax.texts}
+    # column j, row i; the NaN cell stays blank; white on black, black on white and on mid-grey
+    assert texts == {((0, 0), "0.0"): "white", ((1, 0), "1.0"): "black", ((0, 1), "0.5"): "black"}
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"] == [t.get_text() for t in ax.get_yticklabels()]
+    assert ax.get_title() == "title"
+    plt.close(fig)

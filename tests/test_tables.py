@@ -1,6 +1,6 @@
-"""What notebooks compute from stored models (03's hand-off table and noise-plane images, 08's denoiser r^2
-table) is cached in the store: a second run loads the same numbers without computing them, and a new model is a
-new key."""
+"""What notebooks compute from stored models (03's hand-off table and noise-plane images, 07's noise edits, 08's
+denoiser r^2 table) is cached in the store: a second run loads the same numbers without computing them, and a new
+model is a new key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from reprolib import closed_form, hyperplane, regimes, samplers, zoo
+from reprolib import closed_form, editing, hyperplane, regimes, samplers, zoo
 from reprolib.store import Store
 from reprolib.train import TrainConfig, train, training_set
 
@@ -79,3 +79,18 @@ def test_plane_samples_are_the_models_plane_images_drawn_once(tmp_path, monkeypa
     assert all(torch.equal(a, b) for a, b in zip(again, first))
     with pytest.raises(AssertionError, match="computed again"):  # another plane is another bank
         zoo.plane_samples(TINY, store, [3, 5, 8], plane_p)
+
+
+def test_edit_samples_are_the_models_edit_paths_drawn_once(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    model = train(TINY, store, progress=False)
+    seeds, angles = [11, 12, 13], [0, 20, 45]
+    direction = samplers.noise([7], P["shape"])[0]
+    expected = editing.paths(model, seeds, direction, angles, P["shape"], P["sample_steps"])
+    first = zoo.edit_samples(TINY, store, seeds, 7, angles, P)
+    torch.testing.assert_close(first, expected, rtol=0, atol=0)
+    assert first.shape == (len(angles), len(seeds), *P["shape"])
+    monkeypatch.setattr(editing, "paths", _forbid)
+    assert torch.equal(zoo.edit_samples(TINY, store, seeds, 7, angles, P), first)
+    with pytest.raises(AssertionError, match="computed again"):  # another direction is another bank
+        zoo.edit_samples(TINY, store, seeds, 8, angles, P)
