@@ -80,11 +80,7 @@ def plan_totals(per_step: dict[str, float]) -> tuple[list, list[float]]:
     with tempfile.TemporaryDirectory() as empty:
         store = Store(empty)
         configs = [c for nb in bench_jobs.NOTEBOOKS for c in zoo.plan(nb, profiles.settings(nb, "cpu"), store)]
-        measured, zoo._step_costs = zoo._step_costs, lambda: per_step
-        try:
-            jobs, totals, _ = zoo.schedule(configs, store)
-        finally:
-            zoo._step_costs = measured
+        jobs, totals, _ = zoo.schedule(configs, store, per_step=per_step)
     return jobs, totals
 
 

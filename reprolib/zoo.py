@@ -266,10 +266,11 @@ def _cost(job) -> float:
     return job.steps * (job.net.get("width", 1) if isinstance(job, TrainConfig) else 1)
 
 
-def costs(jobs) -> list[float]:
-    """Each job's estimated cost, for ordering: measured seconds when every job's kind was measured, else the
-    stand-in for all (the two are not in the same units)."""
-    measured = [cost(job) for job in jobs]
+def costs(jobs, per_step: dict | None = None) -> list[float]:
+    """Each job's estimated cost, for ordering: measured seconds (``STEP_COSTS``, or ``per_step``: a value per
+    ``cost_class``) when every job's kind was measured, else the stand-in for all (the two are not in the same
+    units)."""
+    measured = [cost(job, per_step) for job in jobs]
     return measured if all(c is not None for c in measured) else [float(_cost(job)) for job in jobs]
 
 
@@ -289,10 +290,11 @@ def fit_all(configs, store: Store, P: dict, backend: str | None = None, stack: b
                                n_jobs=P["n_jobs"], progress=progress, label=describe, backend=backend)
 
 
-def schedule(configs, store: Store, stack: bool = True) -> tuple[list, list[float], list[list[int]]]:
-    """``fit_all``'s jobs for the configs not yet in the store, each job's estimated cost (``costs``; a job also
-    trains the ancestors no other job trains, as ``train.train`` does, and they count) and the jobs each waits
-    for (``after``: those that train one of its ancestors)."""
+def schedule(configs, store: Store, stack: bool = True,
+             per_step: dict | None = None) -> tuple[list, list[float], list[list[int]]]:
+    """``fit_all``'s jobs for the configs not yet in the store, each job's estimated cost (``costs``, under
+    ``per_step`` if given; a job also trains the ancestors no other job trains, as ``train.train`` does, and they
+    count) and the jobs each waits for (``after``: those that train one of its ancestors)."""
     todo = [c for c in {repr(c): c for c in configs}.values() if not is_fitted(c, store)]
     jobs = stacked.group(todo) if stack else todo
     members = [_members(job) for job in jobs]
@@ -301,7 +303,7 @@ def schedule(configs, store: Store, stack: bool = True) -> tuple[list, list[floa
     planned = [c for m in members for c in m]
     own = [[a for c in mine for a in _ancestors(c) if a not in planned and not is_fitted(a, store)]
            for mine in members]  # trained inside the job, before it
-    flat = costs([*jobs, *(a for ancestors in own for a in ancestors)])
+    flat = costs([*jobs, *(a for ancestors in own for a in ancestors)], per_step)
     job_costs, k = flat[:len(jobs)], len(jobs)
     for j, ancestors in enumerate(own):
         job_costs[j] += sum(flat[k:k + len(ancestors)])
