@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_jobs  # noqa: E402
+
 from reprolib import profiles, stacked, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 
@@ -95,9 +96,7 @@ def main() -> None:
     flops, seconds = {}, {}
     for name, job in bench_jobs.jobs().items():
         flops[name] = step_flops(job)
-        seconds[name] = statistics.median(
-            (bench_jobs.cpu_seconds(job, bench_jobs.LONG) - bench_jobs.cpu_seconds(job, bench_jobs.SHORT))
-            / (bench_jobs.LONG - bench_jobs.SHORT) for _ in range(args.repeats))
+        seconds[name] = bench_jobs.step_seconds(job, args.repeats)
         print(f"{_giga(flops[name], 3):>7} GFLOP  {seconds[name] * 1e3:7.1f} ms  "
               f"{_giga(_rate(flops[name], seconds[name]), 1):>5} GFLOP/s  {name}", flush=True)
     uncounted = sorted(n for n, f in flops.items() if f is None)

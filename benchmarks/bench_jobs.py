@@ -68,6 +68,13 @@ def cpu_seconds(job, steps: int) -> float:
         return time.process_time() - t0
 
 
+def step_seconds(job, repeats: int) -> float:
+    """CPU seconds of one training step of ``job``: the median over ``repeats`` of (LONG-step run - SHORT-step run)
+    / (LONG - SHORT)."""
+    return statistics.median((cpu_seconds(job, LONG) - cpu_seconds(job, SHORT)) / (LONG - SHORT)
+                             for _ in range(repeats))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
@@ -77,8 +84,7 @@ def main() -> None:
     todo = jobs()
     per_step = {}
     for name, job in todo.items():
-        runs = [(cpu_seconds(job, LONG) - cpu_seconds(job, SHORT)) / (LONG - SHORT) for _ in range(args.repeats)]
-        per_step[name] = statistics.median(runs)
+        per_step[name] = step_seconds(job, args.repeats)
         print(f"{per_step[name] * 1000:8.1f} ms/step  {name}", flush=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     if args.write:
