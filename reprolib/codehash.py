@@ -6,7 +6,8 @@ A module's digest is the SHA-256 of its parsed code with every docstring removed
 ``ast.unparse``: comments, blank lines and layout are not part of it. An artifact's digest covers the modules
 ``CODE`` names for it and every ``reprolib`` module they import, directly or not, except those in ``NOT_CODE``:
 storage, paths and progress reports change no number, and the wiring (``zoo``, ``profiles``, ...) only chooses
-what is computed, which the key's other fields say (sizes, steps, sampler names, seeds).
+what is computed, which the key's other fields say (sizes, steps, sampler names, seeds). The machine
+(``machine``: device, workers, thread counts) is no key either: its effect on the bits is recorded beside them.
 
 A module is digested as it was loaded: the first digest in a process reads its file, and a later edit counts
 once the module is reloaded (``importlib.reload``, Jupyter's autoreload) or the process restarts. Another
@@ -42,7 +43,7 @@ CODE = {
     "edit samples": ("editing",),  # notebook 07's images of a trained model from turned noises
 }
 NOT_CODE = frozenset({"store", "paths", "progress", "codehash", "zoo", "profiles", "sweep", "notebook", "plotting",
-                      "claims"})
+                      "claims", "machine"})
 
 _cache: dict[str, tuple[tuple, str, frozenset]] = {}  # module -> (what was loaded, digest, reprolib imports)
 

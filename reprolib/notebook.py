@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import __version__, profiles
+from . import __version__, machine, profiles
 from .claims import Claims
 from .paths import repo_root
 from .store import Store
@@ -49,8 +49,8 @@ class Run:
         import torch
 
         parts = [f"profile **{self.P['profile']}**", f"commit `{self.rev or 'unknown'}`", f"executed {self.stamp}",
-                 f"wall time {wall}", f"reprolib {__version__}, torch {torch.__version__}, "
-                 f"{torch.get_num_threads()} thread(s), device {self.P.get('device', 'cpu')}"]
+                 f"wall time {wall}", f"reprolib {__version__}, torch {torch.__version__}",
+                 machine.describe({**self.P, "threads": torch.get_num_threads()})]
         return f"Notebook {self.notebook}: " + " · ".join(parts)
 
     def elapsed(self) -> float:
@@ -76,6 +76,7 @@ def start(notebook: str, profile: str | None = None, overrides: dict | None = No
     """Settings of ``notebook`` at ``profile`` with ``overrides``, the store, an empty claims table, and a header
     (profile, commit, date, versions) shown now and completed with the wall time by ``Run.finish``."""
     P = profiles.settings(notebook, profile, **(overrides or {}))
+    machine.apply(P)  # the kernel's thread count, on which its samples' bits depend
     run = Run(notebook, P, Store(), Claims(notebook, P["profile"], judged=P["claims_strict"]),
               stamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), rev=commit())
     from IPython.display import display

@@ -19,6 +19,8 @@ import math
 import os
 from typing import Callable, NamedTuple
 
+from . import machine
+
 NAMES = ("smoke", "cpu", "paper")
 
 
@@ -35,12 +37,12 @@ _PAPER_UNET = {"kind": "unet", "channel_mult": [2, 2, 2], "num_blocks": 4, "attn
 # (local folders or hub ids of diffusers DDPM checkpoints, ``hub.py``) add rows to the heatmaps; empty by
 # default, so that nothing is downloaded unless asked for.
 _S1 = {
-    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=64, sample_steps=6, n_jobs=1,
-                   device="cpu", claims_strict=False, public_checkpoints=[]),
-    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18, n_jobs=2,
-                 device="cpu", claims_strict=True, public_checkpoints=[]),
-    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18, n_jobs=1,
-                   device="auto", claims_strict=True, public_checkpoints=[]),
+    "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=64, sample_steps=6,
+                   claims_strict=False, public_checkpoints=[]),
+    "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18,
+                 claims_strict=True, public_checkpoints=[]),
+    "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18,
+                   claims_strict=True, public_checkpoints=[]),
 }
 
 # Notebooks 02 and 03: one sweep over training-set sizes (``zoo.regimes``); 03 reuses 02's models.
@@ -56,15 +58,14 @@ _DIGIT_SIZES = [16, 32, 64, 128, 256, 512, 1024, 1797]
 _PAPER_SIZES = [2**k for k in range(6, 16)]
 _REGIMES = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, sizes=[16, 256], widths=[4, 8], train_seeds=1,
-                   steps={16: 30, 256: 30}, lr=3e-3, batch=64, seeds=48, sample_steps=5, grid=8, n_jobs=1,
-                   snapshot_every=10, curve_seeds=48, device="cpu", claims_strict=False),
+                   steps={16: 30, 256: 30}, lr=3e-3, batch=64, seeds=48, sample_steps=5, grid=8,
+                   snapshot_every=10, curve_seeds=48, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, sizes=_DIGIT_SIZES, widths=[4, 8, 16], train_seeds=1,
                  steps={n: 5000 if n <= 32 else 3000 for n in _DIGIT_SIZES}, lr=3e-3, batch=128, seeds=500,
-                 sample_steps=18, grid=32, n_jobs=2, snapshot_every=1000, curve_seeds=500, device="cpu",
-                 claims_strict=True),
+                 sample_steps=18, grid=32, snapshot_every=1000, curve_seeds=500, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, sizes=_PAPER_SIZES, widths=[64, 128, 256], train_seeds=1,
                    steps={n: 60_000 for n in _PAPER_SIZES}, lr=1e-3, batch=128, seeds=10_000, sample_steps=18,
-                   grid=64, n_jobs=1, snapshot_every=20_000, curve_seeds=1000, device="auto", claims_strict=True),
+                   grid=64, snapshot_every=20_000, curve_seeds=1000, claims_strict=True),
 }
 
 SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIMES}
@@ -77,14 +78,12 @@ SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIME
 # CIFAR-10 (this recipe is known to reach about 0.94; not measured here).
 _S4 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=60, sample_steps=6, guidance=1.0,
-                   guidance_sweep=[0.0, 1.0], judge={}, judge_accuracy=0.97, n_jobs=1, device="cpu",
-                   claims_strict=False),
+                   guidance_sweep=[0.0, 1.0], judge={}, judge_accuracy=0.97, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18, guidance=1.0,
-                 guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.97, n_jobs=2, device="cpu",
-                 claims_strict=True),
+                 guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.97, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18,
                    guidance=1.0, guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge=dict(width=64, epochs=24),
-                   judge_accuracy=0.9, n_jobs=1, device="auto", claims_strict=True),
+                   judge_accuracy=0.9, claims_strict=True),
 }
 
 # Notebook 05: deterministic DPS with notebook 01's unconditional U-Net and MLP (``zoo.unconditional``).
@@ -92,14 +91,11 @@ _S4 = {
 # two DPS step sizes compared; ``sample_steps`` DPM-Solver++ steps (Euler gets 2 x steps - 1, as in 01).
 _S5 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, images=16, sample_steps=6,
-                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], n_jobs=1,
-                   device="cpu", claims_strict=False),
+                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, images=200, sample_steps=18,
-                 tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], n_jobs=2,
-                 device="cpu", claims_strict=True),
+                 tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, images=1000, sample_steps=18,
-                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], n_jobs=1,
-                   device="auto", claims_strict=True),
+                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
 }
 SETTINGS["04"], SETTINGS["05"] = _S4, _S5
 
@@ -109,14 +105,12 @@ SETTINGS["04"], SETTINGS["05"] = _S4, _S5
 # length (``zoo.section6_long``): is the fine-tuned model of the claims where its training is heading?
 _S6 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, source=[0, 1, 2, 3, 4],
-                   target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=64, sample_steps=6,
-                   n_jobs=1, device="cpu", claims_strict=False),
+                   target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=64, sample_steps=6, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, source=[0, 1, 2, 3, 4],
-                 target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18,
-                 n_jobs=2, device="cpu", claims_strict=True),
+                 target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=20.0, source=[0, 1, 2, 3, 4],
                    target=[5, 6, 7, 8, 9], lora_rank=16, long_factor=3, seeds=10_000,
-                   sample_steps=18, n_jobs=1, device="auto", claims_strict=True),
+                   sample_steps=18, claims_strict=True),
 }
 
 # Notebook 07: a U-Net and an MLP with EMA snapshots every ``snapshot_every`` steps (``zoo.section7``), of
@@ -126,14 +120,13 @@ _S6 = {
 _S7 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, snapshot_every=250, snapshots=4, seeds=64,
                    sample_steps=6, edit_seeds=32, angles=[0, 20, 45], direction_seed=7, privacy_sizes=[16, 256],
-                   privacy_widths=[8], n_jobs=1, device="cpu", claims_strict=False),
+                   privacy_widths=[8], claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, snapshot_every=250, snapshots=12, seeds=500,
                  sample_steps=18, edit_seeds=200, angles=[0, 10, 20, 30, 45], direction_seed=7,
-                 privacy_sizes=[16, 64, 256, 1797], privacy_widths=[8], n_jobs=2, device="cpu", claims_strict=True),
+                 privacy_sizes=[16, 64, 256, 1797], privacy_widths=[8], claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, snapshot_every=250, snapshots=12,
                    seeds=10_000, sample_steps=18, edit_seeds=1000, angles=[0, 10, 20, 30, 45], direction_seed=7,
-                   privacy_sizes=[64, 1024, 32768], privacy_widths=[128], n_jobs=1, device="auto",
-                   claims_strict=True),
+                   privacy_sizes=[64, 1024, 32768], privacy_widths=[128], claims_strict=True),
 }
 SETTINGS["06"], SETTINGS["07"] = _S6, _S7
 
@@ -146,6 +139,19 @@ SETTINGS["06"], SETTINGS["07"] = _S6, _S7
 for _notebook in SETTINGS.values():
     for _profile in _notebook.values():
         _profile.update(similarity="pixel", precision=None, nets={})
+
+# Machine settings (``machine.py``), resolved by ``settings``: ``device`` "auto" (the GPU when there is one),
+# ``n_jobs`` "auto" (one training worker per usable core, or ``GPU_WORKERS`` on a GPU) and ``threads``, the torch
+# threads of a notebook's kernel: at smoke and cpu the count the committed record was made with, so that a machine
+# with more cores gives the same numbers (set it higher and the run is a replicate); "auto" (every core) above.
+GPU_WORKERS = {"smoke": 8, "cpu": 8, "paper": 1}  # small models are launch-bound; the paper's U-Nets fill a card
+RECORD_THREADS = 2
+_MACHINE = {"smoke": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),
+            "cpu": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),
+            "paper": dict(device="auto", n_jobs="auto", threads="auto")}
+for _notebook in SETTINGS.values():
+    for _name, _profile in _notebook.items():
+        _profile.update(_MACHINE[_name])
 
 
 def _like(default, value):
@@ -320,6 +326,8 @@ def _named_rule(name: str) -> _Rule | None:
         return _one_of(_DATA_SHAPES)
     if name == "device":
         return _Rule("'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", _device_ok)
+    if name in ("n_jobs", "threads"):
+        return _Rule("'auto' or a positive integer", lambda v: v == "auto" or (_is_int(v) and v >= 1))
     if name == "similarity":
         return _one_of(("pixel", "sscd"))
     if name == "precision":
@@ -426,10 +434,10 @@ def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
         raise ValueError("\n".join(problems))
     out = dict(SETTINGS[notebook][profile], profile=profile)
     out.update({k: _like(out[k], v) for k, v in overrides.items()})
-    if out.get("device") == "auto":
-        import torch
-
-        out["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    out["device"] = machine.device(out["device"])
+    if "n_jobs" in out:
+        out["n_jobs"] = machine.workers(out["n_jobs"], out["device"], GPU_WORKERS[profile])
+    out["threads"] = machine.threads(out["threads"])
     return out
 
 
@@ -439,13 +447,13 @@ def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
 # ``patch_sizes``: the sides of the patch denoisers; ``r2_images`` training and as many held-out images probe
 # the denoisers at each of ``r2_sigmas``.
 _S8 = {
-    "smoke": dict(theory_seeds=24, patch_sizes=[3, 5], r2_images=16, r2_sigmas=[0.5, 2.0], device="cpu",
-                   claims_strict=False),
+    "smoke": dict(theory_seeds=24, patch_sizes=[3, 5], r2_images=16, r2_sigmas=[0.5, 2.0], claims_strict=False),
     "cpu": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=100, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
-                 device="cpu", claims_strict=True),
+                claims_strict=True),
     "paper": dict(theory_seeds=1000, patch_sizes=[3, 5, 7, 11], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
-                   device="auto", claims_strict=True),
+                   claims_strict=True),
 }
-for _profile in _S8.values():
-    _profile.update(similarity="pixel", precision=None, nets={})
+for _name, _profile in _S8.items():  # it trains nothing, so it has no n_jobs
+    _profile.update(similarity="pixel", precision=None, nets={},
+                    **{k: v for k, v in _MACHINE[_name].items() if k != "n_jobs"})
 SETTINGS["08"] = _S8

@@ -42,6 +42,12 @@ def update(kind: str, what: str, done: int, total: int) -> None:
         pass
 
 
+def clear(kind: str) -> None:
+    """This process is no longer doing ``kind`` of work, however its work ended (a failed training too)."""
+    if kind in _state:
+        update(kind, "", 1, 1)
+
+
 def read(folder: str | Path) -> list[tuple[str, str, int, int]]:
     """What every live process said last: (kind, what, done, total), sweeps first. A process that has ended (its
     pid is gone) said nothing; one that is alive stands by its last word, however old (a long training)."""

@@ -1,9 +1,10 @@
 """Many independent trainings at once, through joblib, so the same sweep runs anywhere.
 
 On 2 cores two one-thread processes train faster in total than one two-thread process (threads give
-only 1.3-1.5x), so the default is ``n_jobs`` processes of ``threads`` thread each. Every finished
-model lands in the store, so an interrupted sweep resumes where it stopped, and every notebook reuses
-what any other has trained.
+only 1.3-1.5x), and a model's bits depend on its thread count, so every training runs on
+``machine.TRAIN_THREADS`` (one) thread: in ``n_jobs`` worker processes, or in this process for ``n_jobs=1``.
+Every finished model lands in the store, so an interrupted sweep resumes where it stopped, and every notebook
+reuses what any other has trained.
 
 To hand a sweep to a cluster, name a joblib backend (``backend=`` here, or ``REPRO_SWEEP_BACKEND`` for a
 notebook run headlessly), or wrap the call in joblib's backend context; nothing else changes::
@@ -30,14 +31,22 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
+from . import machine
 from . import progress as progress_lib
 from .store import Store
 
 
 def _run(fn: Callable, cfg, store_root: str, threads: int):
+    """``fn`` on one config at ``threads`` torch threads (a model's bits depend on them), in a worker or in this
+    process, whose own count comes back after it."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    fn(cfg, Store(store_root), progress=False)
+    try:
+        fn(cfg, Store(store_root), progress=False)
+    finally:
+        torch.set_num_threads(before)
+        progress_lib.clear("train")  # a training that failed part-way is no longer running
     return cfg, time.perf_counter() - t0
 
 
@@ -81,7 +90,8 @@ def _local_backend() -> bool:
     return type(active).__name__ in ("LokyBackend", "MultiprocessingBackend", "ThreadingBackend", "SequentialBackend")
 
 
-def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs: int = 2, threads: int = 1,
+def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs: int = 2,
+            threads: int = machine.TRAIN_THREADS,
             is_done: Callable | None = None, progress: bool = True, label: Callable = str,
             backend: str | None = None) -> dict:
     """Run ``fn(cfg, store, progress=False)`` for every config not yet done; returns {label: seconds}.
@@ -101,8 +111,7 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
     progress_lib.update("sweep", "models", 0, len(todo))
     if n_jobs == 1 and backend is None and _local_backend():
-        torch_threads = torch.get_num_threads()
-        results = (_run(fn, c, str(store.root), torch_threads) for c in todo)
+        results = (_run(fn, c, str(store.root), threads) for c in todo)
         _collect(results, times, bar, label)
     else:
         with _backend(backend) if backend else joblib.parallel_config():
@@ -139,8 +148,8 @@ def priorities(costs: Sequence[float], after: Sequence[Sequence[int]]) -> list[f
 
 
 def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: Sequence[Sequence[int]],
-                  store: Store | None = None, n_jobs: int = 2, threads: int = 1, progress: bool = True,
-                  label: Callable = str, backend: str | None = None) -> dict:
+                  store: Store | None = None, n_jobs: int = 2, threads: int = machine.TRAIN_THREADS,
+                  progress: bool = True, label: Callable = str, backend: str | None = None) -> dict:
     """Run ``fn(job, store, progress=False)`` for every job, at most ``n_jobs`` at once, each only after the jobs it
     waits for (``after[j]``: indices into ``jobs``) have finished; returns {label: seconds}.
 
@@ -172,11 +181,10 @@ def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: S
         bar.close()
         return times
     if n_jobs == 1:
-        torch_threads = torch.get_num_threads()
         while pending:
             j = ready()[0]
             pending.discard(j)
-            _collect([_run(fn, jobs[j], str(store.root), torch_threads)], times, bar, label, len(done))
+            _collect([_run(fn, jobs[j], str(store.root), threads)], times, bar, label, len(done))
             done.add(j)
         bar.close()
         return times
@@ -184,20 +192,26 @@ def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: S
 
     # joblib's own worker pool (the one run_all's loky backend reuses), with the thread limits it gives its workers
     executor = get_memmapping_executor(n_jobs, env={var: str(threads) for var in _THREAD_VARS})
-    running = {}
+    running, failed = {}, None
     try:
-        while pending or running:
-            for j in ready()[: n_jobs - len(running)]:
+        while (pending and failed is None) or running:
+            for j in ready()[: n_jobs - len(running)] if failed is None else []:
                 pending.discard(j)
                 running[executor.submit(_run, fn, jobs[j], str(store.root), threads)] = j
             finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in finished:
+                j = running.pop(future)
+                if future.exception() is not None:  # start nothing new; the running jobs finish into the store
+                    failed = failed or future.exception()
+                    continue
                 _collect([future.result()], times, bar, label, len(done))
-                done.add(running.pop(future))
+                done.add(j)
     finally:
         for future in running:
             future.cancel()
     bar.close()
+    if failed is not None:
+        raise failed
     return times
 
 
