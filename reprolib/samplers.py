@@ -5,7 +5,9 @@ optimal denoiser, a guided wrapper) and a descending ``sigmas`` that ends at 0. 
 starting noise per seed, from the seed alone. What holds for the sample: the same seeds in the same batches
 (``batch_size``) at the same torch thread count give the same bits. In another batch, or at another thread
 count, the network's float32 reductions are split differently and the sample differs by that round-off as
-the steps carry it (tests/test_samplers.py bounds it for a small U-Net).
+the steps carry it (tests/test_samplers.py bounds it for a small U-Net). In bf16 or fp16 (``precision``) only the
+denoiser's evaluations are rounded and the samples stay close to float32's: for a tiny digits U-Net the tests ask
+RP >= 0.9 against them (measured 1.0, every Pearson correlation above 0.99999).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm.auto import tqdm
 from . import progress as progress_lib
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
@@ -153,14 +156,17 @@ def schedule(denoiser, steps: int, kind: str = "karras", sigma_min: float = 0.00
 def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = "heun", steps: int = 18,
            schedule_kind: str = "karras", sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
            batch_size: int = 500, device: str | torch.device | None = None, labels: torch.Tensor | None = None,
-           z: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+           z: torch.Tensor | None = None, progress: bool = False, precision: str | None = None) -> torch.Tensor:
     """Integrate the PF-ODE from x = sigma_max * z(seed) for each seed; returns (len(seeds), *shape) on CPU.
 
     ``z`` overrides the per-seed noise (for noise planes and interpolations). ``labels`` (one per seed)
-    are passed to class-conditional denoisers.
+    are passed to class-conditional denoisers. ``precision`` "bf16" or "fp16" evaluates the denoiser under
+    ``torch.autocast`` (``in_precision``): close to float32's samples, not its bits. None is float32, bit for bit.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler '{sampler}'. Choose one of {', '.join(SAMPLERS)}.")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision '{precision}': use None (float32), 'bf16' or 'fp16'.")
     if device is None:
         device = next((p.device for p in getattr(denoiser, "parameters", lambda: iter(()))()), torch.device("cpu"))
     sigmas = schedule(denoiser, steps, schedule_kind, sigma_min, sigma_max, rho).to(device)
@@ -176,6 +182,8 @@ def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = 
         x = z[i:i + batch_size].to(device) * sigmas[0]
         lab = None if labels is None else labels[i:i + batch_size].to(device)
         denoise = (lambda x_, s_: denoiser(x_, s_)) if lab is None else (lambda x_, s_: denoiser(x_, s_, lab))
+        if precision is not None:
+            denoise = in_precision(denoise, precision, device)
         if sampler == "consistency":
             x = consistency(denoise, x, sigmas, () if extra is None else extra[:, i:i + batch_size].to(device))
         else:
@@ -183,6 +191,18 @@ def sample(denoiser, seeds: Sequence[int], shape: Sequence[int], sampler: str = 
         out.append(x.float().cpu())
     progress_lib.update("sample", f"{sampler} x{steps}", len(z), len(z))
     return torch.cat(out)
+
+
+def in_precision(denoise: Denoise, precision: str, device) -> Denoise:
+    """``denoise`` evaluated under ``torch.autocast`` at ``precision`` (mixed precision, Micikevicius et al. 2018),
+    its output cast back to float32: x, the sigmas and every update of the ODE stay float32."""
+    kind, dtype = torch.device(device).type, PRECISIONS[precision]
+
+    def run(x, sigma):
+        with torch.autocast(kind, dtype=dtype):
+            out = denoise(x, sigma)
+        return out.float()
+    return run
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
