@@ -11,7 +11,7 @@ to unrelated images, whereas two diffusion models map the same noise to nearly t
 Both come in two generator architectures, ``mlp`` and ``conv``, so a notebook can pair models that differ
 in architecture as well as in seed. The discriminator / encoder follows the same ``arch``.
 
-As in ``train.py``, every bit of randomness comes from the config's seed (the same weights, bit for bit, at
+As in ``loop.py``, every bit of randomness comes from the config's seed (the same weights, bit for bit, at
 the same torch thread count, which is recorded beside them), finished models land in the store keyed by the
 whole config and are never trained twice, and ``latents`` draws z per seed, so a sample depends on its seed
 and, by float32 round-off only, on the batch it was computed in.
@@ -34,7 +34,7 @@ from . import codehash
 from . import progress as progress_lib
 from .samplers import noise
 from .store import Store
-from .train import ema_update, training_set
+from .loop import ema_update, training_set
 
 ARCHS = ("mlp", "conv")
 DEFAULT_WIDTH = {"mlp": 256, "conv": 16}  # hidden units (mlp) or base channels (conv)

@@ -14,10 +14,11 @@ sampler in ``samplers.py`` and every metric works on every model.
   x_t = alpha_t x0 + (1 - alpha_t^2) z, i.e. sigma = (1 - alpha^2) / alpha, x = x_t / alpha.
 - ``ct``: consistency training from scratch (improved CT, Song & Dhariwal 2023), read as D(x, sigma) = f(x, sigma).
 - ``distill<N>``: a progressive-distillation student (Salimans & Ho 2022) that does in N Euler/DDIM steps what
-  its teacher (the config's ``init``) does in 2N; ``distill.py`` holds it.
+  its teacher (the config's ``init``) does in 2N (``Progressive``).
 
 The scalar fed to the backbone (c_noise) is kept within a few units for all of them, so that one noise
-embedding serves every formulation.
+embedding serves every formulation. The random draws of a training step come from a CPU generator, so they are
+the same on every device (``to_device`` moves them).
 """
 
 from __future__ import annotations
@@ -60,12 +61,19 @@ class Formulation:
         return None
 
 
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """``t``, drawn on the CPU, on ``device``: to a GPU through pinned memory without waiting for the copy, so that
+    a training step never stops the host for its draws."""
+    device = torch.device(device)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
 def _randn(x0, gen):
-    return torch.randn(x0.shape, generator=gen).to(x0.device)
+    return to_device(torch.randn(x0.shape, generator=gen), x0.device)
 
 
 def _rand(n, gen, device):
-    return torch.rand(n, generator=gen).to(device)
+    return to_device(torch.rand(n, generator=gen), device)
 
 
 class Preconditioned(Formulation):
@@ -74,7 +82,7 @@ class Preconditioned(Formulation):
     def __init__(self, kind: str = "edm"):
         if kind not in ("edm", "ve", "vp", "subvp"):
             raise ValueError(f"Unknown preconditioning '{kind}': use edm, ve, vp or subvp.")
-        self.name = self.kind = kind  # a subclass may rename itself (``distill.Progressive``); kind picks the formulas
+        self.name = self.kind = kind  # a subclass may rename itself (``Progressive``); kind picks the formulas
 
     # VP's sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) with EDM's constants.
     beta_d, beta_min, eps_t = 19.9, 0.1, 1e-5
@@ -108,7 +116,7 @@ class Preconditioned(Formulation):
     def sample_sigma(self, n, gen, device):
         u = _rand(n, gen, device)
         if self.kind == "edm":  # ln sigma ~ N(-1.2, 1.2^2)
-            return (torch.randn(n, generator=gen).to(device) * 1.2 - 1.2).exp()
+            return (to_device(torch.randn(n, generator=gen), device) * 1.2 - 1.2).exp()
         if self.kind == "ve":  # log-uniform on [0.02, 100]
             return 0.02 * (100 / 0.02) ** u
         t = self.eps_t + (1 - self.eps_t) * u  # vp and subvp: t ~ U(eps_t, 1), as Song et al. 2021 train them
@@ -146,6 +154,7 @@ class DDPM(Formulation):
         abar = torch.cumprod(1 - betas, 0)
         self.sigmas = ((1 - abar) / abar).sqrt()  # increasing in t
         self.sigma_min, self.sigma_max = float(self.sigmas[0]), float(self.sigmas[-1])
+        self._copies = {}
 
     def t_of_sigma(self, sigma):
         """Fractional timestep by linear interpolation in log sigma, so D is defined between steps."""
@@ -161,11 +170,18 @@ class DDPM(Formulation):
         return x - _col(sigma, x) * net(x_t, t / self.T, labels)
 
     def draw(self, x0, gen, step=0, steps=1):
-        t = torch.randint(0, self.T, (len(x0),), generator=gen).to(x0.device)
+        t = to_device(torch.randint(0, self.T, (len(x0),), generator=gen), x0.device)
         return {"t": t, "eps": _randn(x0, gen)}
 
+    def _sigmas_on(self, device) -> torch.Tensor:
+        """The sigma table on ``device``, copied there once (not at every training step)."""
+        device = torch.device(device)
+        if device not in self._copies:
+            self._copies[device] = self.sigmas.to(device)
+        return self._copies[device]
+
     def objective(self, net, x0, labels=None, *, t, eps):
-        abar = (1 / (1 + self.sigmas.to(x0.device)[t] ** 2)).float()
+        abar = (1 / (1 + self._sigmas_on(x0.device)[t] ** 2)).float()
         x_t = _col(abar.sqrt(), x0) * x0 + _col((1 - abar).sqrt(), x0) * eps
         return ((net(x_t, t.float() / self.T, labels) - eps) ** 2).mean()
 
@@ -248,8 +264,8 @@ class Consistency(Formulation):
     def draw(self, x0, gen, step=0, steps=1):
         sigmas = self.levels(step, steps)
         i = torch.multinomial(self.proposal(sigmas), len(x0), replacement=True, generator=gen)
-        return {"sigma": sigmas[i].float().to(x0.device), "sigma_next": sigmas[i + 1].float().to(x0.device),
-                "noise": _randn(x0, gen)}
+        return {"sigma": to_device(sigmas[i].float(), x0.device),
+                "sigma_next": to_device(sigmas[i + 1].float(), x0.device), "noise": _randn(x0, gen)}
 
     def objective(self, net, x0, labels=None, *, sigma, sigma_next, noise):
         f_next = self.denoise(net, x0 + _col(sigma_next, x0) * noise, sigma_next, labels)
@@ -260,14 +276,80 @@ class Consistency(Formulation):
         return (dist / (sigma_next - sigma)).mean()
 
 
+def grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+    """The N levels of an N-step sampler, descending (float64): Karras's ramp at i / N, i = 0 .. N - 1."""
+    ramp = torch.arange(n, dtype=torch.float64) / n
+    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+
+
+def euler_to(x, d, s, s_next):
+    """One DDIM (eta = 0) = Euler step from level s to s_next given D(x, s) = d."""
+    r = _col(s_next / s, x)
+    return r * x + (1 - r) * d
+
+
+class Progressive(Preconditioned):
+    """Progressive distillation (Salimans & Ho 2022, Algorithm 2): the N-step student of a 2N-step teacher.
+
+    The paper's Figure 1 distils this way; it keeps the teacher's parameterisation (EDM) and sampler (DDIM =
+    Euler on the VE scale, Karras et al. 2022, section 3: x' = (s'/s) x + (1 - s'/s) D(x, s)), so the student is
+    the teacher's noise-to-image map in fewer steps and nothing else. The N-step grid is Karras's rho ramp at
+    i / N, then 0 (``grid``): halving N keeps every other level, so two teacher steps s_i -> s_mid -> s_next span
+    one student step. The target x~ is the D that makes one such step land where the teacher's two land
+    (Algorithm 2's x~ = (z'' - (s''/s) z) / (1 - s''/s)); the loss is EDM's weighted MSE against it (Karras et
+    al. 2022, eq. 8), the teacher's own weighting, in place of the paper's truncated-SNR one. A student is a
+    ``TrainConfig`` with formulation ``distill<N>`` and ``init`` its teacher's config; the training loop starts it
+    from the teacher's weights and sets ``teacher``, a frozen copy of them.
+    """
+
+    needs_teacher = True
+
+    def __init__(self, n: int):
+        super().__init__("edm")
+        self.name, self.n, self.teacher = f"distill{n}", n, None
+        self._copies = {}
+
+    def _levels(self, n: int, device, final_zero: bool = False) -> torch.Tensor:
+        """``grid(n)`` (then 0 with ``final_zero``) in float32 on ``device``, made once."""
+        key = (n, torch.device(device), final_zero)
+        if key not in self._copies:
+            levels = grid(n, self.sigma_min, self.sigma_max)
+            levels = torch.cat([levels, torch.zeros(1, dtype=torch.float64)]) if final_zero else levels
+            self._copies[key] = levels.float().to(device)
+        return self._copies[key]
+
+    def native_sigmas(self, n, sigma_max=80.0):
+        return grid(n, self.sigma_min, sigma_max).float()
+
+    def draw(self, x0, gen, step=0, steps=1):
+        i = to_device(torch.randint(0, self.n, (len(x0),), generator=gen), x0.device)
+        return {"i": i, "noise": _randn(x0, gen)}
+
+    @torch.no_grad()
+    def target(self, x, i, labels=None):
+        """x~ for student level index i: two teacher Euler steps on the 2N grid, solved for the one-step D."""
+        levels = self._levels(2 * self.n, x.device, final_zero=True)
+        s, s_mid, s_next = levels[2 * i], levels[2 * i + 1], levels[2 * i + 2]
+        x_mid = euler_to(x, self.teacher(x, s, labels), s, s_mid)
+        x_next = euler_to(x_mid, self.teacher(x_mid, s_mid, labels), s_mid, s_next)
+        r = _col(s_next / s, x)
+        return (x_next - r * x) / (1 - r)
+
+    def objective(self, net, x0, labels=None, *, i, noise):
+        if self.teacher is None:
+            raise ValueError(f"{self.name} needs its teacher: train it with init= the teacher's config")
+        s = self._levels(self.n, x0.device)[i]
+        x = x0 + _col(s, x0) * noise
+        weight = (s**2 + SIGMA_DATA**2) / (s * SIGMA_DATA) ** 2  # EDM's lambda(sigma)
+        return (_col(weight, x0) * (self.denoise(net, x, s, labels) - self.target(x, i, labels)) ** 2).mean()
+
+
 def build(name: str) -> Formulation:
     if name in ("edm", "ve", "vp", "subvp"):
         return Preconditioned(name)
     if name == "ct":
         return Consistency()
     if name.startswith("distill") and name[7:].isdigit() and int(name[7:]) > 0:
-        from .distill import Progressive
-
         return Progressive(int(name[7:]))
     if name == "ddpm":
         return DDPM()

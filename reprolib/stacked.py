@@ -1,30 +1,24 @@
-"""Several same-shape diffusion models trained together as one stacked model, each exactly as if alone.
+"""Several same-shape diffusion models trained together as one stacked model, each as if alone.
 
-Small models leave most of a core unused (Python and kernel-launch overhead), so K of them share one forward and
-backward pass: their parameters are stacked along a new first axis (as ``torch.func.stack_module_state`` does) and the
-formulation's deterministic ``objective`` runs once per model under ``torch.func.vmap`` over ``functional_call``.
-What each model would do alone is kept: its own initial weights (``torch.manual_seed(seed)`` then ``build``, as
-``train.train``), its own generator (``seed + 1``) drawing its minibatch indices, label dropout and the
-formulation's ``draw`` in ``train.train``'s order, its own losses. Adam and the EMA are elementwise, so one Adam
-on the stacked parameters, stepped on the *sum* of the K losses (the gradient of model k's slice is the gradient
-of its own loss), is each model's own Adam; a parameter frozen in one model (``trainable``) gets a zero gradient
-in that model's slice, which leaves Adam's moments at zero and the parameter where it is, as if it were not in the
-optimiser. What differs from ``train.train`` is round-off: the batched kernels sum in another order (tests measure
-the gap), and training amplifies it, as another thread count would.
+Small models leave a core (or a GPU) mostly idle on Python and kernel-launch overhead, so K of them share one
+forward and backward pass: their parameters are stacked along a new first axis (as
+``torch.func.stack_module_state`` does) and the formulation's deterministic ``objective`` runs once per model
+under ``torch.func.vmap`` over ``functional_call``. Each model keeps what it would have alone: its initial
+weights, its own generator and draws in ``train.minibatch``'s order, its own losses. Adam and the EMA are
+elementwise, so one Adam on the stacked parameters stepped on the sum of the K losses is each model's own Adam; a
+parameter one model freezes (``trainable``) gets a zero gradient in its slice, which leaves it and its moments
+where they are. What differs from training alone is round-off: batched kernels sum in another order (the tests
+bound the gap). Each model lands in the store under its own key in ``train.train``'s format, so either path
+resumes the other's checkpoint.
 
-Each model lands in the store under its own key with ``train.train``'s payloads (final: ema, losses, threads;
-``ema_<step>`` snapshots; checkpoints in ``train.train``'s format), so either path resumes the other's checkpoint
-and a later ``train.train`` loads the result. Models resumed from different checkpoint steps train as one stack
-per step; a stack of one is left to ``train.train`` (bit-identical to training alone).
-
-Stackable: configs equal in everything but ``STACKABLE`` (data subset, seed, classes, parent, trained parameters,
-snapshot and checkpoint spacing), float32, without LoRA adapters (``check`` says why not). Where it pays is
-measured in ``benchmarks/bench_stacked.py`` (``benchmarks/results.md``); ``PAYS`` records it for ``zoo.fit_all``
-(``group``).
+Stackable: configs equal in everything but ``STACKABLE``, float32, without LoRA adapters or a teacher
+(``check`` says why not). ``group`` stacks where it pays (``min_stack``): on the CPU the narrow U-Nets, as
+measured in ``benchmarks/bench_stacked.py``; on a GPU, whose steps are launch-bound, every same-shape group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import warnings
@@ -32,13 +26,12 @@ from collections import defaultdict
 
 import torch
 from torch.func import functional_call, vmap
-from tqdm.auto import tqdm
 
-from . import formulations
-from . import progress as progress_lib
+from . import formulations, loop
 from . import train as train_lib
+from .loop import KIND, optimizer, training_set
 from .store import Store
-from .train import KIND, TrainConfig
+from .train import TrainConfig
 
 # Fields in which the models of one stack may differ: none changes the network's shape or the step's arithmetic.
 STACKABLE = ("n", "subset_seed", "seed", "classes", "init", "trainable", "snapshot_every", "ckpt_every")
@@ -78,14 +71,24 @@ def check(cfgs) -> None:
 # Where stacking paid >= 1.1x on one CPU thread (benchmarks/results.md, 2026-12-02): backbone kind -> [(widest
 # width, smallest K that pays)]. Wider U-Nets fill the core alone; narrow ones pay from a few models on.
 PAYS = {"unet": [(4, 2), (8, 4)]}
-MAX_STACK = 8  # the largest K measured
+MAX_STACK = 8  # the largest K measured on the CPU
 
 
-def min_stack(cfg) -> int | None:
-    """The fewest models of ``cfg``'s kind that train faster stacked than one by one (``PAYS``); None where
-    stacking does not pay or ``cfg`` cannot be stacked."""
-    if not isinstance(cfg, TrainConfig) or cfg.lora is not None or cfg.precision is not None:
+def stackable(cfg) -> bool:
+    """Whether ``cfg`` can train in a stack at all (``check``'s rules for one config)."""
+    return (isinstance(cfg, TrainConfig) and cfg.lora is None and cfg.precision is None
+            and not getattr(formulations.build(cfg.formulation), "needs_teacher", False))
+
+
+def min_stack(cfg, device="cpu") -> int | None:
+    """The fewest models of ``cfg``'s kind that train faster stacked than one by one; None where stacking does not
+    pay or ``cfg`` cannot be stacked. On the CPU as measured (``PAYS``); on a GPU two, of any kind: a small model's
+    step there is launch-bound (one H200: 300 steps of a stack of 6 digits U-Nets took 2.3x one model's time,
+    benchmarks/results.md, 2026-12-04)."""
+    if not stackable(cfg):
         return None
+    if torch.device(device).type != "cpu":
+        return 2
     width = cfg.net.get("width", 0)
     return next((k for widest, k in PAYS.get(cfg.net["kind"], []) if width <= widest), None)
 
@@ -101,12 +104,15 @@ class Stack:
         return self.cfgs[0].steps
 
 
-def group(configs, max_size: int = MAX_STACK) -> list:
-    """``configs`` with those of one ``signature`` gathered into ``Stack``s of at most ``max_size``, where they are
-    enough for stacking to pay (``min_stack``); the rest stay configs. A stack takes the place of its first member."""
+def group(configs, max_size: int | None = None, device="cpu") -> list:
+    """``configs`` with those of one ``signature`` gathered into ``Stack``s where they are enough for stacking to pay
+    on ``device`` (``min_stack``), of at most ``max_size`` models (default: ``MAX_STACK`` on the CPU, any number on
+    a GPU); the rest stay configs. A stack takes the place of its first member."""
+    on_cpu = torch.device(device).type == "cpu"
+    max_size = max_size or (MAX_STACK if on_cpu else len(configs) or 1)
     out, members = [], defaultdict(dict)
     for c in configs:
-        sig = signature(c) if min_stack(c) else None
+        sig = signature(c) if min_stack(c, device) else None
         if sig is None:
             out.append(c)
             continue
@@ -122,7 +128,7 @@ def group(configs, max_size: int = MAX_STACK) -> list:
         parts = -(-len(cfgs) // max_size)  # as few stacks as fit, of nearly equal sizes
         for i in range(parts):
             part = cfgs[i::parts]
-            result += [Stack(tuple(part))] if len(part) >= min_stack(part[0]) and len(part) > 1 else part
+            result += [Stack(tuple(part))] if len(part) >= min_stack(part[0], device) and len(part) > 1 else part
     return result
 
 
@@ -146,137 +152,115 @@ def train_stacked(cfgs, store: Store | None = None, device=None, progress: bool 
         if len(part) == 1:  # alone, the plain loop is exact and no slower
             train_lib.train(part[0], store, device, progress, callback and (lambda s, l: callback(s, [l])))
         else:
-            _train(part, store, device, progress, callback)
+            loop.run(Stacked(part, store, torch.device(device or "cpu"), progress), store, progress, callback)
     return [train_lib.train(c, store, device, progress=False) for c in cfgs]
+
+
+def _attention(device: torch.device):
+    """The attention kernels a stacked step may use. CUDA's fused kernels fail under vmap (the memory-efficient
+    backward misreads the stacked batch's strides: "LSE is not correctly aligned"; flash has no float32 kernel),
+    and the math kernel is exact there. On the CPU vmap runs the fused kernel once per model, as a model alone
+    does, so the CPU keeps it."""
+    if device.type == "cpu":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
+class Stacked:
+    """K models of one ``signature`` as one ``loop.Job``: stacked parameters, EMA and Adam, one generator each."""
+
+    def __init__(self, cfgs, store: Store, device: torch.device, progress: bool = True):
+        self.cfgs, self.keys, self.device = list(cfgs), [c.key_dict() for c in cfgs], device
+        sets = [training_set(c) for c in cfgs]
+        self.models = [train_lib.prepare(c, ds.shape, store, device, progress) for c, ds in zip(cfgs, sets)]
+        self.names = [n for n, _ in self.models[0].named_parameters()]
+        # masks[n][k]: model k trains parameter n; a stacked parameter is trained when some model trains it
+        self.masks = {n: torch.tensor([dict(m.named_parameters())[n].requires_grad for m in self.models], device=device)
+                      for n in self.names}
+        self.trained = [n for n in self.names if self.masks[n].any()]
+        self.gens = [torch.Generator().manual_seed(c.seed + 1) for c in cfgs]
+        self.images = [ds.images.to(device) for ds in sets]
+        self.labels = [ds.labels.to(device) for ds in sets]
+        self.base = copy.deepcopy(self.models[0].net).to("meta")  # the shape of the computation; weights come per model
+        self.formulation = self.models[0].formulation
+        self.decay = 0.5 ** (1 / cfgs[0].ema_halflife)
+        first = cfgs[0]
+        self.what = (f"{first.net['kind']}-{first.net.get('width', '')} {first.formulation} stack of {len(cfgs)} "
+                     f"n={','.join(str(len(ds)) for ds in sets)}")
+
+    def restore(self, checkpoints: list) -> None:
+        """Each model's checkpoint into its model, then the stacks (parameters, EMA, Adam) built from the models."""
+        self.ema_states = [copy.deepcopy(m.state_dict()) for m in self.models]  # buffers stay each model's
+        opt_states = [None] * len(self.models)
+        for k, ck in enumerate(checkpoints):
+            if ck is None:
+                continue
+            if "scaler" in ck:
+                raise ValueError(f"{self.cfgs[k]} was checkpointed with loss scaling: resume it with train.train")
+            self.models[k].load_state_dict(ck["model"])
+            self.ema_states[k], opt_states[k] = ck["ema"], ck["opt"]
+            self.gens[k].set_state(ck["gen"])
+        # torch.func.stack_module_state, less its demand that every model train the same parameters
+        self.params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in self.models])
+                       .requires_grad_(n in self.trained) for n in self.names}
+        self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in self.models])
+                        for n, _ in self.models[0].named_buffers()}
+        self.ema_stack = {n: t.to(self.device) for n, t in _stacked_state(self.ema_states, self.params).items()}
+        self.opt = optimizer([self.params[n] for n in self.trained], self.cfgs[0].lr)
+        if any(s is not None for s in opt_states):
+            self.opt.load_state_dict(_stack_opt(opt_states, self.models, self.trained, self.masks))
+        self.partial_masks = {n: m.view(-1, *[1] * (self.params[n].dim() - 1)) for n, m in self.masks.items()
+                              if n in self.trained and not m.all()}
+
+        def one(p, b, x0, lab, draws):
+            net_params = {n[len("net."):]: v for n, v in p.items()}
+            net_bufs = {n[len("net."):]: v for n, v in b.items()}
+
+            def net(x, c_noise, labels=None):
+                return functional_call(self.base, (net_params, net_bufs), (x, c_noise, labels))
+
+            return self.formulation.objective(net, x0, lab, **draws).float()
+
+        self.losses_of = vmap(one, in_dims=(0, 0, 0, 0 if self.cfgs[0].conditional else None, 0))
+
+    def step(self, step: int, lr: float) -> torch.Tensor:
+        x0s, labels, draws = [], [], []
+        for cfg, gen, images, labs in zip(self.cfgs, self.gens, self.images, self.labels):
+            x0, lab, drawn = train_lib.minibatch(cfg, gen, images, labs, self.formulation, step, self.device)
+            x0s.append(x0)
+            labels += [lab] if lab is not None else []
+            draws.append(drawn)
+        drawn = {name: torch.stack([d[name] for d in draws]) for name in draws[0]}
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        with _attention(self.device), warnings.catch_warnings():
+            # nn.MultiheadAttention's CPU kernel has no vmap rule: PyTorch loops over the models there, and says so
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            loss = self.losses_of(self.params, self.buffers, torch.stack(x0s), torch.stack(labels) if labels else None,
+                                  drawn)
+            self.opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+        with torch.no_grad():
+            for n, m in self.partial_masks.items():  # frozen in some models: no gradient in their slice
+                self.params[n].grad.mul_(m)
+            self.opt.step()
+            torch._foreach_lerp_(list(self.ema_stack.values()), [self.params[n] for n in self.ema_stack],
+                                 1 - self.decay)  # loop.ema_update, on the stacks
+        return loss.detach()
+
+    def ema(self, k: int) -> dict:
+        return _state(self.models[k], self.ema_stack, k, self.ema_states[k])
+
+    def state(self, k: int) -> dict:
+        return {"model": _state(self.models[k], self.params, k), "ema": self.ema(k),
+                "opt": _unstack_opt(self.opt, self.params, self.trained, self.masks, k),
+                "gen": self.gens[k].get_state()}
 
 
 def _stacked_state(states: list[dict], names) -> dict:
     return {n: torch.stack([s[n] for s in states]) for n in names}
-
-
-def _train(cfgs, store: Store, device, progress: bool, callback) -> None:
-    device = torch.device(device or "cpu")
-    K, first = len(cfgs), cfgs[0]
-    keys = [c.key_dict() for c in cfgs]
-    sets = [train_lib.training_set(c) for c in cfgs]
-    models = []
-    for c, key, ds in zip(cfgs, keys, sets):  # each model as train.train builds it
-        store.clear_leftovers(KIND, key)
-        torch.manual_seed(c.seed)
-        model = train_lib.build(c, ds.shape).to(device)
-        if c.init is not None:
-            parent = train_lib.train(TrainConfig(**c.init), store, device, progress).state_dict()
-            missing, unexpected = model.load_state_dict(parent, strict=False)
-            if unexpected or missing:
-                raise ValueError(f"parent does not fit the child: missing {missing}, unexpected {unexpected}")
-        train_lib.mark_trainable(model, c)
-        models.append(model)
-    names = [n for n, _ in models[0].named_parameters()]
-    # masks[n][k]: model k trains parameter n; a stacked parameter is trained when some model trains it
-    masks = {n: torch.tensor([dict(m.named_parameters())[n].requires_grad for m in models], device=device)
-             for n in names}
-    trained = [n for n in names if masks[n].any()]
-    gens = [torch.Generator().manual_seed(c.seed + 1) for c in cfgs]
-    starts, losses, running, threads = [0] * K, [[] for _ in cfgs], [0.0] * K, [[] for _ in cfgs]
-    ema_states = [copy.deepcopy(m.state_dict()) for m in models]
-    opt_states = [None] * K
-    for k, key in enumerate(keys):
-        if store.exists(KIND, key, "checkpoint"):
-            ck = store.load(KIND, key, "checkpoint")
-            if "scaler" in ck:
-                raise ValueError(f"{cfgs[k]} was checkpointed with loss scaling: resume it with train.train")
-            models[k].load_state_dict(ck["model"])
-            ema_states[k] = ck["ema"]
-            opt_states[k] = ck["opt"]
-            gens[k].set_state(ck["gen"])
-            starts[k], losses[k], running[k], threads[k] = ck["step"], ck["losses"], ck["running"], ck.get("threads", [])
-    if len(set(starts)) > 1:
-        raise ValueError(f"a stack must start at one step; these start at {starts} (train_stacked groups by step)")
-    start = starts[0]
-    threads = [train_lib._with_current_threads(t) for t in threads]
-
-    # torch.func.stack_module_state, less its demand that every model train the same parameters
-    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_(n in trained)
-              for n in names}
-    buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]) for n, _ in models[0].named_buffers()}
-    ema = _stacked_state(ema_states, params)  # parameters only: ema_update moves those, buffers stay each model's
-    ema = {n: t.to(device) for n, t in ema.items()}
-    opt = train_lib.optimizer([params[n] for n in trained], first.lr)
-    if any(s is not None for s in opt_states):
-        if not all(s is not None for s in opt_states):
-            raise ValueError("a stack resumes either every model's optimiser or none")
-        opt.load_state_dict(_stack_opt(opt_states, models, trained, masks))
-
-    base = copy.deepcopy(models[0].net).to("meta")  # the shape of the computation; weights come per model
-    formulation = models[0].formulation
-    imgs = [ds.images.to(device) for ds in sets]
-    labs = [ds.labels.to(device) for ds in sets]
-
-    def one(p, b, x0, lab, draws):
-        net_params = {n[len("net."):]: v for n, v in p.items()}
-        net_bufs = {n[len("net."):]: v for n, v in b.items()}
-
-        def net(x, c_noise, labels=None):
-            return functional_call(base, (net_params, net_bufs), (x, c_noise, labels))
-
-        return formulation.objective(net, x0, lab, **draws).float()
-
-    losses_of = vmap(one, in_dims=(0, 0, 0, 0 if first.conditional else None, 0))
-    decay = 0.5 ** (1 / first.ema_halflife)
-    sizes = ",".join(str(len(ds)) for ds in sets)
-    what = f"{first.net['kind']}-{first.net.get('width', '')} {first.formulation} stack of {K} n={sizes}"
-    bar = tqdm(range(start, first.steps), initial=start, total=first.steps, disable=not progress,
-               desc=f"train {K} stacked {first.net['kind']}/{first.formulation}", leave=False)
-    partial_masks = {n: m.view(-1, *[1] * (params[n].dim() - 1)) for n, m in masks.items()
-                     if n in trained and not m.all()}
-    with warnings.catch_warnings():
-        # nn.MultiheadAttention's kernel has no vmap rule on CPU: PyTorch loops over the models there, and says so
-        warnings.filterwarnings("ignore", message=".*batching rule.*")
-        for step in bar:
-            progress_lib.update("train", what, step, first.steps)
-            x0s, ls, draws = [], [], []
-            for c, gen, images, labels in zip(cfgs, gens, imgs, labs):  # train.train's draws, in its order
-                idx = torch.randint(0, len(images), (c.batch,), generator=gen).to(device)
-                if c.conditional:
-                    drop = torch.rand(c.batch, generator=gen).to(device) < c.label_dropout
-                    ls.append(torch.where(drop, torch.full_like(labels[idx], 10), labels[idx]))
-                x0s.append(images[idx])
-                draws.append(formulation.draw(x0s[-1], gen, step, c.steps))
-            x0 = torch.stack(x0s)
-            drawn = {name: torch.stack([d[name] for d in draws]) for name in draws[0]}
-            for g in opt.param_groups:
-                g["lr"] = train_lib._lr(first, step)
-            loss = losses_of(params, buffers, x0, torch.stack(ls) if ls else None, drawn)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            with torch.no_grad():
-                for n, m in partial_masks.items():  # frozen in some models: no gradient in their slice
-                    params[n].grad.mul_(m)
-                opt.step()
-                torch._foreach_lerp_(list(ema.values()), [params[n] for n in ema], 1 - decay)  # train.ema_update
-            values = loss.tolist()
-            for k, c in enumerate(cfgs):
-                running[k] += values[k]
-                if (step + 1) % 100 == 0:
-                    losses[k].append(running[k] / 100)
-                    running[k] = 0.0
-                if c.snapshot_every and (step + 1) % c.snapshot_every == 0:
-                    store.save(KIND, keys[k], f"ema_{step + 1}", {"ema": _state(models[k], ema, k, ema_states[k])})
-            if (step + 1) % 100 == 0:
-                bar.set_postfix(loss=f"{sum(losses[k][-1] for k in range(K)) / K:.4f}")
-            if callback is not None:
-                callback(step, values)
-            for k, c in enumerate(cfgs):
-                if (step + 1) % c.ckpt_every == 0 and step + 1 < c.steps:
-                    store.save(KIND, keys[k], "checkpoint", {
-                        "model": _state(models[k], params, k), "ema": _state(models[k], ema, k, ema_states[k]),
-                        "opt": _unstack_opt(opt, params, trained, masks, k), "gen": gens[k].get_state(),
-                        "step": step + 1, "losses": losses[k], "running": running[k], "threads": threads[k]})
-    progress_lib.update("train", what, first.steps, first.steps)
-    for k, key in enumerate(keys):
-        store.save(KIND, key, "final", {"ema": _state(models[k], ema, k, ema_states[k]), "losses": losses[k],
-                                        "threads": threads[k]})
-        store.remove(KIND, key, "checkpoint")
 
 
 def _state(model, stacked: dict, k: int, rest: dict | None = None) -> dict:

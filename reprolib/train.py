@@ -1,13 +1,10 @@
-"""One training loop for every diffusion model: Adam, linear warm-up, EMA, checkpoints, resume.
+"""Training one diffusion model: its config (the store key), its denoiser, and one optimisation step.
 
-All randomness (initialisation, minibatches, noise levels, label dropout) comes from the config's seed.
-What holds: the same config on the same device with the same number of torch threads gives the same weights,
-bit for bit, and a run resumed from a checkpoint at that thread count ends bit-identical to one never
-interrupted. What does not: another thread count (or device, or torch build) splits floating-point reductions
-differently, and that round-off, amplified by training, gives other weights. So every run records its thread
-count beside its weights (``trained_threads``: the counts in the order a run and its resumes used them).
-Finished models land in the store, keyed by the whole config and the code that trains it (``codehash``), and are
-never trained twice.
+``train(cfg)`` returns the trained EMA denoiser, from the store when finished, else trained by ``loop.run`` as a
+``Single`` job (resuming a checkpoint): Adam, linear warm-up, EMA, checkpoints. All randomness (initialisation,
+minibatches, noise levels, label dropout) comes from the config's seed; what is bit-identical and what is not is
+said in ``loop``. Finished models land in the store, keyed by the whole config and the code that trains it
+(``codehash``), and are never trained twice.
 
 ``precision`` ("bf16" or "fp16") runs the forward pass and the loss under ``torch.autocast`` (Micikevicius
 et al. 2018, mixed precision training); fp16 adds dynamic loss scaling (``torch.amp.GradScaler``) because its
@@ -22,14 +19,12 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
-from . import codehash
-from . import data as data_lib
+from . import codehash, loop
 from . import lora as lora_lib
 from . import networks
-from . import progress as progress_lib
-from .formulations import Denoiser
+from .formulations import Denoiser, to_device
+from .loop import KIND, ema_update, optimizer, training_set
 from .store import Store
 
 
@@ -71,16 +66,7 @@ class TrainConfig:
 
 _OPTIONAL = ("classes", "init", "trainable", "snapshot_every", "lora", "precision")
 _ADDED_SINCE_INIT = ("precision",)  # optional fields younger than the stores that hold fine-tuned models
-KIND = "diffusion"
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def training_set(cfg) -> data_lib.ImageSet:
-    ds = data_lib.load(cfg.data)
-    if getattr(cfg, "classes", None) is not None:
-        keep = torch.isin(ds.labels, torch.tensor(list(cfg.classes)))
-        ds = data_lib.ImageSet(ds.name, ds.images[keep], ds.labels[keep])
-    return ds.subset(cfg.n, cfg.subset_seed)
 
 
 def build(cfg: TrainConfig, shape) -> Denoiser:
@@ -103,19 +89,6 @@ def mark_trainable(model, cfg: TrainConfig) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, every parameter in one call (one kernel launch, not one a tensor)."""
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
-
-
-def optimizer(params, lr: float) -> torch.optim.Adam:
-    """Adam (Kingma & Ba 2015) as one fused kernel over every tensor per step instead of a loop over them: the same
-    update up to round-off, and with ``ema_update`` 1.02-1.16x more training steps per CPU second on one thread
-    (``benchmarks/bench_levers.py``, benchmarks/results.md)."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
-
-
 def autocast(precision: str | None, device) -> contextlib.AbstractContextManager:
     """The context a training step's forward pass runs in: ``torch.autocast`` at ``precision``, or nothing."""
     if precision is None:
@@ -125,109 +98,125 @@ def autocast(precision: str | None, device) -> contextlib.AbstractContextManager
     return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
 
 
-def _with_current_threads(threads: list[int]) -> list[int]:
-    """The thread counts a run has used, with this process's appended when it differs from the last one."""
-    now = torch.get_num_threads()
-    return list(threads) if threads and threads[-1] == now else [*threads, now]
-
-
-def _lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
-
-
-def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: bool = True, callback=None) -> Denoiser:
-    """The trained EMA denoiser for ``cfg``: from the store when finished, else trained (resuming a checkpoint).
-
-    ``callback(step, loss)`` is called after every step; raising in it interrupts training like Ctrl-C.
-    """
-    store = store or Store()
-    key = cfg.key_dict()
-    ds = training_set(cfg)
-    if store.exists(KIND, key, "final"):
-        model = build(cfg, ds.shape)
-        model.load_state_dict(store.load(KIND, key, "final")["ema"])
-        return model.to(device or "cpu").eval().requires_grad_(False)
-
-    device = torch.device(device or "cpu")
-    store.clear_leftovers(KIND, key)  # half-written checkpoints of a killed run of this config
-    torch.manual_seed(cfg.seed)  # initial weights
-    model = build(cfg, ds.shape).to(device)
-    if cfg.init is not None:  # fine-tuning: the parent is trained first if the store lacks it
+def prepare(cfg: TrainConfig, shape, store: Store, device, progress: bool = True) -> Denoiser:
+    """The denoiser ``cfg`` starts training from: initial weights from its seed, or its parent's (``init``: trained
+    first if the store lacks it; only new adapters may be missing from them), a frozen copy of them as the teacher
+    of a distilled student, and only what it trains left unfrozen."""
+    store.clear_leftovers(KIND, cfg.key_dict())  # half-written files of a killed run of this config
+    torch.manual_seed(cfg.seed)
+    model = build(cfg, shape).to(device)
+    if cfg.init is not None:
         parent = train(TrainConfig(**cfg.init), store, device, progress).state_dict()
         missing, unexpected = model.load_state_dict(parent, strict=False)
-        if unexpected or not all(lora_lib.is_adapter(k) for k in missing):  # only new adapters may be missing
+        if unexpected or not all(lora_lib.is_adapter(k) for k in missing):
             raise ValueError(f"parent does not fit the child: missing {missing}, unexpected {unexpected}")
-    if getattr(model.formulation, "needs_teacher", False):  # distillation: the parent, frozen, is the teacher
+    if getattr(model.formulation, "needs_teacher", False):
         if cfg.init is None:
             raise ValueError(f"formulation {cfg.formulation} distils a teacher: give its config as init")
         model.formulation.teacher = copy.deepcopy(model).requires_grad_(False).eval()
     mark_trainable(model, cfg)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = optimizer([p for p in model.parameters() if p.requires_grad], cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    precision = getattr(cfg, "precision", None)
-    # Loss scaling only for fp16; disabled, the scaler passes the loss and the step through unchanged.
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    start, losses, running, threads = 0, [], 0.0, []
-    if store.exists(KIND, key, "checkpoint"):
-        ck = store.load(KIND, key, "checkpoint")
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
-        gen.set_state(ck["gen"])
-        if "scaler" in ck:
-            scaler.load_state_dict(ck["scaler"])
-        start, losses, running, threads = ck["step"], ck["losses"], ck["running"], ck.get("threads", [])
-    threads = _with_current_threads(threads)
+    return model
 
-    images, labels = ds.images.to(device), ds.labels.to(device)
-    decay = 0.5 ** (1 / cfg.ema_halflife)
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
-               desc=f"train {cfg.net['kind']}/{cfg.formulation} n={len(ds)}", leave=False)
-    what = f"{cfg.net['kind']}-{cfg.net.get('width', '')} {cfg.formulation} n={len(ds)} seed={cfg.seed}"
-    for step in bar:
-        progress_lib.update("train", what, step, cfg.steps)
-        idx = torch.randint(0, len(images), (cfg.batch,), generator=gen).to(device)
-        lab = None
-        if cfg.conditional:
-            drop = torch.rand(cfg.batch, generator=gen).to(device) < cfg.label_dropout
-            lab = torch.where(drop, torch.full_like(labels[idx], 10), labels[idx])
-        for group in opt.param_groups:
-            group["lr"] = _lr(cfg, step)
-        with autocast(precision, device):
-            loss = model.loss(images[idx], gen, lab, step, cfg.steps).float()
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        ema_update(ema, model, decay)
-        running += loss.item()
-        if (step + 1) % 100 == 0:
-            losses.append(running / 100)
-            running = 0.0
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
-            store.save(KIND, key, f"ema_{step + 1}", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}})
-        if callback is not None:
-            callback(step, loss.item())
-        if (step + 1) % cfg.ckpt_every == 0 and step + 1 < cfg.steps:
-            store.save(KIND, key, "checkpoint", {
-                "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "gen": gen.get_state(), "step": step + 1, "losses": losses, "running": running, "threads": threads,
-                **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
-    progress_lib.update("train", what, cfg.steps, cfg.steps)
-    store.save(KIND, key, "final", {"ema": {k: v.cpu() for k, v in ema.state_dict().items()}, "losses": losses,
-                                    "threads": threads})
-    store.remove(KIND, key, "checkpoint")
-    return ema.eval()
+
+def minibatch(cfg: TrainConfig, gen: torch.Generator, images, labels, formulation, step: int, device):
+    """One training step's draws from ``gen``, in a fixed order: the minibatch, its label dropout (classifier-free
+    guidance's "no label" is label 10), then the formulation's noise levels and noise. Returns (x0, labels or None,
+    the formulation's draws)."""
+    idx = to_device(torch.randint(0, len(images), (cfg.batch,), generator=gen), device)
+    lab = None
+    if cfg.conditional:
+        drop = to_device(torch.rand(cfg.batch, generator=gen), device) < cfg.label_dropout
+        lab = torch.where(drop, torch.full_like(labels[idx], 10), labels[idx])
+    x0 = images[idx]
+    return x0, lab, formulation.draw(x0, gen, step, cfg.steps)
+
+
+class Single:
+    """One model as a ``loop.Job``: its denoiser, EMA, Adam (with loss scaling at fp16) and generator.
+
+    ``channels_last`` and ``compile_mode`` (a ``torch.compile`` mode) change how the step is computed, not what:
+    the same numbers up to round-off, for the GPU benchmark to measure.
+    """
+
+    def __init__(self, cfg: TrainConfig, store: Store, device: torch.device, progress: bool = True,
+                 channels_last: bool = False, compile_mode: str | None = None):
+        self.cfgs, self.keys, self.device = [cfg], [cfg.key_dict()], device
+        ds = training_set(cfg)
+        self.model = prepare(cfg, ds.shape, store, device, progress)
+        self.images, self.labels = ds.images.to(device), ds.labels.to(device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.images = self.images.contiguous(memory_format=torch.channels_last)
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
+        self.net = torch.compile(self.model.net, mode=compile_mode) if compile_mode else self.model.net
+        self.opt = optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.lr)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        # Loss scaling only for fp16; disabled, the scaler passes the loss and the step through unchanged.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        self.decay = 0.5 ** (1 / cfg.ema_halflife)
+        self.what = f"{cfg.net['kind']}-{cfg.net.get('width', '')} {cfg.formulation} n={len(ds)} seed={cfg.seed}"
+
+    def restore(self, checkpoints: list) -> None:
+        ck = checkpoints[0]
+        if ck is None:
+            return
+        self.model.load_state_dict(ck["model"])
+        self.ema_model.load_state_dict(ck["ema"])
+        self.opt.load_state_dict(ck["opt"])
+        self.gen.set_state(ck["gen"])
+        if "scaler" in ck:
+            self.scaler.load_state_dict(ck["scaler"])
+
+    def step(self, step: int, lr: float) -> torch.Tensor:
+        cfg = self.cfgs[0]
+        x0, labels, draws = minibatch(cfg, self.gen, self.images, self.labels, self.model.formulation, step,
+                                      self.device)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        with autocast(cfg.precision, self.device):
+            loss = self.model.formulation.objective(self.net, x0, labels, **draws).float()
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        ema_update(self.ema_model, self.model, self.decay)
+        return loss.detach().reshape(1)
+
+    def ema(self, k: int = 0) -> dict:
+        return {name: v.cpu() for name, v in self.ema_model.state_dict().items()}
+
+    def state(self, k: int = 0) -> dict:
+        return {"model": self.model.state_dict(), "ema": self.ema_model.state_dict(), "opt": self.opt.state_dict(),
+                "gen": self.gen.get_state(), **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled()
+                                                else {})}
+
+
+def train(cfg: TrainConfig, store: Store | None = None, device=None, progress: bool = True, callback=None, *,
+          channels_last: bool = False, compile_mode: str | None = None) -> Denoiser:
+    """The trained EMA denoiser for ``cfg``: from the store when finished, else trained (resuming a checkpoint).
+
+    ``callback(step, loss)`` is called after every step; raising in it interrupts training like Ctrl-C.
+    ``channels_last`` and ``compile_mode``: see ``Single``.
+    """
+    store = store or Store()
+    if is_trained(cfg, store):
+        return load(cfg, store, device)
+    job = Single(cfg, store, torch.device(device or "cpu"), progress, channels_last, compile_mode)
+    loop.run(job, store, progress, callback and (lambda step, losses: callback(step, losses[0])))
+    return job.ema_model.eval()
+
+
+def load(cfg: TrainConfig, store: Store | None = None, device=None, name: str = "final") -> Denoiser:
+    """The stored EMA denoiser of a finished run (``name`` "final"), or of its snapshot ``ema_<step>``."""
+    store = store or Store()
+    model = build(cfg, training_set(cfg).shape)
+    model.load_state_dict(store.load(KIND, cfg.key_dict(), name)["ema"])
+    return model.to(device or "cpu").eval().requires_grad_(False)
 
 
 def snapshot(cfg: TrainConfig, step: int, store: Store | None = None, device=None) -> Denoiser:
     """The EMA denoiser after ``step`` steps of a run trained with ``snapshot_every`` dividing ``step``."""
-    store = store or Store()
-    model = build(cfg, training_set(cfg).shape)
-    model.load_state_dict(store.load(KIND, cfg.key_dict(), f"ema_{step}")["ema"])
-    return model.to(device or "cpu").eval().requires_grad_(False)
+    return load(cfg, store, device, f"ema_{step}")
 
 
 def losses(cfg: TrainConfig, store: Store | None = None) -> list[float]:

@@ -97,9 +97,9 @@ def section1(P: dict) -> list[Variant]:
     ]
 
 
-# Progressive distillation of the EDM U-Net (``distill.py``): from its 32-step Euler (= DDIM) sampler to 4 steps in
-# three halvings. Each round is a short fine-tuning of the previous one (Salimans & Ho 2022 train each halving for
-# a small fraction of the teacher's updates); lr, warm-up and EMA are scaled down to that length.
+# Progressive distillation of the EDM U-Net (``formulations.Progressive``): from its 32-step Euler (= DDIM) sampler
+# to 4 steps in three halvings. Each round is a short fine-tuning of the previous one (Salimans & Ho 2022 train each
+# halving for a small fraction of the teacher's updates); lr, warm-up and EMA are scaled down to that length.
 DISTILL_FROM, DISTILL_STEPS, DISTILL_ROUND = 32, 4, 600
 
 
@@ -277,26 +277,27 @@ def costs(jobs, per_step: dict | None = None) -> list[float]:
 def fit_all(configs, store: Store, P: dict, backend: str | None = None, stack: bool = True,
             progress: bool = True) -> dict:
     """Train every config not yet in the store, ``P["n_jobs"]`` jobs at a time on ``P["device"]``; returns
-    {label (``describe``): seconds} of the jobs trained. ``backend`` names a joblib backend (``"dask"``, ``"ray"``; default ``REPRO_SWEEP_BACKEND``),
-    see ``sweep.run_scheduled``.
+    {label (``describe``): seconds} of the jobs trained. ``backend`` names a joblib backend (``"dask"``,
+    ``"ray"``; default ``REPRO_SWEEP_BACKEND``), see ``sweep.run_scheduled``.
 
-    With ``stack``, the untrained configs of the kinds where it pays (``stacked.pays``: the narrow U-Nets) that
-    differ only in data, seed and the like train together as one stacked model per job (``stacked.group``), each
-    as if alone up to round-off; the rest train alone. A job whose configs start (``init``) from a config of
-    another job waits for it, so that two workers never train the same parent; the rest start longest chain of
-    work first, by ``costs``."""
-    jobs, job_costs, after = schedule(configs, store, stack)
+    With ``stack``, the untrained configs of the kinds where it pays (``stacked.min_stack``: the narrow U-Nets on
+    the CPU, every kind on a GPU) that differ only in data, seed and the like train together as one stacked model
+    per job (``stacked.group``), each as if alone up to round-off; the rest train alone. A job whose configs start
+    (``init``) from a config of another job waits for it, so that two workers never train the same parent; the
+    rest start longest chain of work first, by ``costs``."""
+    jobs, job_costs, after = schedule(configs, store, stack, device=P["device"])
     return sweep.run_scheduled(partial(fit, device=P["device"]), jobs, job_costs, after, store,
                                n_jobs=P["n_jobs"], progress=progress, label=describe, backend=backend)
 
 
-def schedule(configs, store: Store, stack: bool = True,
-             per_step: dict | None = None) -> tuple[list, list[float], list[list[int]]]:
-    """``fit_all``'s jobs for the configs not yet in the store, each job's estimated cost (``costs``, under
-    ``per_step`` if given; a job also trains the ancestors no other job trains, as ``train.train`` does, and they
-    count) and the jobs each waits for (``after``: those that train one of its ancestors)."""
+def schedule(configs, store: Store, stack: bool = True, per_step: dict | None = None,
+             device="cpu") -> tuple[list, list[float], list[list[int]]]:
+    """``fit_all``'s jobs for the configs not yet in the store (stacked where it pays on ``device``), each job's
+    estimated cost (``costs``, under ``per_step`` if given; a job also trains the ancestors no other job trains, as
+    ``train.train`` does, and they count) and the jobs each waits for (``after``: those that train one of its
+    ancestors)."""
     todo = [c for c in {repr(c): c for c in configs}.values() if not is_fitted(c, store)]
-    jobs = stacked.group(todo) if stack else todo
+    jobs = stacked.group(todo, device=device) if stack else todo
     members = [_members(job) for job in jobs]
     after = [[i for i, others in enumerate(members) if i != j and any(a in others for c in mine for a in _ancestors(c))]
              for j, mine in enumerate(members)]

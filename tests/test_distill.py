@@ -1,4 +1,4 @@
-"""Progressive distillation (``distill.py``): the student's target against two teacher Euler (= DDIM) steps
+"""Progressive distillation (``formulations.Progressive``): the student's target against two teacher Euler (= DDIM) steps
 computed with the samplers, and a briefly trained student against its teacher on a tiny case."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from reprolib import distill, formulations, networks, samplers, zoo
+from reprolib import formulations, networks, samplers, zoo
 from reprolib.formulations import Denoiser
 from reprolib.store import Store
 from reprolib.train import TrainConfig, train
@@ -17,14 +17,14 @@ from reprolib.train import TrainConfig, train
 def test_grids_nest_and_follow_karras():
     """Halving the step count keeps every other level; the levels are Karras's ramp at i / N."""
     for n in (1, 2, 4, 8, 16):
-        torch.testing.assert_close(distill.grid(2 * n)[::2], distill.grid(n))
-    g = distill.grid(4)
+        torch.testing.assert_close(formulations.grid(2 * n)[::2], formulations.grid(n))
+    g = formulations.grid(4)
     assert float(g[0]) == pytest.approx(80.0)
     ramp = torch.arange(4, dtype=torch.float64) / 4
     torch.testing.assert_close(g, (80 ** (1 / 7) + ramp * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7)
     # the student's sampler: its native schedule is its grid, then 0
     s = samplers.schedule(Denoiser(networks.build("mlp", width=8, depth=1), "distill4"), 4, "native")
-    torch.testing.assert_close(s, torch.cat([distill.grid(4).float(), torch.zeros(1)]))
+    torch.testing.assert_close(s, torch.cat([formulations.grid(4).float(), torch.zeros(1)]))
 
 
 def test_a_student_reads_its_network_as_edm_does():
@@ -47,8 +47,8 @@ def test_target_makes_one_student_step_land_on_two_teacher_steps(n):
     teacher = _teacher()
     f = formulations.build(f"distill{n}")
     f.teacher = teacher
-    student_levels = torch.cat([distill.grid(n), torch.zeros(1, dtype=torch.float64)]).float()
-    teacher_levels = torch.cat([distill.grid(2 * n), torch.zeros(1, dtype=torch.float64)]).float()
+    student_levels = torch.cat([formulations.grid(n), torch.zeros(1, dtype=torch.float64)]).float()
+    teacher_levels = torch.cat([formulations.grid(2 * n), torch.zeros(1, dtype=torch.float64)]).float()
     g = torch.Generator().manual_seed(1)
     for i in range(n):
         x = torch.randn(6, 1, 8, 8, generator=g) * student_levels[i]
@@ -78,7 +78,7 @@ def test_a_briefly_trained_student_moves_toward_its_teachers_two_steps(tmp_path)
     teacher = train(teacher_cfg, store, progress=False)
     student = train(student_cfg, store, progress=False)
     z = samplers.noise(range(64), (1, 8, 8))
-    two = samplers.euler(teacher, 80 * z, torch.cat([distill.grid(2).float(), torch.zeros(1)]))
+    two = samplers.euler(teacher, 80 * z, torch.cat([formulations.grid(2).float(), torch.zeros(1)]))
     start = samplers.euler(teacher, 80 * z, torch.tensor([80.0, 0.0]))
     got = samplers.sample(student, range(64), (1, 8, 8), "euler", 1, "native")
     before, after = float(((start - two) ** 2).mean()), float(((got - two) ** 2).mean())
