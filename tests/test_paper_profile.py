@@ -113,11 +113,11 @@ def test_paper_profile_runs_notebook_04_with_a_cifar_judge(tmp_path, write_cifar
 
 
 @pytest.mark.parametrize("cuda", [True, False])
-def test_paper_profile_uses_cuda_where_present(monkeypatch, cuda):
+def test_every_profile_uses_cuda_where_present(monkeypatch, cuda):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     for notebook in profiles.SETTINGS:
-        assert profiles.settings(notebook, "paper")["device"] == ("cuda" if cuda else "cpu"), notebook
-        assert profiles.settings(notebook, "cpu")["device"] == "cpu"  # the laptop profiles never move
+        for profile in profiles.NAMES:
+            assert profiles.settings(notebook, profile)["device"] == ("cuda" if cuda else "cpu"), notebook
         assert profiles.settings(notebook, "paper", device="cpu")["device"] == "cpu"  # and an override wins
 
 
