@@ -107,9 +107,9 @@ print(f"random real pairs above {THRESHOLD}: {real_chance:.3%}")
 #   previous round that learns to do in one step what its teacher does in two; it is sampled with Euler on its
 #   own 4-level grid.
 #
-# The list lives in `reprolib.zoo` so that other notebooks reuse the same models. Trainings run two at a time in
-# one-thread processes (a student after its teacher); finished models are cached in the store, so a second run
-# trains nothing.
+# The list lives in `reprolib.zoo` so that other notebooks reuse the same models. Trainings run in one-thread
+# worker processes, one per core (a student after its teacher); finished models are cached in the store, so a
+# second run trains nothing.
 
 # %%
 variants = zoo.section1(P)

@@ -68,10 +68,11 @@ print(f"profile {profile}: sizes {P['sizes']}, widths {P['widths']}, {P['train_s
 # ## Training the sweep
 #
 # Every model of one N sees the same nested subset (the first N images of one seeded permutation of the data
-# set). The trainings run two at a time in one-thread processes and land in the store: notebook 03 reuses them,
-# and an interrupted sweep resumes where it stopped. The narrow U-Nets of one training length train together as
-# one stacked model per process (`reprolib.stacked`, where `benchmarks/results.md` measured it to pay: width 4,
-# and width 8 from four models), each with its own data, draws, optimiser and EMA, as if alone up to round-off.
+# set). The trainings run in one-thread worker processes, one per core, and land in the store: notebook 03 reuses
+# them, and an interrupted sweep resumes where it stopped. The narrow U-Nets of one training length train together
+# as one stacked model per process (`reprolib.stacked`, where `benchmarks/results.md` measured it to pay on a CPU:
+# width 4, and width 8 from four models; on a GPU every width), each with its own data, draws, optimiser and EMA,
+# as if alone up to round-off.
 # How long each N trains, and at which learning rate, is in `reprolib.profiles`: at the cpu profile lr 3e-3,
 # 5,000 steps for N <= 32 and 3,000 for the rest (the next section says how convergence is judged).
 

@@ -73,7 +73,7 @@ print(f"pre-train on {P['source']}, fine-tune on {P['target']}, {len(seeds)} see
 # ## The models
 #
 # The table lists each model's training data, length and the share of its weights that training touches. All of
-# them train in two one-thread processes; the pre-trained model goes first, since every fine-tuning starts from
+# them train in one-thread worker processes; the pre-trained model goes first, since every fine-tuning starts from
 # its weights. The partial fine-tunings are trained longer (see "Are the partial fine-tunings converged?"), and
 # their models here are those runs' EMA weights after 1,500 steps.
 

@@ -72,8 +72,8 @@ print(f"{len(seeds)} seeds; privacy from "
 # every 250 steps; trained here only if notebook 01 has not run. The privacy study reuses notebook 02's sweep of
 # U-Nets over N: when the store holds all of it (`paper_figures.py --all` trains it first), nothing is trained;
 # otherwise only one width at four sizes is trained (the same configurations as 02's, so a later run of 02 reuses
-# them), which keeps this notebook near five minutes on two cores. Everything trains in one sweep, two one-thread
-# processes.
+# them), which keeps this notebook near five minutes on two cores. Everything trains in one sweep of one-thread
+# worker processes.
 
 # %%
 t0 = time.perf_counter()
