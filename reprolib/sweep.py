@@ -147,6 +147,23 @@ def priorities(costs: Sequence[float], after: Sequence[Sequence[int]]) -> list[f
     return [chain(i) for i in range(len(costs))]
 
 
+def makespan(costs: Sequence[float], after: Sequence[Sequence[int]], n_jobs: int) -> tuple[float, list[float]]:
+    """What ``run_scheduled`` does on ``n_jobs`` workers when every job takes exactly its cost: the time the last
+    job ends, and each job's start. A simulation of its list scheduling, for planning (``benchmarks/bench_plan.py``)."""
+    prio = priorities(costs, after)
+    pending, done, starts, running, now = set(range(len(costs))), set(), [0.0] * len(costs), {}, 0.0
+    while pending or running:
+        ready = sorted((j for j in pending if set(after[j]) <= done), key=lambda j: (-prio[j], j))
+        for j in ready[: n_jobs - len(running)]:
+            pending.discard(j)
+            starts[j], running[j] = now, now + costs[j]
+        now = min(running.values())
+        for j in [j for j, end in running.items() if end == now]:
+            done.add(j)
+            del running[j]
+    return now, starts
+
+
 def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: Sequence[Sequence[int]],
                   store: Store | None = None, n_jobs: int = 2, threads: int = machine.TRAIN_THREADS,
                   progress: bool = True, label: Callable = str, backend: str | None = None) -> dict:

@@ -111,3 +111,31 @@ def test_a_sample_bank_asked_for_twice_at_once_is_drawn_once(tmp_path):
         t.join()
     assert len(draws) == 1
     assert torch.equal(out[0], out[1]) and out[0].max() == 1.0  # clipped to [-1, 1], stored, loaded by the other
+
+
+def test_makespan_simulates_list_scheduling_with_exact_costs():
+    # a -> b -> c; d alone; e waits for a. Two workers: a and d start at 0, b when a ends (1); when b ends (3), c
+    # (priority 3) and e (0.5) are ready for one free worker: c goes first, e when d ends (5.5); c ends last (6).
+    costs = [1.0, 2.0, 3.0, 5.5, 0.5]
+    after = [[], [0], [1], [], [0]]
+    end, starts = sweep.makespan(costs, after, 2)
+    assert starts[0] == starts[3] == 0.0 and starts[1] == 1.0 and starts[2] == 3.0
+    assert end == 6.0 and starts[4] == 5.5
+    assert sweep.makespan(costs, after, 1)[0] == sum(costs)  # one worker: the work, end to end
+    assert sweep.makespan(costs, after, 10)[0] == max(sweep.priorities(costs, after))  # many: the longest chain
+
+
+def test_the_plan_benchmark_gives_the_cpu_plans_time_on_w_workers(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_plan.py"
+    spec = importlib.util.spec_from_file_location("bench_plan", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--workers", "1", "64"]) == 0
+    out = capsys.readouterr().out
+    jobs, costs, after = bench.plan("cpu")
+    length, chain = bench.critical_path(costs, after)
+    assert f"| 1 | {sum(costs) / 60:.1f} |" in out and f"| 64 | {length / 60:.1f} |" in out
+    assert all(chain[i] in after[chain[i + 1]] for i in range(len(chain) - 1))  # a chain of waits
