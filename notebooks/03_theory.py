@@ -187,7 +187,7 @@ agreement = {}
 for n in (min(P["sizes"]), max(P["sizes"])):
     denoisers = {f"width {w}": zoo.fit(models[(n, w, 0)], store, False, P["device"]) for w in P["widths"]}
     train_n = full.subset(n).images
-    denoisers["optimal"] = hyperplane.optimal(train_n)
+    denoisers["optimal"] = hyperplane.optimal(train_n, P["device"])
     corners = hyperplane.pick_corners(denoisers, seeds[:40], P["shape"], P, sim)
     grid = hyperplane.plane(corners, P["shape"], P["grid"])
     images = {f"width {w}": zoo.plane_samples(models[(n, w, 0)], store, corners, P) for w in P["widths"]}

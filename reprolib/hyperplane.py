@@ -94,8 +94,9 @@ def pick_corners(denoisers: dict, candidates, shape, P: dict, sim, threshold: fl
     return corners
 
 
-def optimal(images: torch.Tensor) -> OptimalDenoiser:
-    return OptimalDenoiser(images)
+def optimal(images: torch.Tensor, device="cpu") -> OptimalDenoiser:
+    """D* of ``images``, computing on ``device`` (the models' own)."""
+    return OptimalDenoiser(images).to(device)
 
 
 def agreement_table(labels: dict) -> dict:

@@ -27,9 +27,10 @@ class OptimalDenoiser(nn.Module):
         self.chunk = chunk
 
     def forward(self, x, sigma, labels=None):
-        flat = x.reshape(len(x), -1).double()
-        inv_var = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(len(x)).reshape(-1, 1) ** -2
-        run_max = torch.full((len(x), 1), -torch.inf, dtype=torch.float64, device=x.device)
+        on = self.y.device  # computed where the training images are, whatever device x comes from
+        flat = x.reshape(len(x), -1).double().to(on)
+        inv_var = torch.as_tensor(sigma, dtype=torch.float64, device=on).expand(len(x)).reshape(-1, 1) ** -2
+        run_max = torch.full((len(x), 1), -torch.inf, dtype=torch.float64, device=on)
         run_sum = torch.zeros_like(run_max)
         acc = torch.zeros_like(flat)
         for j in range(0, len(self.y), self.chunk):
@@ -41,4 +42,4 @@ class OptimalDenoiser(nn.Module):
             run_sum = run_sum * rescale + w.sum(1, keepdim=True)
             acc = acc * rescale + w @ y
             run_max = new_max
-        return (acc / run_sum).to(x.dtype).reshape(x.shape)
+        return (acc / run_sum).to(x.device, x.dtype).reshape(x.shape)

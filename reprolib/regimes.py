@@ -41,8 +41,8 @@ def optimal_samples(P: dict, seeds) -> dict:
     """Samples of the closed-form optimal denoiser of each subset: Theorem 1's prediction."""
     full = data.load(P["data"])
     steps = P["sample_steps"]
-    return {n: samplers.sample(OptimalDenoiser(full.subset(n).images), seeds, P["shape"], "heun", steps)
-            for n in P["sizes"]}
+    return {n: samplers.sample(OptimalDenoiser(full.subset(n).images).to(P["device"]), seeds, P["shape"], "heun",
+                               steps, device=P["device"]) for n in P["sizes"]}
 
 
 def model_table(samples: dict, P: dict, sim) -> pd.DataFrame:
@@ -133,8 +133,8 @@ def handoff(cfg, store, seeds, cuts, P: dict) -> pd.DataFrame:
 
     def compute():
         train = training_set(cfg).images
-        optimal = OptimalDenoiser(train)
-        theory_x = samplers.sample(optimal, seeds, P["shape"], "heun", P["sample_steps"])
+        optimal = OptimalDenoiser(train).to(P["device"])
+        theory_x = samplers.sample(optimal, seeds, P["shape"], "heun", P["sample_steps"], device=P["device"])
         return handoff_table(zoo.fit(cfg, store, False, P["device"]), optimal, theory_x, train, seeds, cuts, P)
 
     return zoo.table(store, key, compute)
@@ -146,7 +146,8 @@ def handoff_table(model, optimal, theory_x, train, seeds, cuts, P: dict) -> pd.D
     rows = []
     for cut in cuts:
         for name, hi, lo in (("D* above", optimal, model), ("model above", model, optimal)):
-            x = samplers.sample(Handoff(hi, lo, cut), seeds, P["shape"], "heun", P["sample_steps"]).clamp(-1, 1)
+            x = samplers.sample(Handoff(hi, lo, cut), seeds, P["shape"], "heun", P["sample_steps"],
+                                device=P["device"]).clamp(-1, 1)
             rows.append(dict(cut=cut, order=name, same_copy=same_copy(x, theory_x, train)))
     return pd.DataFrame(rows)
 
