@@ -114,7 +114,7 @@ def test_handoff_switches_denoisers_at_the_cut_and_locates_where_a_model_departs
     assert torch.equal(regimes.Handoff(optimal, other, 0.1)(x, sigma), optimal(x, sigma).float())
     assert regimes.Handoff(optimal, other, 1.0)(x, sigma).dtype == x.dtype
 
-    P = dict(shape=(1, 4, 4), sample_steps=8)
+    P = dict(shape=(1, 4, 4), sample_steps=8, device="cpu")
     seeds = range(40)
     theory = samplers.sample(optimal, seeds, P["shape"], "heun", 8)
     t = regimes.handoff_table(other, optimal, theory, train, seeds, [1e-3, 1e3], P).set_index(["cut", "order"])
