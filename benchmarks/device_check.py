@@ -33,6 +33,9 @@ same as data), bench_gpu.json, logs.txt (the tail of every stage's log), cuda_cl
 cpu_claims.json and mnist_claims.json. They are rewritten after every stage, so a command stopped from outside
 leaves what was done. Exit status 1 when a stage failed or ran out of its budget, else 0.
 
+Knobs for another split of the time: ``--total``, ``--runner-budget`` (stages 1 and 2), ``--cuda-notebooks 01 05``
+(stage 1 runs --only these), ``--bench-levers syncs stack ...`` (bench_gpu.py's sections for stage 3).
+
 ``--smoke`` runs the same stages on this CPU: notebook 05 at the smoke profile with small overrides in stages 1
 and 2 (one core each; stage 2's values are compared with stage 1's, as no smoke record exists), ``bench_gpu.py
 --smoke``, and stage 4's check of the profiles alone.
