@@ -69,7 +69,7 @@ print(f"{len(train_set)} training images of shape {train_set.shape}, {len(seeds)
 # the paper's 0.6 instead (`metrics.SSCDSimilarity`).
 
 # %%
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 thresholds = np.linspace(0.5, 1.0, 51)

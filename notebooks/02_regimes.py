@@ -135,7 +135,7 @@ convergence.round(3)
 
 # %%
 t0 = time.perf_counter()
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 samples = regimes.sweep_samples(models, store, seeds, P)
 table = regimes.model_table(samples, P, sim)
 pairs = regimes.pair_table(samples, sim)
@@ -162,7 +162,7 @@ gl = table.groupby(["n", "width"])[["gl", "gl_corr"]].mean().reset_index()
 for w, g in gl.groupby("width"):
     axes[1].plot(g["n"], g["gl"], marker="o", label=f"GL, width {w}")
     axes[1].plot(g["n"], g["gl_corr"], ls="--", alpha=0.5, color=axes[1].lines[-1].get_color())
-axes[1].plot([], [], "k--", alpha=0.5, label="GL by correlation > 0.9")
+axes[1].plot([], [], "k--", alpha=0.5, label=f"GL by correlation > {sim.default_threshold}")
 axes[1].set(xscale="log", xlabel="training-set size N", ylabel="GL", ylim=(-0.02, 1.02), title="Generalization")
 for ax in axes:
     plotting.shade_regimes(ax, table["n"], mem_until, gen_from)
@@ -197,13 +197,14 @@ for n in (min(P["sizes"]), max(P["sizes"])):
 # non-copying sample has as its nearest training image the very image the other one copies ("near-same"), and
 # the rest. The bars stack each type's contribution to RP (its agreeing seeds over all seeds), so they add up to
 # notebook 02's RP. The lines judge both copy and agreement with **one rule**, as the paper does with SSCD > 0.6:
-# a correlation above $t_{copy}$, calibrated on real digits only (the 95th percentile of each digit's highest
-# correlation with any *other* digit, so a real digit is called a copy of another 5% of the time). The analysis
+# a correlation above $t_{copy}$, calibrated on real images only, those of the sweep's largest training set (the
+# 95th percentile of each image's highest correlation with any *other* one, so a real image is called a copy of
+# another 5% of the time). The analysis
 # and its readings were pre-registered in
 # [replications/02_dip_decomposition.md](../replications/02_dip_decomposition.md).
 
 # %%
-t_copy = regimes.t_copy(sim, full.images)
+t_copy = regimes.t_copy(sim, full.subset(max(P["sizes"])).images)  # the largest training set of the sweep
 parts = regimes.decompose(samples, P, sim, [t_copy])
 depth = regimes.depth_table(parts["pairs"]).set_index("rule")
 pair_names = sorted(parts["pairs"]["pair"].unique(), key=lambda p: [int(w) for w in p.split(" vs ")])
@@ -217,7 +218,7 @@ for ax, pair in zip(axes[0], pair_names):
     bottom = np.zeros(len(sizes))
     for kind in stack:
         c = types[types.type == kind].groupby("n")["contribution"].mean().reindex(sizes).fillna(0).to_numpy()
-        ax.bar(range(len(sizes)), c, bottom=bottom, color=colors[kind], alpha=0.75, label=f"RP (0.9) from {kind}")
+        ax.bar(range(len(sizes)), c, bottom=bottom, color=colors[kind], alpha=0.75, label=f"RP ({sim.default_threshold}) from {kind}")
         bottom += c
     one = parts["pairs"][(parts["pairs"].rule == "one") & (parts["pairs"].pair == pair)].groupby("n")[["rp", "chance"]].mean()
     ax.plot(range(len(sizes)), one["rp"].reindex(sizes), "k-o", label=f"RP, one rule ($t_{{copy}}$ = {t_copy:.3f})")

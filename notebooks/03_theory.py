@@ -57,7 +57,7 @@ full = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 models = zoo.regimes(P)
 zoo.fit_all(zoo.plan("03", P, store), store, P)
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 
 # %% [markdown]
 # ## Theorem 1, numerically
@@ -99,7 +99,8 @@ fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for pair, g in vs_theory.groupby("pair"):
     g = g.groupby("n").mean(numeric_only=True).reset_index()
     line, = ax.plot(g["n"], g["same_copy"], marker="o", label=f"width {pair.split()[0]}: same copy")
-    ax.plot(g["n"], g["rp"], ls="--", color=line.get_color(), alpha=0.6, label=f"width {pair.split()[0]}: Pearson > 0.9")
+    ax.plot(g["n"], g["rp"], ls="--", color=line.get_color(), alpha=0.6,
+            label=f"width {pair.split()[0]}: {sim.label} > {sim.default_threshold}")
 chance = vs_theory.groupby("n")["chance"].max()
 ax.plot(chance.index, chance.values, "k:", label="chance (Pearson, mismatched seeds)")
 ax.set(xscale="log", xlabel="training-set size N", ylabel="agreement with the optimal denoiser",

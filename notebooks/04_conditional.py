@@ -54,7 +54,7 @@ run = notebook.start("04", profile, overrides)
 P, store = run.P, run.store
 seeds = list(range(100_000, 100_000 + P["seeds"]))  # the same seeds as notebook 01
 labels = conditional.cycle_labels(len(seeds))  # seed i is asked for digit i mod 10
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 THRESHOLD = sim.default_threshold  # Pearson 0.9 (calibrated in notebook 01), or SSCD 0.6
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 print(f"profile {profile}: {len(seeds)} seeds, {len(seeds) // 10} per class, guidance scale w = {P['guidance']}")

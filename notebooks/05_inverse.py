@@ -54,7 +54,7 @@ P, store = run.P, run.store
 truth_key = {"data": P["data"], "subset": P["images"], "subset_seed": 1}
 truth = data.load(P["data"]).subset(P["images"], seed=1).images
 noises = {1: list(range(100_000, 100_000 + len(truth))), 2: list(range(200_000, 200_000 + len(truth)))}
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 THRESHOLD = sim.default_threshold  # Pearson 0.9 (calibrated in notebook 01), or SSCD 0.6
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 z0, z1 = P["zetas"]

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib import metrics, notebook, plotting, zoo
+from reprolib import conditional, metrics, notebook, plotting, zoo
 from reprolib.train import build, mark_trainable, training_set
 
 run = notebook.start("06", profile, overrides)
@@ -64,7 +64,7 @@ variants = zoo.section6(P)
 tuned = [n for n in variants if "fine-tune" in n]
 partial = zoo.section6_partial(variants)  # claim 3's partial fine-tunings
 long = zoo.section6_long(variants, partial)  # the same fine-tunings, trained longer (convergence check)
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 print(f"pre-train on {P['source']}, fine-tune on {P['target']}, {len(seeds)} seeds")
@@ -99,14 +99,12 @@ models_table.round(3)
 # samples are target digits (5-9): a fine-tuning that has not left the pre-training data shows up there.
 
 # %%
-from reprolib.classifier import digit_classifier
-
 t0 = time.perf_counter()
 samples = {name: zoo.generate(v, store, seeds, P) for name, v in variants.items()}
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({k: v[:16] for k, v in samples.items()})
 plotting.save(fig, "06_same_noise_grid")
-clf = digit_classifier() if P["data"] == "digits" else None
+clf = conditional.judge(P["data"], store, P["device"]) if P["data"] in ("digits", "mnist") else None
 if clf is not None:
     print(f"digit classifier: {clf.accuracy:.1%} on held-out real digits")
     target = torch.tensor(P["target"])

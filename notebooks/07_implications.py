@@ -56,7 +56,7 @@ run = notebook.start("07", profile, overrides)
 P, store = run.P, run.store
 full = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 pair = zoo.section7(P)

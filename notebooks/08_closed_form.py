@@ -73,7 +73,7 @@ P, store = run.P, run.store
 P02 = zoo.sweep_settings(P)
 models = zoo.regimes(P02)
 closed_form.require_models(models, store)  # fails here, before any long work, if 02 has not run
-sim = metrics.backend(P["similarity"], device=P["device"])
+sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 seeds = list(range(100_000, 100_000 + P02["seeds"]))  # notebook 02's seeds: its sample banks
 theory_seeds = seeds[:P["theory_seeds"]]
 theories = closed_form.names(P["patch_sizes"])

@@ -74,15 +74,17 @@ def class_fidelity(predicted, labels) -> float:
 
 def judge(data_name: str, store=None, device="cpu", **config):
     """The classifier that judges a sample's class: ``classifier.digit_classifier`` for digits, the CNN of
-    ``classifier.train_cnn`` (``config``: ``CNNConfig`` fields, cached in ``store``) for CIFAR-10."""
+    ``classifier.train_cnn`` for CIFAR-10 and MNIST (``config``: ``CNNConfig`` fields over the data set's
+    ``classifier.CNN_DEFAULTS``; cached in ``store``)."""
     from . import classifier
 
     if data_name == "digits":
         return classifier.digit_classifier()
-    if data_name == "cifar10":
-        return classifier.train_cnn(classifier.CNNConfig(data=data_name, **config), store, device, progress=False)
-    raise NotImplementedError(
-        f"No classifier for '{data_name}' here: reprolib.classifier has one for digits and one for cifar10.")
+    if data_name in classifier.CNN_DEFAULTS:
+        cfg = classifier.CNNConfig(data=data_name, **{**classifier.CNN_DEFAULTS[data_name], **config})
+        return classifier.train_cnn(cfg, store, device, progress=False)
+    raise NotImplementedError(f"No classifier for '{data_name}' here: reprolib.classifier has one for digits and "
+                              f"CNNs for {', '.join(classifier.CNN_DEFAULTS)}.")
 
 
 def summary_array(by_class: dict) -> np.ndarray:

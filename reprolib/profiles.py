@@ -4,6 +4,9 @@
   small are not converged (``claims_strict=False``).
 - ``cpu`` (default): the paper's claims judged on a 2-core laptop with nothing downloaded (``digits``); those
   that do not hold there are recorded in ``expected_verdicts.toml``.
+- ``mnist``: real 28x28 MNIST (installed offline with ``reprolib[mnist]``), N up to 2^15 as the paper's Figure 2;
+  minutes on one GPU (or hours on many cores). Its sizes are provisional until its pilot has run
+  (replications/mnist_profile.md).
 - ``paper``: the paper's scale (CIFAR-10 32x32, EDM-sized U-Nets); needs a GPU and the data on disk.
 
 A notebook asks ``settings("01", profile, **overrides)``; overrides replace single entries (papermill's
@@ -21,7 +24,7 @@ from typing import Callable, NamedTuple
 
 from . import machine
 
-NAMES = ("smoke", "cpu", "paper")
+NAMES = ("smoke", "cpu", "mnist", "paper")
 
 
 def current(default: str = "cpu") -> str:
@@ -30,6 +33,7 @@ def current(default: str = "cpu") -> str:
 
 
 _DIGITS_SHAPE = (1, 8, 8)
+_MNIST_SHAPE = (1, 28, 28)
 _CIFAR_SHAPE = (3, 32, 32)
 _PAPER_UNET = {"kind": "unet", "channel_mult": [2, 2, 2], "num_blocks": 4, "attn_res": [16]}
 
@@ -41,6 +45,8 @@ _S1 = {
                    claims_strict=False, public_checkpoints=[]),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18,
                  claims_strict=True, public_checkpoints=[]),
+    "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, seeds=1000, sample_steps=18,
+                   claims_strict=True, public_checkpoints=[]),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18,
                    claims_strict=True, public_checkpoints=[]),
 }
@@ -55,7 +61,7 @@ _S1 = {
 # Every model keeps its EMA weights each ``snapshot_every`` steps (scaled by ``steps_scale`` like the lengths);
 # the first ``curve_seeds`` seeds are sampled at each snapshot for the convergence curves.
 _DIGIT_SIZES = [16, 32, 64, 128, 256, 512, 1024, 1797]
-_PAPER_SIZES = [2**k for k in range(6, 16)]
+_PAPER_SIZES = [2**k for k in range(6, 16)]  # 64 ... 32,768: the paper's Figure 2, and the mnist rung's
 _REGIMES = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, sizes=[16, 256], widths=[4, 8], train_seeds=1,
                    steps={16: 30, 256: 30}, lr=3e-3, batch=64, seeds=48, sample_steps=5, grid=8,
@@ -63,6 +69,9 @@ _REGIMES = {
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, sizes=_DIGIT_SIZES, widths=[4, 8, 16], train_seeds=1,
                  steps={n: 5000 if n <= 32 else 3000 for n in _DIGIT_SIZES}, lr=3e-3, batch=128, seeds=500,
                  sample_steps=18, grid=32, snapshot_every=1000, curve_seeds=500, claims_strict=True),
+    "mnist": dict(data="mnist", shape=_MNIST_SHAPE, sizes=_PAPER_SIZES, widths=[8, 16, 32], train_seeds=1,
+                   steps={n: 10_000 for n in _PAPER_SIZES}, lr=2e-3, batch=128, seeds=1000, sample_steps=18,
+                   grid=32, snapshot_every=2500, curve_seeds=500, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, sizes=_PAPER_SIZES, widths=[64, 128, 256], train_seeds=1,
                    steps={n: 60_000 for n in _PAPER_SIZES}, lr=1e-3, batch=128, seeds=10_000, sample_steps=18,
                    grid=64, snapshot_every=20_000, curve_seeds=1000, claims_strict=True),
@@ -81,6 +90,8 @@ _S4 = {
                    guidance_sweep=[0.0, 1.0], judge={}, judge_accuracy=0.97, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18, guidance=1.0,
                  guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.97, claims_strict=True),
+    "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, seeds=1000, sample_steps=18, guidance=1.0,
+                   guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.98, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18,
                    guidance=1.0, guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge=dict(width=64, epochs=24),
                    judge_accuracy=0.9, claims_strict=True),
@@ -94,6 +105,8 @@ _S5 = {
                    tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, images=200, sample_steps=18,
                  tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
+    "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, images=500, sample_steps=18,
+                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, images=1000, sample_steps=18,
                    tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
 }
@@ -108,6 +121,8 @@ _S6 = {
                    target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=64, sample_steps=6, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, source=[0, 1, 2, 3, 4],
                  target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18, claims_strict=True),
+    "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, source=[0, 1, 2, 3, 4],
+                   target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=20.0, source=[0, 1, 2, 3, 4],
                    target=[5, 6, 7, 8, 9], lora_rank=16, long_factor=3, seeds=10_000,
                    sample_steps=18, claims_strict=True),
@@ -124,6 +139,9 @@ _S7 = {
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, snapshot_every=250, snapshots=12, seeds=500,
                  sample_steps=18, edit_seeds=200, angles=[0, 10, 20, 30, 45], direction_seed=7,
                  privacy_sizes=[16, 64, 256, 1797], privacy_widths=[8], claims_strict=True),
+    "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, snapshot_every=250, snapshots=12, seeds=1000,
+                   sample_steps=18, edit_seeds=500, angles=[0, 10, 20, 30, 45], direction_seed=7,
+                   privacy_sizes=[64, 1024, 32768], privacy_widths=[32], claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, snapshot_every=250, snapshots=12,
                    seeds=10_000, sample_steps=18, edit_seeds=1000, angles=[0, 10, 20, 30, 45], direction_seed=7,
                    privacy_sizes=[64, 1024, 32768], privacy_widths=[128], claims_strict=True),
@@ -135,19 +153,24 @@ SETTINGS["06"], SETTINGS["07"] = _S6, _S7
 #   the paper's 0.6; weights from ``REPRO_SSCD``);
 # - ``precision``: autocast dtype of every training, None (float32), "bf16" or "fp16" (``train.autocast``): on a
 #   GPU, ``--override precision=bf16``;
-# - ``nets``: entries replacing the backbones' (``zoo.nets``), e.g. {"unet": {"width": 8}} for a tiny run.
+# - ``nets``: entries replacing the backbones' (``zoo.nets``), e.g. {"unet": {"width": 8}} for a tiny run;
+# - ``pixel_threshold``: the pixel similarity's RP threshold, calibrated on each data set's real images by notebook
+#   01's rule: random pairs of different real images exceed it with probability 0.75% (digits: 0.90; MNIST: 0.73,
+#   ``metrics.threshold_for_chance(sim, mnist training images, 0.0075)`` = 0.728, 20,000 pairs). SSCD keeps 0.6.
+PIXEL_THRESHOLD = {"smoke": 0.9, "cpu": 0.9, "mnist": 0.73, "paper": 0.9}
 for _notebook in SETTINGS.values():
-    for _profile in _notebook.values():
-        _profile.update(similarity="pixel", precision=None, nets={})
+    for _name, _profile in _notebook.items():
+        _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name])
 
 # Machine settings (``machine.py``), resolved by ``settings``: ``device`` "auto" (the GPU when there is one),
 # ``n_jobs`` "auto" (one training worker per usable core, or ``GPU_WORKERS`` on a GPU) and ``threads``, the torch
 # threads of a notebook's kernel: at smoke and cpu the count the committed record was made with, so that a machine
 # with more cores gives the same numbers (set it higher and the run is a replicate); "auto" (every core) above.
-GPU_WORKERS = {"smoke": 8, "cpu": 8, "paper": 1}  # small models are launch-bound; the paper's U-Nets fill a card
+GPU_WORKERS = {"smoke": 8, "cpu": 8, "mnist": 4, "paper": 1}  # small models are launch-bound; large ones fill a card
 RECORD_THREADS = 2
 _MACHINE = {"smoke": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),
             "cpu": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),
+            "mnist": dict(device="auto", n_jobs="auto", threads="auto"),
             "paper": dict(device="auto", n_jobs="auto", threads="auto")}
 for _notebook in SETTINGS.values():
     for _name, _profile in _notebook.items():
@@ -348,7 +371,7 @@ def _named_rule(name: str) -> _Rule | None:
         return _list_of(_number(False), non_empty=True)
     if name in ("guidance", "noise_std"):
         return _number(False, 0)
-    if name == "judge_accuracy":
+    if name in ("judge_accuracy", "pixel_threshold"):
         return _number(False, 0, high=1)
     if name == "direction_seed":
         return _number(True, 0)
@@ -450,10 +473,12 @@ _S8 = {
     "smoke": dict(theory_seeds=24, patch_sizes=[3, 5], r2_images=16, r2_sigmas=[0.5, 2.0], claims_strict=False),
     "cpu": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=100, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
                 claims_strict=True),
+    "mnist": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
+                   claims_strict=True),
     "paper": dict(theory_seeds=1000, patch_sizes=[3, 5, 7, 11], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
                    claims_strict=True),
 }
 for _name, _profile in _S8.items():  # it trains nothing, so it has no n_jobs
-    _profile.update(similarity="pixel", precision=None, nets={},
+    _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name],
                     **{k: v for k, v in _MACHINE[_name].items() if k != "n_jobs"})
 SETTINGS["08"] = _S8

@@ -295,13 +295,17 @@ def type_table(types, agree, near=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def t_copy(sim, images, q: float = 0.95) -> float:
+def t_copy(sim, images, q: float = 0.95, chunk: int = 4096) -> float:
     """The one-rule copy threshold: the ``q`` quantile over real images of each one's highest similarity with any
-    *other* image (leave-one-out), so that a real image is called a copy of another with probability 1 - q."""
+    *other* image (leave-one-out), so that a real image is called a copy of another with probability 1 - q. Rows
+    are taken ``chunk`` at a time, so 60,000 MNIST images never need their whole similarity matrix at once."""
     e = sim.embed(images)
-    c = e @ e.T
-    c.fill_diagonal_(-np.inf)
-    return float(np.quantile(c.max(1).values.numpy(), q))
+    best = []
+    for i in range(0, len(e), chunk):
+        c = e[i:i + chunk] @ e.T
+        c[:, i:i + chunk].fill_diagonal_(-np.inf)
+        best.append(c.max(1).values)
+    return float(np.quantile(torch.cat(best).numpy(), q))
 
 
 def straddles(frac_a: float, frac_b: float) -> bool:

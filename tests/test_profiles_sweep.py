@@ -15,7 +15,7 @@ from reprolib.train import TrainConfig, is_trained
 def test_settings_apply_overrides_and_refuse_unknown_names():
     p = profiles.settings("01", "smoke", seeds=7)
     assert p["seeds"] == 7 and p["profile"] == "smoke" and p["device"] == "cpu"
-    with pytest.raises(ValueError, match="Unknown profile 'laptop'.*smoke, cpu, paper"):
+    with pytest.raises(ValueError, match="Unknown profile 'laptop'.*smoke, cpu, mnist, paper"):
         profiles.settings("01", "laptop")
     with pytest.raises(ValueError, match=r"notebook 01: unknown setting seedz=3; known settings: .*seeds"):
         profiles.settings("01", "smoke", seedz=3)
