@@ -10,12 +10,14 @@ command line by its number (``01`` or ``1``), its stem (``01_reproducibility``) 
     python paper_figures.py --only 1 generalization --override seeds=200 --figures /tmp/figs
     python paper_figures.py --all --publish          # and refresh the committed outputs, gallery and report
 
-Each notebook receives the papermill parameters ``profile=<profile>`` and ``overrides``, a dict of every
-``--override`` (names as in ``reprolib.profiles.SETTINGS``, checked for every chosen notebook before any kernel
-starts), runs with ``notebooks/`` as its working directory, and its executed copy is written to
+Each notebook receives the papermill parameters ``profile=<profile>`` and ``overrides``, a dict of the
+``--override``s among its settings (names as in ``reprolib.profiles.SETTINGS``, checked before any kernel starts:
+a name no chosen notebook has is refused, one that only some have is ignored by the others, as a line says),
+runs with ``notebooks/`` as its working directory, and its executed copy is written to
 ``build/executed/<profile>/<stem>.ipynb`` (``<stem>.failed.ipynb`` when it fails). The kernels see
 ``REPRO_PROFILE`` (and ``REPRO_FIGURES`` with ``--figures``) in their environment. The profile is ``--profile``,
-else ``REPRO_PROFILE``, else ``cpu``.
+else ``REPRO_PROFILE``, else ``cpu``. ``--jobs auto`` (the default) runs as many notebooks at once as the usable
+cores hold kernels of the setting ``threads``.
 
 Before the first notebook starts, every model the chosen notebooks train (each one's ``zoo.plan``) is trained in
 one pool of workers (``prefit``), the longest chain of work first, so that the pool stays full across notebooks;
@@ -23,9 +25,12 @@ the notebooks then find their models in the store. While a notebook runs, a line
 ``--progress-every`` seconds says which cell of how many is running, under which heading, for how long, and what
 the library reports (models trained, training steps, samples).
 At the end the claims every notebook recorded (``reprolib.claims``) go into ``claims.md`` and ``claims.json``
-beside the figures, and a summary says which of the paper's claims hold. Exit status: 0; 1 when a notebook fails
-or a claim's verdict differs from the one recorded for the profile in ``reprolib/expected_verdicts.toml``
-(``--strict``: when any claim does not hold); 2 for bad arguments or settings.
+beside the figures, and a summary says on which machine, and which of the paper's claims hold. Exit status: 0;
+1 when a notebook fails or a claim's verdict differs from the one recorded for the profile in
+``reprolib/expected_verdicts.toml`` (``--strict``: when any claim does not hold); 2 for bad arguments or settings.
+A run on another machine layout than the record's (``results/claims_<profile>.json``, or ``REPRO_RECORD``) is a
+replicate: there a differing verdict is listed with the record's value and this run's margin, and fails the run
+only with ``--strict`` (or ``--publish``).
 """
 
 from __future__ import annotations
@@ -295,20 +300,68 @@ def _settings_id(path: Path) -> str | None:
     return next(iter(_first_arguments(path, "notebook.start")), None)
 
 
-def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str]:
-    """One message per problem with ``overrides`` in any chosen notebook that takes the library's settings."""
+def _share(nid: str | None, profile: str, overrides: dict) -> dict | None:
+    """The overrides that settings ``nid`` has (``profiles.SETTINGS``), or None for a notebook that takes none of
+    the library's settings: such a notebook gets every override as it is."""
     from reprolib import profiles
 
-    problems = []
+    if nid is None or nid not in profiles.SETTINGS:
+        return None
+    return {k: v for k, v in overrides.items() if k in profiles.SETTINGS[nid][profile]}
+
+
+def overrides_for(path: Path, profile: str, overrides: dict) -> dict:
+    """What notebook ``path`` gets of ``overrides``: those among its settings (all for one without settings)."""
+    share = _share(_settings_id(path), profile, overrides)
+    return dict(overrides) if share is None else share
+
+
+def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str]:
+    """One message per problem with ``overrides``: a name that no chosen notebook has, and each value a notebook
+    that has the setting does not allow (``profiles.validate``)."""
+    from reprolib import profiles
+
+    problems, known, names = [], set(), set()
     for path in paths:
-        nid = _settings_id(path)
-        if nid is None or nid not in profiles.SETTINGS:
-            continue
-        try:
-            profiles.settings(nid, profile, **overrides)
-        except (ValueError, TypeError) as err:
-            problems.append(f"{path.stem}: {err}")
+        nid, share = _settings_id(path), overrides_for(path, profile, overrides)
+        known |= set(share)
+        if nid in profiles.SETTINGS:
+            problems += [f"{path.stem}: {m}" for m in profiles.validate(nid, profile, share)]
+            names |= set(profiles.SETTINGS[nid][profile])
+    problems += [f"{name}={value!r}: not a setting of any chosen notebook ({', '.join(p.stem for p in paths)}); "
+                 f"their settings: {', '.join(sorted(names))}."
+                 for name, value in overrides.items() if name not in known]
     return problems
+
+
+def ignored(paths: list[Path], profile: str, overrides: dict) -> str:
+    """One line naming, for each override some chosen notebooks lack, the notebooks that ignore it ("" if none)."""
+    lacking = {name: [p.stem for p in paths if name not in overrides_for(p, profile, overrides)] for name in overrides}
+    return "; ".join(f"{name}={overrides[name]!r}: not a setting of {', '.join(stems)} (ignored there)"
+                     for name, stems in lacking.items() if stems)
+
+
+def run_settings(paths: list[Path], profile: str, overrides: dict) -> dict:
+    """The machine settings of a run (profile, device, n_jobs, threads), resolved: each from the first chosen
+    notebook that has it, with the overrides it has; the profile's defaults (notebook 01's) where none has."""
+    from reprolib import profiles
+
+    nids = [nid for nid in map(_settings_id, paths) if nid in profiles.SETTINGS] or ["01"]
+    P: dict = {}
+    for nid in nids:
+        resolved = profiles.settings(nid, profile, **_share(nid, profile, overrides))
+        for name in ("profile", "device", "n_jobs", "threads"):
+            if name in resolved:
+                P.setdefault(name, resolved[name])
+    return P
+
+
+def notebooks_at_once(jobs: int | str, n: int, P: dict) -> int:
+    """``--jobs``: a number as given; "auto" as many kernels of ``P["threads"]`` threads as the usable cores hold,
+    at least one and at most the ``n`` notebooks."""
+    from reprolib import machine
+
+    return jobs if jobs != "auto" else max(1, min(n, machine.usable_cores() // P["threads"]))
 
 
 def _plan_ids(path: Path) -> list[str]:
@@ -327,7 +380,7 @@ def prefit(paths: list[Path], profile: str, overrides: dict) -> tuple[int, dict]
     store, configs, first = Store(), [], None
     for path in paths:
         for nid in _plan_ids(path):
-            P = profiles.settings(nid, profile, **overrides)
+            P = profiles.settings(nid, profile, **_share(nid, profile, overrides))
             first = first or P
             configs += zoo.plan(nid, P, store)
     if not configs:
@@ -367,13 +420,13 @@ def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:
     return [cid for cid in claims.expected(profile) if cid.split(".")[0] in ran and cid not in checked]
 
 
-def publish(executed: Path, figures: Path, by_stem: dict, profile: str, root: Path = ROOT) -> None:
+def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict, root: Path = ROOT) -> None:
     """Make a finished run the committed one: the executed notebooks become ``notebooks/*.ipynb`` (papermill's
     injected parameters and bookkeeping removed, so each stays the pair of its ``.py``), the gallery figures are
-    copied to ``results/gallery/`` and the claims report (``by_stem``: {stem: [Claim]}) to ``results/``, and the
-    README's results block is rewritten from them."""
+    copied to ``results/gallery/`` and the claims report (``by_stem``: {stem: [Claim]}; ``P``: the run's machine
+    settings, ``run_settings``) to ``results/``, and the README's results block is rewritten from them."""
     import nbformat
-    from reprolib import claims
+    from reprolib import claims, machine
 
     for stem in by_stem:
         nb = nbformat.read(executed / f"{stem}.ipynb", as_version=4)
@@ -393,14 +446,15 @@ def publish(executed: Path, figures: Path, by_stem: dict, profile: str, root: Pa
             shown.append(name)
         else:
             print(f"  gallery: {name}.png is not among the figures of this run; left out", flush=True)
-    write_atomic(results / f"claims_{profile}.md", claims.report(by_stem, profile))
-    write_atomic(results / f"claims_{profile}.json", claims.to_json(by_stem))
+    here = machine.describe(P)
+    write_atomic(results / f"claims_{profile}.md", claims.report(by_stem, profile, here=here))
+    write_atomic(results / f"claims_{profile}.json", claims.to_json(by_stem, P))
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
     if begin in text and end in text:
         every = [c for cs in by_stem.values() for c in cs]
-        block = [begin, ""] + claims.summary(every, profile) + [
+        block = [begin, ""] + claims.summary(every, profile, here) + [
             "", f"The whole report: [results/claims_{profile}.md](results/claims_{profile}.md).", ""]
         block += [f"![{name}](results/gallery/{name}.png)" for name in shown] + ["", end]
         text = text[:text.index(begin)] + "\n".join(block) + text[text.index(end) + len(end):]
@@ -423,6 +477,10 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _jobs(text: str) -> int | str:
+    return text if text == "auto" else _positive(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="paper_figures.py",
@@ -436,7 +494,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="compute budget (default: REPRO_PROFILE if set, else cpu)")
     p.add_argument("--override", type=_override, action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="settings to change, one or more per --override (value parsed as a Python literal, "
-                        "else a string)")
+                        "else a string); each goes to the chosen notebooks that have it")
     p.add_argument("--figures", type=Path, metavar="DIR", help="where figures go (sets REPRO_FIGURES)")
     p.add_argument("--executed", type=Path, metavar="DIR",
                    help="where executed notebooks go (default: build/executed/<profile>/)")
@@ -444,10 +502,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", metavar="DIR",
                    help="notebook folder (default: notebooks/)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
-    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
-                   help="notebooks run at once, each in its own kernel, after the training stage (default: 1; more "
-                        "only with cores to spare: each kernel computes on every core)")
-    p.add_argument("--strict", action="store_true", help="also fail when any claim does not hold, recorded or not")
+    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N",
+                   help="notebooks run at once, each in its own kernel, after the training stage (default: auto, "
+                        "the usable cores // the kernels' setting threads, at least 1: 1 on 2 cores)")
+    p.add_argument("--strict", action="store_true",
+                   help="also fail when any claim does not hold, recorded or not, and on a verdict that differs "
+                        "from the record in a replicate (a run on another machine layout than the record's)")
     p.add_argument("--publish", action="store_true",
                    help="after a clean --all run: copy the executed notebooks over notebooks/*.ipynb, the gallery "
                         "figures and the claims report into results/, and refresh the README's results block")
@@ -487,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = check_settings(todo, profile, overrides)
     if problems:  # before any kernel starts: a bad setting must not cost an hour of training first
         parser.exit(2, "error: bad settings, nothing was run:\n" + "\n".join(f"  {m}" for m in problems) + "\n")
+    P = run_settings(todo, profile, overrides)
+    jobs = notebooks_at_once(args.jobs, len(todo), P)
 
     os.environ["PYTHONUNBUFFERED"] = "1"
     os.environ["REPRO_PROFILE"] = profile
@@ -499,14 +561,21 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     executed = (args.executed or ROOT / "build" / "executed" / profile).resolve()
-    from reprolib import claims
+    from reprolib import claims, machine
     from reprolib.paths import figures_dir
 
     figures = figures_dir()
+    here, record = machine.describe(P), claims.record(profile)
+    replicate_of = record if claims.is_replicate(machine.layout(P), record) else None
     progress_dir = Path(tempfile.mkdtemp(prefix="repro-progress-"))
     os.environ["REPRO_PROGRESS"] = str(progress_dir)
     watch = Watch(progress_dir, args.progress_every)
-    print(f"profile {profile}: {len(todo)} notebook(s); figures in {figures}", flush=True)
+    print(f"profile {profile}: {len(todo)} notebook(s), {jobs} at a time; figures in {figures}", flush=True)
+    print(f"machine: {here}" + (f" (a replicate: the record was made on {record.machine})" if replicate_of else ""),
+          flush=True)
+    lacking = ignored(todo, profile, overrides)
+    if lacking:
+        print(f"settings: {lacking}", flush=True)
 
     results: list[tuple[str, str, float]] = []
     training = None
@@ -525,8 +594,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"pool ({training:.1f} s)", flush=True)
         finally:
             watch.stop("training")
-        results = run_notebooks(todo, args.jobs, args.fail_fast, lambda path: run_notebook(
-            path, profile, executed, overrides, args.kernel, args.verbose, watch))
+            # the workers are idle now; a failed training's last word would otherwise stand in every later line
+            for entry in progress_dir.iterdir():
+                entry.unlink(missing_ok=True)
+        results = run_notebooks(todo, jobs, args.fail_fast, lambda path: run_notebook(
+            path, profile, executed, overrides_for(path, profile, overrides), args.kernel, args.verbose, watch))
     finally:
         os.environ.pop("REPRO_PROGRESS", None)
         shutil.rmtree(progress_dir, ignore_errors=True)
@@ -543,23 +615,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':<{width}}  {'':<6}  {sum(s for _, _, s in results) + (training or 0):8.1f} s")
     print(f"executed notebooks: {executed}")
 
-    write_atomic(figures / "claims.md", claims.report(by_stem, profile))
-    write_atomic(figures / "claims.json", claims.to_json(by_stem))
+    write_atomic(figures / "claims.md", claims.report(by_stem, profile, here=here, replicate_of=replicate_of))
+    write_atomic(figures / "claims.json", claims.to_json(by_stem, P))
     print(f"\nClaims at {profile} (report: {figures / 'claims.md'}):")
-    print("\n".join(claims.summary(every, profile)))
+    print("\n".join(claims.summary(every, profile, here, replicate_of)))
 
     failed = [stem for stem, status, _ in results if status != "ok"]
     judged = [c for c in every if c.judged]
-    regressions = [c for c in judged if c.unexpected]
+    differ = [c for c in judged if c.unexpected]
     stale = stale_records(by_stem, {stem for stem, status, _ in results if status == "ok"}, profile)
     reasons = []
     if failed or len(results) < len(todo):
         reasons.append(f"notebook(s) failed: {', '.join(failed)}"
                        + (" (stopped early: --fail-fast)" if len(results) < len(todo) else ""))
-    if regressions:
-        reasons.append(f"{len(regressions)} verdict(s) differ from reprolib/expected_verdicts.toml [{profile}]: "
+    # in a replicate a value near its threshold may cross it by the machine's round-off alone: listed with its
+    # margin, not failed, unless --strict, or --publish (the run would become a record its verdicts contradict)
+    if differ and (replicate_of is None or args.strict or args.publish):
+        flag = "--strict" if args.strict else "--publish: it would make a record its verdicts contradict"
+        reasons.append(f"{len(differ)} verdict(s) differ from reprolib/expected_verdicts.toml [{profile}]"
+                       + (f" in this replicate ({flag})" if replicate_of else "") + ": "
                        + "; ".join(f"{c.id} {'holds' if c.holds else 'does not hold'} "
-                                   f"({c.value:.3g} {c.op} {c.threshold:.3g})" for c in regressions))
+                                   f"({c.value:.3g} {c.op} {c.threshold:.3g})" for c in differ))
     if stale:
         reasons.append(f"reprolib/expected_verdicts.toml [{profile}] records claims no notebook checks any more: "
                        + ", ".join(stale))
@@ -569,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nFAILED: " + "\nFAILED: ".join(reasons))
         return 1
     if args.publish:
-        publish(executed, figures, by_stem, profile)
+        publish(executed, figures, by_stem, profile, P)
         print("published: notebooks/*.ipynb, results/ (gallery, claims report) and the README's results block")
     return 0
 

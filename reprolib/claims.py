@@ -6,6 +6,12 @@ notebook's claims into one report (``report``) and compares each verdict with th
 ``expected_verdicts.toml`` (``expected``): a paper claim recorded as not holding at a profile is a finding, not a
 failure; a verdict that differs from the record is a regression, in either direction.
 
+The record of a profile is those verdicts plus the values of the run that made them,
+``results/claims_<profile>.json`` (``record``), which names the machine layout it was made on (``machine.layout``:
+device, GPU, thread counts). A run on another layout is a *replicate*: there float32 sums are split otherwise and
+give other bits, so a value near its threshold may cross it; a verdict that differs from the record is then
+reported beside the record's value, with its margin, and not taken for a regression.
+
 Claim ids are ``<notebook>.<name>`` and stay fixed across runs, so records and reports can name them.
 """
 
@@ -19,6 +25,10 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+from . import machine
+from .paths import repo_root
 
 MIME = "application/vnd.reprolib.claims+json"
 EXPECTED_FILE = Path(__file__).with_name("expected_verdicts.toml")
@@ -39,6 +49,7 @@ class Claim:
     expected: bool  # the verdict recorded for this profile (holds, unless expected_verdicts.toml says not)
     paper: str = ""  # the paper's own number, where it gives one
     detail: str = ""  # other measured numbers that explain the value
+    replicate: bool = False  # measured on another machine layout than the record's (``record``)
 
     @property
     def ours(self) -> bool:
@@ -48,12 +59,21 @@ class Claim:
     def unexpected(self) -> bool:
         return self.judged and self.holds != self.expected
 
+    @property
+    def margin(self) -> float:
+        """By how much the claim holds: value - threshold for >= and >, threshold - value for <= and <
+        (negative: by how much it misses; NaN when the value could not be measured)."""
+        return self.value - self.threshold if self.op in (">=", ">") else self.threshold - self.value
+
     def verdict(self) -> str:
         word = "holds" if self.holds else "does not hold"
         if not self.judged:
             return f"{word} (not judged at {self.profile})"
+        recorded = f"recorded as {'holding' if self.expected else 'not holding'} at {self.profile}"
+        if self.unexpected and self.replicate:
+            return f"{word}: differs from the record (a replicate on another machine layout; {recorded})"
         if self.unexpected:
-            return f"{word}: UNEXPECTED, recorded as {'holding' if self.expected else 'not holding'} at {self.profile}"
+            return f"{word}: UNEXPECTED, {recorded}"
         return word if self.holds else f"{word} (recorded finding at {self.profile})"
 
     def line(self) -> str:
@@ -75,11 +95,56 @@ def expected(profile: str, path: Path | str | None = None) -> dict[str, str]:
     return {cid: entry.get("why", "") for cid, entry in table.items() if not entry.get("holds", True)}
 
 
-class Claims:
-    """The claims of one notebook run: ``check`` each one, then ``show`` the table (the notebook's last output)."""
+class Record(NamedTuple):
+    """The run that made a profile's record: its machine layout (None when the record does not say: an old
+    record, or none at all), that machine in words, and {claim id: value}."""
 
-    def __init__(self, notebook: str, profile: str, judged: bool, expected_file: Path | str | None = None):
-        self.notebook, self.profile, self.judged = notebook, profile, judged
+    layout: dict | None
+    machine: str
+    values: dict[str, float]
+
+
+def record_file(profile: str) -> Path | None:
+    """The record's values: ``REPRO_RECORD`` when set (tests), else ``results/claims_<profile>.json`` of the
+    checkout (None outside one)."""
+    if os.environ.get("REPRO_RECORD"):
+        return Path(os.environ["REPRO_RECORD"])
+    root = repo_root()
+    return root / "results" / f"claims_{profile}.json" if root is not None else None
+
+
+def read_json(text: str) -> tuple[dict | None, dict[str, list[Claim]]]:
+    """({"layout", "describe"} of the machine or None, {stem: [Claim]}) of a claims JSON (``to_json``); the old
+    format, {stem: [claim dicts]}, has no machine."""
+    data = json.loads(text)
+    made_on, by_stem = (data["machine"], data["claims"]) if {"machine", "claims"} <= set(data) else (None, data)
+    return made_on, {stem: [_from_json(d) for d in cs] for stem, cs in by_stem.items()}
+
+
+def record(profile: str, path: Path | str | None = None) -> Record:
+    """The record of ``profile`` (``path``, else ``record_file``): empty, with no layout, when there is none."""
+    path = Path(path) if path else record_file(profile)
+    if path is None or not path.exists():
+        return Record(None, "", {})
+    made_on, by_stem = read_json(path.read_text(encoding="utf-8"))
+    made_on = made_on or {}
+    values = {c.id: c.value for cs in by_stem.values() for c in cs}
+    return Record(made_on.get("layout"), made_on.get("describe", ""), values)
+
+
+def is_replicate(layout: dict, rec: Record) -> bool:
+    """Whether a run on ``layout`` replicates the record on another machine layout (a record that names none
+    is taken to be this one's)."""
+    return rec.layout is not None and rec.layout != layout
+
+
+class Claims:
+    """The claims of one notebook run: ``check`` each one, then ``show`` the table (the notebook's last output).
+    ``replicate``: the run's machine layout is not the record's (``is_replicate``)."""
+
+    def __init__(self, notebook: str, profile: str, judged: bool, expected_file: Path | str | None = None,
+                 replicate: bool = False):
+        self.notebook, self.profile, self.judged, self.replicate = notebook, profile, judged, replicate
         self._not_holding = expected(profile, expected_file)
         self.items: list[Claim] = []
 
@@ -98,7 +163,8 @@ class Claims:
         threshold = float(threshold)
         claim = Claim(id=cid, statement=statement, source=source, value=value, op=op, threshold=threshold,
                       holds=not math.isnan(value) and bool(_OPS[op](value, threshold)), profile=self.profile,
-                      judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail)
+                      judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail,
+                      replicate=self.replicate)
         self.items.append(claim)
         return claim
 
@@ -124,12 +190,17 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1e-2 and x != 0 else f"{x:.3f}"
 
 
-_COLUMNS = ("claim", "source", "statement", "measured", "threshold", "paper", "verdict")
+def _signed(x: float) -> str:
+    return ("+" if x >= 0 else "") + _num(x)
+
+
+_COLUMNS = ("claim", "source", "statement", "measured", "threshold", "margin", "paper", "verdict")
 
 
 def _row(c: Claim) -> tuple[str, ...]:
     measured = _num(c.value) + (f" ({c.detail})" if c.detail else "")
-    return (c.id, c.source, c.statement, measured, f"{c.op} {_num(c.threshold)}", c.paper or "", c.verdict())
+    return (c.id, c.source, c.statement, measured, f"{c.op} {_num(c.threshold)}", _signed(c.margin), c.paper or "",
+            c.verdict())
 
 
 def markdown_table(claims) -> str:
@@ -143,7 +214,7 @@ def html_table(claims) -> str:
     head = "".join(f"<th>{h}</th>" for h in _COLUMNS)
     body = []
     for c in claims:
-        style = ' style="color:#b00"' if c.unexpected else ""
+        style = (' style="color:#b60"' if c.replicate else ' style="color:#b00"') if c.unexpected else ""
         body.append("<tr>" + "".join(f"<td{style}>{html.escape(v)}</td>" for v in _row(c)) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -170,41 +241,62 @@ def from_notebook(nb: dict) -> list[Claim]:
     return found
 
 
-def report(by_notebook: dict[str, list[Claim]], profile: str, header: str = "") -> str:
-    """The claims report in Markdown: a summary, then each notebook's table."""
+def report(by_notebook: dict[str, list[Claim]], profile: str, header: str = "", here: str = "",
+           replicate_of: Record | None = None) -> str:
+    """The claims report in Markdown: the machine and a summary (``summary``), then each notebook's table."""
     claims = [c for cs in by_notebook.values() for c in cs]
     parts = [f"# Claims at the `{profile}` profile", ""]
     if header:
         parts += [header, ""]
-    parts += summary(claims, profile) + [""]
+    parts += summary(claims, profile, here, replicate_of) + [""]
     for stem, cs in by_notebook.items():
         parts += [f"## {stem}", "", markdown_table(cs) if cs else "(no claims recorded: the notebook failed early)", ""]
     return "\n".join(parts)
 
 
-def summary(claims: list[Claim], profile: str) -> list[str]:
-    """Lines that say how many of the paper's claims hold, which do not (with their values), and what changed."""
+def summary(claims: list[Claim], profile: str, here: str = "", replicate_of: Record | None = None) -> list[str]:
+    """Lines that say on which machine (``here``: ``machine.describe`` of the run), how many of the paper's claims
+    hold, which do not (with their values), and what changed. ``replicate_of``: the record this run replicates
+    on another machine layout, whose values the verdicts that differ are shown beside, with their margins."""
+    lines = []
+    if here:
+        lines.append(f"- Machine: {here}" + (f"; a replicate: the record was made on {replicate_of.machine}"
+                                             if replicate_of is not None else ""))
     paper = [c for c in claims if not c.ours]
     ours = [c for c in claims if c.ours]
     if claims and not claims[0].judged:
-        return [f"- Not judged at {profile}: the models are barely trained, so verdicts mean nothing here "
-                f"({sum(c.holds for c in claims)} of {len(claims)} claims would hold)."]
+        return lines + [f"- Not judged at {profile}: the models are barely trained, so verdicts mean nothing here "
+                        f"({sum(c.holds for c in claims)} of {len(claims)} claims would hold)."]
 
     def missed(c: Claim) -> str:
         return (f"  - does not hold: {c.id}: {_num(c.value)}, needs {c.op} {_num(c.threshold)} ({c.statement})"
                 + (f"; {c.detail}" if c.detail else "") + ("" if c.unexpected else "; a recorded finding"))
 
-    lines = [f"- The paper's claims: {sum(c.holds for c in paper)} of {len(paper)} hold at {profile}."]
+    lines.append(f"- The paper's claims: {sum(c.holds for c in paper)} of {len(paper)} hold at {profile}.")
     lines += [missed(c) for c in paper if not c.holds]
     if ours:
         lines.append(f"- Claims of ours: {sum(c.holds for c in ours)} of {len(ours)} hold.")
         lines += [missed(c) for c in ours if not c.holds]
     changed = [c for c in claims if c.unexpected]
-    if changed:
+    if changed and replicate_of is not None:
+        lines.append(f"- Verdicts that differ from the record for {profile}: {len(changed)}, in a replicate on {here} "
+                     f"(the record was made on {replicate_of.machine}); they do not fail the run (with --strict or "
+                     "--publish they do)")
+        lines += [f"  - {_beside(c, replicate_of)}" for c in changed]
+    elif changed:
         lines.append(f"- Verdicts that differ from the record for {profile}: {len(changed)}")
         lines += [f"  - {c.line()}" for c in changed]
     return lines
 
 
-def to_json(by_notebook: dict[str, list[Claim]]) -> str:
-    return json.dumps({stem: [_jsonable(c) for c in cs] for stem, cs in by_notebook.items()}, indent=1)
+def _beside(c: Claim, rec: Record) -> str:
+    """A claim whose verdict differs from the record, beside the record's value and verdict."""
+    word = lambda holds: "holds" if holds else "does not hold"  # noqa: E731
+    return (f"{c.id}: record {_num(rec.values.get(c.id, math.nan))} ({word(c.expected)}), this run {_num(c.value)} "
+            f"({word(c.holds)}); needs {c.op} {_num(c.threshold)}, margin {_signed(c.margin)} ({c.statement})")
+
+
+def to_json(by_notebook: dict[str, list[Claim]], P: dict) -> str:
+    """The claims of a run (``P``: its resolved settings) and the machine they were measured on."""
+    return json.dumps({"machine": {"layout": machine.layout(P), "describe": machine.describe(P)},
+                       "claims": {stem: [_jsonable(c) for c in cs] for stem, cs in by_notebook.items()}}, indent=1)

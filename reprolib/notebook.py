@@ -13,8 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import __version__, machine, profiles
-from .claims import Claims
+from . import __version__, claims, machine, profiles
 from .paths import repo_root
 from .store import Store
 
@@ -39,7 +38,7 @@ class Run:
     notebook: str
     P: dict
     store: Store
-    claims: Claims
+    claims: claims.Claims
     started: float = field(default_factory=time.perf_counter)
     stamp: str = ""
     rev: str = ""
@@ -73,15 +72,22 @@ def _markdown(text: str):
 
 
 def start(notebook: str, profile: str | None = None, overrides: dict | None = None) -> Run:
-    """Settings of ``notebook`` at ``profile`` with ``overrides``, the store, an empty claims table, and a header
-    (profile, commit, date, versions) shown now and completed with the wall time by ``Run.finish``."""
+    """Settings of ``notebook`` at ``profile`` with ``overrides``, the store, an empty claims table (marked as a
+    replicate when this machine's layout is not the record's, ``claims.is_replicate``), and a header (profile,
+    commit, date, versions, machine) shown now and completed with the wall time by ``Run.finish``."""
     P = profiles.settings(notebook, profile, **(overrides or {}))
     machine.apply(P)  # the kernel's thread count, on which its samples' bits depend
-    run = Run(notebook, P, Store(), Claims(notebook, P["profile"], judged=P["claims_strict"]),
+    record = claims.record(P["profile"])
+    replicate = claims.is_replicate(machine.layout(P), record)
+    run = Run(notebook, P, Store(), claims.Claims(notebook, P["profile"], judged=P["claims_strict"],
+                                                  replicate=replicate),
               stamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), rev=commit())
     from IPython.display import display
 
     run._handle = display(_markdown(run.header()), display_id=True)
+    if replicate:
+        print(f"a replicate: the record of {P['profile']} was made on {record.machine}; a verdict that differs from "
+              "it is marked in the claims table, not taken for a regression")
     if overrides:
         print(f"overrides: {overrides}")
     return run

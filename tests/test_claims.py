@@ -64,7 +64,7 @@ def test_table_summary_and_round_trip_through_a_notebook(record):
     bundle = json.loads(json.dumps(c._repr_mimebundle_(), allow_nan=False))  # what a notebook file can hold
     # one string: JupyterLab's save rewrites JSON numbers (10.0 as 10), never the characters of a string
     assert isinstance(bundle[claims.MIME], str)
-    assert "| 91.low | paper | RP >= 0.6 | 0.400 (pair a/b) | >= 0.600 | 0.65 |" in bundle["text/markdown"]
+    assert "| 91.low | paper | RP >= 0.6 | 0.400 (pair a/b) | >= 0.600 | -0.200 | 0.65 |" in bundle["text/markdown"]
     nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": bundle}]}]}
     back = claims.from_notebook(nb)
     assert back[:3] == c.items[:3] and math.isnan(back[3].value) and back[3].id == "91.nan"
@@ -76,3 +76,99 @@ def test_table_summary_and_round_trip_through_a_notebook(record):
     assert "91.mine" in lines[4] and "Verdicts that differ" in lines[5]
     report = claims.report({"91_test": back}, "cpu")
     assert "## 91_test" in report and "91.ok" in report
+
+
+@pytest.mark.parametrize("op, value, threshold, margin", [
+    (">=", 0.7, 0.6, 0.1), (">", 0.5, 0.6, -0.1), ("<=", 0.03, 0.05, 0.02), ("<", 0.08, 0.05, -0.03)])
+def test_margin_is_how_much_a_claim_holds_by(record, op, value, threshold, margin):
+    c = claims.Claims("91", "cpu", judged=True, expected_file=record).check("x", "x", value, op, threshold)
+    assert c.margin == pytest.approx(margin) and (c.margin > 0) == c.holds
+
+
+def test_margin_of_an_unmeasured_value_is_nan(record):
+    assert math.isnan(claims.Claims("91", "cpu", judged=True, expected_file=record).check(
+        "x", "x", None, "<", 1).margin)
+
+
+LAYOUT = {"device": "cpu", "accelerator": None, "train_threads": 1, "threads": 2}
+HERE = "cpu · 2 training workers of 1 thread · kernel 2 threads"
+
+
+def test_json_names_the_machine_and_old_records_still_read(record, tmp_path):
+    c = claims.Claims("91", "cpu", judged=True, expected_file=record)
+    c.check("low", "RP >= 0.6", 0.4, ">=", 0.6)
+    c.check("nan", "kappa >= 0.5", math.nan, ">=", 0.5)
+    P = {"profile": "cpu", "device": "cpu", "n_jobs": 2, "threads": 2}
+    text = claims.to_json({"91_test": c.items}, P)
+    assert json.loads(text)["machine"] == {"layout": LAYOUT, "describe": HERE}
+    made_on, back = claims.read_json(text)
+    assert made_on["layout"] == LAYOUT and back["91_test"][0] == c.items[0]
+    (tmp_path / "new.json").write_text(text)
+    rec = claims.record("cpu", tmp_path / "new.json")
+    assert rec.layout == LAYOUT and rec.machine == HERE and rec.values["91.low"] == 0.4
+    assert math.isnan(rec.values["91.nan"])
+    # the format before the machine was recorded: {stem: [claim dicts]}, without the replicate field
+    old = {"91_test": [{k: v for k, v in d.items() if k != "replicate"} for d in json.loads(text)["claims"]["91_test"]]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert claims.read_json((tmp_path / "old.json").read_text()) == (None, back)
+    rec = claims.record("cpu", tmp_path / "old.json")
+    assert rec.layout is None and rec.values["91.low"] == 0.4
+    assert not claims.is_replicate({**LAYOUT, "threads": 64}, rec)  # a record that names no machine
+    assert claims.record("cpu", tmp_path / "none.json") == claims.Record(None, "", {})
+
+
+def test_a_replicate_lists_differing_verdicts_beside_the_record(record):
+    rec = claims.Record(LAYOUT, HERE, {"91.low": 0.41})
+    assert claims.is_replicate({**LAYOUT, "threads": 64}, rec) and not claims.is_replicate(dict(LAYOUT), rec)
+    c = claims.Claims("91", "cpu", judged=True, expected_file=record, replicate=True)
+    moved = c.check("low", "RP >= 0.6", 0.7, ">=", 0.6)  # recorded as not holding
+    new = c.check("new", "RP <= 0.05", 0.06, "<=", 0.05)  # not in the record's values
+    assert moved.unexpected and moved.replicate
+    assert "UNEXPECTED" not in moved.verdict()
+    assert moved.verdict() == ("holds: differs from the record (a replicate on another machine layout; recorded as "
+                               "not holding at cpu)")
+    here = "cpu · kernel 64 threads"
+    lines = claims.summary(c.items, "cpu", here, rec)
+    assert lines[0] == f"- Machine: {here}; a replicate: the record was made on {HERE}"
+    assert any(f"2, in a replicate on {here} (the record was made on {HERE})" in line for line in lines)
+    assert "  - 91.low: record 0.410 (does not hold), this run 0.700 (holds); needs >= 0.600, margin +0.100 " \
+           "(RP >= 0.6)" in lines
+    assert any(line.startswith("  - 91.new: record n/a (holds), this run 0.060 (does not hold); needs <= 0.050, "
+                               "margin -0.01 ") for line in lines)
+    report = claims.report({"91_test": c.items}, "cpu", here=here, replicate_of=rec)
+    assert report.splitlines()[2] == lines[0]  # the machine first, under the title
+    assert "| margin |" in report and "| >= 0.600 | +0.100 |" in report
+
+
+def test_the_report_names_the_machine_first(record):
+    c = claims.Claims("91", "cpu", judged=True, expected_file=record)
+    c.check("ok", "RP >= 0.6", 0.9, ">=", 0.6)
+    report = claims.report({"91_test": c.items}, "cpu", here=HERE)
+    assert report.splitlines()[:4] == ["# Claims at the `cpu` profile", "", f"- Machine: {HERE}",
+                                       "- The paper's claims: 1 of 1 hold at cpu."]
+
+
+@pytest.mark.parametrize("threads, replicate", [(2, False), (64, True)])
+def test_a_notebook_marks_its_claims_as_a_replicate_of_another_layout(tmp_path, monkeypatch, capsys, threads,
+                                                                      replicate):
+    """notebook.start compares this machine's layout with the record's (REPRO_RECORD here)."""
+    import torch
+
+    from reprolib import machine, notebook, profiles
+
+    P = profiles.settings("08", "cpu")
+    (tmp_path / "record.json").write_text(json.dumps({"machine": {
+        "layout": {**machine.layout(P), "threads": threads}, "describe": "the record's machine"}, "claims": {}}))
+    (tmp_path / "expected.toml").write_text("")
+    monkeypatch.setenv("REPRO_RECORD", str(tmp_path / "record.json"))
+    monkeypatch.setenv("REPRO_EXPECTED", str(tmp_path / "expected.toml"))
+    monkeypatch.setenv("REPRO_STORE", str(tmp_path / "store"))
+    before = torch.get_num_threads()
+    try:
+        run = notebook.start("08", "cpu")
+    finally:
+        torch.set_num_threads(before)  # start pins this process's threads
+    assert run.claims.replicate is replicate
+    assert ("a replicate: the record of cpu was made on the record's machine" in capsys.readouterr().out) is replicate
+    c = run.claims.check("x", "x <= 0", 1.0, "<=", 0)
+    assert c.unexpected and ("UNEXPECTED" in c.verdict()) is not replicate

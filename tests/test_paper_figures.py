@@ -1,7 +1,5 @@
-"""Tests of the notebook runner ``paper_figures.py`` on tiny throwaway notebooks.
-
-Three notebook executions in all (a kernel start is ~2 s each).
-"""
+"""Tests of the notebook runner ``paper_figures.py`` on tiny throwaway notebooks (a kernel start is ~2 s each;
+tests of what happens before and around the kernels replace ``run_notebooks``)."""
 
 from __future__ import annotations
 
@@ -14,6 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from reprolib import claims, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("paper_figures", ROOT / "paper_figures.py")
@@ -194,7 +194,8 @@ CLAIMS_CELL = (
 @pytest.fixture
 def claimsdir(tmp_path, monkeypatch):
     """91_claims records two claims (91.low from the override `value`, 91.fine always holds); the record of
-    expected verdicts is a file of the test's own (REPRO_EXPECTED)."""
+    expected verdicts is a file of the test's own (REPRO_EXPECTED), and there is no record of values and machine
+    unless a test writes one (REPRO_RECORD)."""
     for key in ("REPRO_PROFILE", "REPRO_FIGURES", "PYTHONUNBUFFERED", "PYTHONPATH"):
         monkeypatch.delenv(key, raising=False)
     folder = tmp_path / "notebooks"
@@ -202,6 +203,7 @@ def claimsdir(tmp_path, monkeypatch):
     _write(folder, "91_claims", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(CLAIMS_CELL)])
     record = tmp_path / "expected.toml"
     monkeypatch.setenv("REPRO_EXPECTED", str(record))
+    monkeypatch.setenv("REPRO_RECORD", str(tmp_path / "record.json"))
     return folder, record
 
 
@@ -219,8 +221,9 @@ def test_a_recorded_finding_is_reported_not_failed(claimsdir, tmp_path, capsys):
     assert "91.low: 0.400, needs >= 0.600 (RP >= 0.6); toy; a recorded finding" in out
     report = (tmp_path / "figs" / "claims.md").read_text()
     assert "## 91_claims" in report and "91.low" in report and "91.fine" in report
-    assert {c["id"] for c in json.loads((tmp_path / "figs" / "claims.json").read_text())["91_claims"]} == {
-        "91.low", "91.fine"}
+    made_on, by_stem = claims.read_json((tmp_path / "figs" / "claims.json").read_text())
+    assert {c.id for c in by_stem["91_claims"]} == {"91.low", "91.fine"}
+    assert made_on["describe"] in report and made_on["layout"]["threads"] == 2  # the cpu profile's kernels
     # --strict fails on any claim that does not hold, recorded or not
     assert _run(folder, tmp_path, "--profile", "cpu", "--strict") == 1
     assert "--strict: 91.low" in capsys.readouterr().out
@@ -313,9 +316,8 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     figs = tmp_path / "figs"
     (figs / "01_same_noise_grid.png").write_bytes(b"png")
     by_stem = pf.collect_claims(tmp_path / "executed", ["91_claims"])
-    from reprolib import claims
-
-    pf.publish(tmp_path / "executed", figs, by_stem, "cpu", root=root)
+    P = pf.run_settings([source], "cpu", {})
+    pf.publish(tmp_path / "executed", figs, by_stem, "cpu", P, root=root)
     published = nbformat.read(root / "notebooks" / "91_claims.ipynb", as_version=4)
     original = nbformat.read(source, as_version=4)
     assert [(c.cell_type, c.source) for c in published.cells] == [(c.cell_type, c.source) for c in original.cells]
@@ -324,6 +326,8 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     assert claims.from_notebook(published) == by_stem["91_claims"]  # the outputs are the run's
     assert (root / "results" / "gallery" / "01_same_noise_grid.png").read_bytes() == b"png"
     assert "91.low" in (root / "results" / "claims_cpu.md").read_text()
+    record = claims.record("cpu", root / "results" / "claims_cpu.json")  # the record, with its machine
+    assert record.layout == machine.layout(P) and record.values["91.low"] == 0.4
     umask = os.umask(0)
     os.umask(umask)
     for written in (root / "results" / "claims_cpu.md", root / "notebooks" / "91_claims.ipynb"):
@@ -332,6 +336,7 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     readme = (root / "README.md").read_text()
     assert readme.startswith("intro\n<!-- results:begin -->") and readme.endswith("<!-- results:end -->\nrest\n")
     assert "\nold\n" not in readme and "The paper's claims: 1 of 2 hold at cpu." in readme
+    assert f"- Machine: {machine.describe(P)}" in readme
     assert "![01_same_noise_grid](results/gallery/01_same_noise_grid.png)" in readme
     assert "left out" in capsys.readouterr().out  # the other gallery figures were not in this run
 
@@ -409,3 +414,139 @@ def test_jobs_runs_notebooks_side_by_side_and_reports_them_in_order(tmp_path, mo
     assert [line.split()[0] for line in table[1:3]] == ["81_left", "82_right"]
     with pytest.raises(SystemExit):
         pf.main(["--notebooks", str(folder), "--all", "--jobs", "0"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Machine settings some notebooks lack, --jobs auto, replicates, the progress folder between stages.
+
+# The runner reads which settings a notebook takes from ``notebook.start("NN"`` in its source; a comment is
+# enough, and spares the kernel the library.
+DUMP = ("# notebook.start({nid!r}, profile, overrides)\nimport json, os\n"
+        "open(os.path.join({out!r}, '{stem}.json'), 'w').write(json.dumps(overrides))")
+
+
+def _settings_notebooks(folder: Path, out: Path, ids: dict[str, str]) -> None:
+    folder.mkdir()
+    for stem, nid in ids.items():
+        _write(folder, stem, [_parameters('profile = "cpu"\noverrides = {}'),
+                              new_code_cell(DUMP.format(nid=nid, out=str(out), stem=stem))])
+
+
+def test_a_setting_some_notebooks_lack_goes_to_those_that_have_it(tmp_path, monkeypatch, capsys):
+    """n_jobs is a setting of 01 (trains) and not of 08 (trains nothing): --all passes it to the one, says once
+    that the other ignores it; a name no chosen notebook has, or a value one refuses, still stops everything."""
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    folder = tmp_path / "notebooks"
+    _settings_notebooks(folder, tmp_path, {"71_trains": "01", "72_closed": "08"})
+    assert _run(folder, tmp_path, "--profile", "smoke", "--override", "n_jobs=3", "seeds=16") == 0
+    out = capsys.readouterr().out
+    said = "n_jobs=3: not a setting of 72_closed (ignored there); seeds=16: not a setting of 72_closed (ignored there)"
+    assert out.count("not a setting of") == 2 and f"settings: {said}\n" in out
+    assert out.index(said) < out.index("[1/2]")
+    assert json.loads((tmp_path / "71_trains.json").read_text()) == {"n_jobs": 3, "seeds": 16}
+    assert json.loads((tmp_path / "72_closed.json").read_text()) == {}
+    (tmp_path / "executed").rename(tmp_path / "executed.first")
+    for bad in (["no_such_setting=3"], ["n_jobs=0"]):
+        with pytest.raises(SystemExit) as exc:
+            _run(folder, tmp_path, "--profile", "smoke", "--override", *bad)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "nothing was run" in err and err.count("\n  ") == 1  # one message: one problem
+    assert "71_trains: notebook 01: n_jobs=0 is not allowed: 'auto' or a positive integer" in err
+    assert not (tmp_path / "executed").exists()
+
+
+def test_a_name_no_chosen_notebook_has_is_refused(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "notebooks"
+    _settings_notebooks(folder, tmp_path, {"71_trains": "01", "72_closed": "08"})
+    with pytest.raises(SystemExit) as exc:
+        _run(folder, tmp_path, "--profile", "cpu", "--override", "no_such_setting=3")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no_such_setting=3: not a setting of any chosen notebook (71_trains, 72_closed); their settings: " in err
+    assert "theory_seeds" in err and "sample_steps" in err  # 08's and 01's
+    assert not (tmp_path / "executed").exists()
+
+
+def _jobs_run(tmp_path, monkeypatch, cores: int, *extra: str) -> int:
+    """The notebooks at once the runner chooses on ``cores`` usable cores (no kernel started)."""
+    chosen = []
+
+    def run_notebooks(paths, jobs, fail_fast, run):
+        chosen.append(jobs)
+        return [(p.stem, "ok", 0.0) for p in paths]
+
+    monkeypatch.setattr(machine, "usable_cores", lambda: cores)
+    monkeypatch.setattr(pf, "run_notebooks", run_notebooks)
+    assert _run(tmp_path / "notebooks", tmp_path, "--profile", "smoke", *extra) == 0
+    return chosen[0]
+
+
+def test_jobs_auto_fills_the_usable_cores_with_kernels(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    monkeypatch.setenv("REPRO_RECORD", str(tmp_path / "record.json"))
+    _settings_notebooks(tmp_path / "notebooks", tmp_path, {"71_a": "01", "72_b": "02", "73_c": "08"})
+    assert _jobs_run(tmp_path, monkeypatch, 2) == 1  # kernels of 2 threads at smoke: one on 2 cores
+    assert "3 notebook(s), 1 at a time" in capsys.readouterr().out
+    assert _jobs_run(tmp_path, monkeypatch, 5) == 2
+    assert _jobs_run(tmp_path, monkeypatch, 64) == 3  # never more than the notebooks
+    assert _jobs_run(tmp_path, monkeypatch, 8, "--override", "threads=4") == 2
+    assert _jobs_run(tmp_path, monkeypatch, 1) == 1
+    assert _jobs_run(tmp_path, monkeypatch, 64, "--jobs", "1") == 1  # as given
+    assert "default: auto" in pf._parser().format_help()
+
+
+def test_the_progress_of_a_failed_training_is_dropped_before_the_notebooks(tmp_path, monkeypatch, capsys):
+    """A training worker that failed may leave its last word ("train ... 0/5,000"); the workers are idle once the
+    training stage ends, so the runner empties the progress folder before the first notebook starts."""
+    seen = []
+
+    def prefit(paths, profile, overrides):
+        folder = Path(os.environ["REPRO_PROGRESS"])
+        (folder / f"{os.getpid()}.json").write_text(json.dumps({"work": {"train": ["toy", 0, 5000]}}))
+        raise RuntimeError("a training failed")
+
+    def run_notebooks(paths, jobs, fail_fast, run):
+        seen.append(sorted(Path(os.environ["REPRO_PROGRESS"]).iterdir()))
+        return [(p.stem, "ok", 0.0) for p in paths]
+
+    monkeypatch.setattr(pf, "prefit", prefit)
+    monkeypatch.setattr(pf, "run_notebooks", run_notebooks)
+    _settings_notebooks(tmp_path / "notebooks", tmp_path, {"71_a": "01"})
+    assert _run(tmp_path / "notebooks", tmp_path, "--profile", "smoke") == 0
+    assert "[training] FAILED (RuntimeError: a training failed)" in capsys.readouterr().out
+    assert seen == [[]]
+
+
+def _record(path: Path, layout: dict, value: float) -> None:
+    """A record of values (as ``publish`` writes it) made on ``layout``, where 91.low measured ``value``."""
+    low = {"id": "91.low", "statement": "RP >= 0.6", "source": "paper", "value": value, "op": ">=",
+           "threshold": 0.6, "holds": value >= 0.6, "profile": "cpu", "judged": True, "expected": False}
+    path.write_text(json.dumps({"machine": {"layout": layout, "describe": "the record's machine"},
+                                "claims": {"91_claims": [low]}}))
+
+
+def test_a_verdict_that_differs_in_a_replicate_is_listed_not_failed(claimsdir, tmp_path, capsys):
+    """On another machine layout than the record's, a verdict that differs is listed beside the record's value
+    with its margin, and fails the run only with --strict; on the record's layout it fails the run."""
+    folder, expected = claimsdir
+    expected.write_text('[cpu."91.low"]\nholds = false\n')
+    here = machine.layout(pf.run_settings([folder / "91_claims.ipynb"], "cpu", {}))
+    record = Path(os.environ["REPRO_RECORD"])
+    _record(record, {**here, "threads": here["threads"] + 62}, 0.41)
+    assert _run(folder, tmp_path, "--profile", "cpu", "--override", "value=0.7") == 0
+    out = capsys.readouterr().out
+    assert "(a replicate: the record was made on the record's machine)" in out
+    assert "Verdicts that differ from the record for cpu: 1, in a replicate on " in out
+    assert "91.low: record 0.410 (does not hold), this run 0.700 (holds); needs >= 0.600, margin +0.100" in out
+    assert "FAILED" not in out
+    report = (tmp_path / "figs" / "claims.md").read_text().splitlines()
+    assert report[2].startswith("- Machine: ") and report[2].endswith("a replicate: the record was made on the "
+                                                                      "record's machine")
+    assert _run(folder, tmp_path, "--profile", "cpu", "--override", "value=0.7", "--strict") == 1
+    assert "FAILED: 1 verdict(s) differ from reprolib/expected_verdicts.toml [cpu] in this replicate (--strict): " \
+           "91.low holds" in capsys.readouterr().out
+    _record(record, here, 0.41)  # the record's own layout: a regression, as ever
+    assert _run(folder, tmp_path, "--profile", "cpu", "--override", "value=0.7") == 1
+    out = capsys.readouterr().out
+    assert "replicate" not in out and "FAILED: 1 verdict(s) differ" in out
