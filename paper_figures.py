@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "mnist", "paper")  # reprolib.profiles.NAMES, read without importing torch
 _NAME = re.compile(r"^(\d+)_(.+)$")
 # The figures the README shows, in order (missing ones are skipped with a word).
 GALLERY = ("01_same_noise_grid", "01_rp_mae_heatmaps", "02_rp_gl_vs_n", "03_theory_rp_vs_n", "08_rp_vs_n")

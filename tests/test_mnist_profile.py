@@ -92,3 +92,10 @@ def test_every_notebook_runs_at_the_mnist_profile_on_real_mnist_at_fixture_sizes
     trained = [json.loads(p.read_text()) for p in (tmp_path / "store" / "diffusion").glob("*/config.json")]
     assert trained and all(c["data"] == "mnist" for c in trained)
     assert (tmp_path / "figures" / "02_rp_gl_vs_n.png").stat().st_size > 1000
+
+
+def test_the_runner_offers_every_profile_of_the_library():
+    spec = importlib.util.spec_from_file_location("paper_figures_profiles", ROOT / "paper_figures.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    assert runner.PROFILES == profiles.NAMES

@@ -118,15 +118,19 @@ def _zoo_configs(profile, **overrides):
 # gave way to the longer runs' keys, which notebook 06 trained already: no key new to the store, none other
 # changed); the size sweep, taken when its models began to keep EMA snapshots and N <= 32 to train 5,000 steps at
 # cpu (after its U-Nets took DDPM++'s details, ``zoo.DDPMPP``): both were meant to retrain it.
-KEYS_BEFORE = {"smoke": (20, "3c10ba75b7e52436"), "cpu": (20, "c0fc41817e9ecf72"), "paper": (20, "f795ba59c7184d07")}
-SWEEP_KEYS = {"smoke": (4, "018a61dbb441f58d"), "cpu": (24, "254f6bd48d2042c0"), "paper": (30, "a355b09a2628205a")}
+# The mnist profile's, taken when it was added (its settings await its pilot: replications/mnist_profile.md).
+KEYS_BEFORE = {"smoke": (20, "3c10ba75b7e52436"), "cpu": (20, "c0fc41817e9ecf72"), "paper": (20, "f795ba59c7184d07"),
+               "mnist": (20, "fdd87b2988878818")}
+SWEEP_KEYS = {"smoke": (4, "018a61dbb441f58d"), "cpu": (24, "254f6bd48d2042c0"), "paper": (30, "a355b09a2628205a"),
+              "mnist": (30, "04c920bd893ae744")}
 # The whole keys since they hold the digest of the code that trains each model, with that digest held to a
 # stand-in naming the artifact kind (a code edit changes the real keys by design: tests/test_codehash.py). Taken
 # when keys began to hold code, which changed every key and nothing else (the sections' retaken with the change
 # to section 6 above).
-KEYS_WITH_CODE = {"smoke": (20, "5d5457ca4f66adc8"), "cpu": (20, "1c64e651e506600f"), "paper": (20, "1ddecc32bd7b1bf4")}
+KEYS_WITH_CODE = {"smoke": (20, "5d5457ca4f66adc8"), "cpu": (20, "1c64e651e506600f"), "paper": (20, "1ddecc32bd7b1bf4"),
+                  "mnist": (20, "1c486b96b9543d4d")}
 SWEEP_KEYS_WITH_CODE = {"smoke": (4, "1422638c8875256e"), "cpu": (24, "8fa566973ad8ac05"),
-                        "paper": (30, "4488731758b7809a")}
+                        "paper": (30, "4488731758b7809a"), "mnist": (30, "95b968601f9f4ebd")}
 
 
 def _digest(configs, code=True):
