@@ -300,19 +300,26 @@ def _settings_id(path: Path) -> str | None:
     return next(iter(_first_arguments(path, "notebook.start")), None)
 
 
-def _share(nid: str | None, profile: str, overrides: dict) -> dict | None:
+def _share(nid: str | None, profile: str, overrides: dict, paths=()) -> dict | None:
     """The overrides that settings ``nid`` has (``profiles.SETTINGS``), or None for a notebook that takes none of
-    the library's settings: such a notebook gets every override as it is."""
+    the library's settings: such a notebook gets every override as it is. When notebook 02 is among the chosen
+    ``paths``, a notebook that reads its sweep (07, 08: setting ``sweep``) reads it as this run trains it, under
+    02's share of the overrides."""
     from reprolib import profiles
 
     if nid is None or nid not in profiles.SETTINGS:
         return None
-    return {k: v for k, v in overrides.items() if k in profiles.SETTINGS[nid][profile]}
+    share = {k: v for k, v in overrides.items() if k in profiles.SETTINGS[nid][profile]}
+    if "sweep" in profiles.SETTINGS[nid][profile] and "sweep" not in overrides and "02" in map(_settings_id, paths):
+        share["sweep"] = _share("02", profile, overrides) or {}
+        share = share if share["sweep"] else {k: v for k, v in share.items() if k != "sweep"}
+    return share
 
 
-def overrides_for(path: Path, profile: str, overrides: dict) -> dict:
-    """What notebook ``path`` gets of ``overrides``: those among its settings (all for one without settings)."""
-    share = _share(_settings_id(path), profile, overrides)
+def overrides_for(path: Path, profile: str, overrides: dict, paths=()) -> dict:
+    """What notebook ``path`` gets of ``overrides`` in a run of ``paths``: those among its settings (all for one
+    without settings)."""
+    share = _share(_settings_id(path), profile, overrides, paths)
     return dict(overrides) if share is None else share
 
 
@@ -323,7 +330,7 @@ def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str
 
     problems, known, names = [], set(), set()
     for path in paths:
-        nid, share = _settings_id(path), overrides_for(path, profile, overrides)
+        nid, share = _settings_id(path), overrides_for(path, profile, overrides, paths)
         known |= set(share)
         if nid in profiles.SETTINGS:
             problems += [f"{path.stem}: {m}" for m in profiles.validate(nid, profile, share)]
@@ -336,9 +343,15 @@ def check_settings(paths: list[Path], profile: str, overrides: dict) -> list[str
 
 def ignored(paths: list[Path], profile: str, overrides: dict) -> str:
     """One line naming, for each override some chosen notebooks lack, the notebooks that ignore it ("" if none)."""
-    lacking = {name: [p.stem for p in paths if name not in overrides_for(p, profile, overrides)] for name in overrides}
+    lacking = {name: [p.stem for p in paths if name not in _used(overrides_for(p, profile, overrides, paths))]
+               for name in overrides}
     return "; ".join(f"{name}={overrides[name]!r}: not a setting of {', '.join(stems)} (ignored there)"
                      for name, stems in lacking.items() if stems)
+
+
+def _used(share: dict) -> set:
+    """The names a notebook's share of the overrides uses: its own, and 02's that it reads its sweep under."""
+    return set(share) | set(share.get("sweep", {}))
 
 
 def run_settings(paths: list[Path], profile: str, overrides: dict) -> dict:
@@ -380,7 +393,7 @@ def prefit(paths: list[Path], profile: str, overrides: dict) -> tuple[int, dict]
     store, configs, first = Store(), [], None
     for path in paths:
         for nid in _plan_ids(path):
-            P = profiles.settings(nid, profile, **_share(nid, profile, overrides))
+            P = profiles.settings(nid, profile, **_share(nid, profile, overrides, paths))
             first = first or P
             configs += zoo.plan(nid, P, store)
     if not configs:
@@ -598,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             for entry in progress_dir.iterdir():
                 entry.unlink(missing_ok=True)
         results = run_notebooks(todo, jobs, args.fail_fast, lambda path: run_notebook(
-            path, profile, executed, overrides_for(path, profile, overrides), args.kernel, args.verbose, watch))
+            path, profile, executed, overrides_for(path, profile, overrides, todo), args.kernel, args.verbose, watch))
     finally:
         os.environ.pop("REPRO_PROGRESS", None)
         shutil.rmtree(progress_dir, ignore_errors=True)

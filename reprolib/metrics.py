@@ -89,7 +89,9 @@ def paired(sim, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def derangement(n: int, seed: int = 0) -> torch.Tensor:
-    """A permutation with no fixed point: pairs every seed with another one."""
+    """A permutation with no fixed point: pairs every seed with another one (one seed has no other: itself)."""
+    if n < 2:
+        return torch.arange(n)
     return (torch.arange(n) + 1 + torch.randint(0, n - 1, (1,), generator=torch.Generator().manual_seed(seed))) % n
 
 

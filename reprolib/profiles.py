@@ -147,6 +147,10 @@ _S7 = {
                    privacy_sizes=[64, 1024, 32768], privacy_widths=[128], claims_strict=True),
 }
 SETTINGS["06"], SETTINGS["07"] = _S6, _S7
+for _name, _profile in _S6.items():  # the judge of the target share, notebook 04's (its CNN where there is one)
+    _profile.update(judge=dict(_S4[_name]["judge"]))
+for _profile in _S7.values():  # the privacy study reads notebook 02's sweep under these overrides of 02's settings
+    _profile.update(sweep={})
 
 # Settings every notebook has, alike at every profile; at their defaults no store key and no number changes.
 # - ``similarity``: "pixel" (``metrics.PixelSimilarity``, threshold 0.9) or "sscd" (``metrics.SSCDSimilarity``,
@@ -379,6 +383,9 @@ def _named_rule(name: str) -> _Rule | None:
         return _nets_rule()
     if name == "judge":
         return _judge_rule()
+    if name == "sweep":  # its entries are checked as notebook 02's settings (``validate``)
+        return _Rule("a dict of notebook 02's settings", lambda v: isinstance(v, dict) and all(
+            k in SETTINGS["02"]["cpu"] for k in v))
     if name == "patch_sizes":  # a window centred on its pixel has an odd side
         return _list_of(_Rule("an odd positive integer", lambda v: _is_int(v) and v > 0 and v % 2 == 1),
                         non_empty=True, distinct=True)
@@ -407,14 +414,15 @@ def _cross_checks(P: dict, profile: str) -> list[tuple[str, str | None, str]]:
         values = [values] if _is_int(values) else values
         if values is not None and data in _DATA_SIZES and max(values, default=0) > _DATA_SIZES[data]:
             out.append((name, "data", f"{data} has {_DATA_SIZES[data]} training images"))
-    sweep = SETTINGS.get("02", {}).get(profile, {})  # the privacy study picks its models from notebook 02's sweep
+    sweep = dict(SETTINGS.get("02", {}).get(profile, {}))  # 07 and 08 read notebook 02's sweep, under ``sweep``
+    sweep.update({k: _like(sweep[k], v) for k, v in (P.get("sweep") or {}).items() if k in sweep})
     if "theory_seeds" in P and "seeds" in sweep and _is_int(P["theory_seeds"]) and P["theory_seeds"] > sweep["seeds"]:
-        out.append(("theory_seeds", None, f"at most notebook 02's seeds at profile {profile}, {sweep['seeds']}: the "
-                                          "theories are compared on the first of 02's seeds"))
+        out.append(("theory_seeds", "sweep", f"at most notebook 02's seeds at profile {profile}, {sweep['seeds']}: "
+                                             "the theories are compared on the first of 02's seeds"))
     for name, of in (("privacy_sizes", "sizes"), ("privacy_widths", "widths")):
         if name in P and of in sweep and not set(P[name]) <= set(sweep[of]):
-            out.append((name, None, f"each one of notebook 02's {of} at profile {profile}, {sweep[of]}: the privacy "
-                                    f"study takes its models from 02's sweep"))
+            out.append((name, "sweep", f"each one of notebook 02's {of} at profile {profile}, {sweep[of]}: the "
+                                       f"privacy study takes its models from 02's sweep"))
     return out
 
 
@@ -438,6 +446,10 @@ def validate(notebook: str, profile: str, overrides: dict) -> list[str]:
             problems.append(f"notebook {notebook}: {name}={value!r} is not allowed: {rule.allowed} "
                             f"(default {defaults[name]!r}).")
             bad.add(name)
+        elif name == "sweep" and notebook != "02":
+            inner = validate("02", profile, value)
+            problems += [f"notebook {notebook}: sweep: {m}" for m in inner]
+            bad |= {name} if inner else set()
     P = {**defaults, **{k: _like(defaults[k], v) for k, v in overrides.items() if k not in bad}}
     for name, other, why in _cross_checks(P, profile):
         if name in bad or other in bad or not ({name, other} & set(overrides)):
@@ -478,7 +490,7 @@ _S8 = {
     "paper": dict(theory_seeds=1000, patch_sizes=[3, 5, 7, 11], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
                    claims_strict=True),
 }
-for _name, _profile in _S8.items():  # it trains nothing, so it has no n_jobs
-    _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name],
+for _name, _profile in _S8.items():  # it trains nothing, so it has no n_jobs; it reads 02's sweep as 07 does
+    _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name], sweep={},
                     **{k: v for k, v in _MACHINE[_name].items() if k != "n_jobs"})
 SETTINGS["08"] = _S8

@@ -494,11 +494,13 @@ def snapshot_samples(cfg: TrainConfig, step: int, store: Store, seeds, P: dict):
 
 
 def sweep_settings(P: dict) -> dict:
-    """Notebook 02's settings at ``P``'s profile under ``P``'s backbone, precision and device settings: the sweep
-    as 02 trains it, for the notebooks that reuse its models (07, 08)."""
+    """Notebook 02's settings at ``P``'s profile under ``P["sweep"]`` (the overrides 02 itself was given: the runner
+    passes them) and ``P``'s backbone, precision and device settings: the sweep as 02 trains it, for the notebooks
+    that reuse its models (07, 08)."""
     from . import profiles
 
-    return profiles.settings("02", P["profile"], **{k: P[k] for k in ("nets", "precision", "device") if k in P})
+    own = {k: P[k] for k in ("nets", "precision", "device") if k in P}
+    return profiles.settings("02", P["profile"], **{**P.get("sweep", {}), **own})
 
 
 def privacy_models(P: dict, store: Store) -> tuple[dict, dict, bool]:

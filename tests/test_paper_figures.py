@@ -456,6 +456,22 @@ def test_a_setting_some_notebooks_lack_goes_to_those_that_have_it(tmp_path, monk
     assert not (tmp_path / "executed").exists()
 
 
+def test_notebooks_that_read_02s_sweep_read_it_as_this_run_trains_it(tmp_path):
+    """07 and 08 reuse notebook 02's models: in a run with 02, they get 02's share of the overrides as ``sweep``
+    (and use ``sizes`` so); without 02 in the run, they read 02's sweep as its defaults say."""
+    folder = tmp_path / "notebooks"
+    _settings_notebooks(folder, tmp_path, {"02_sweep": "02", "07_reuses": "07", "08_reads": "08"})
+    paths = pf.discover(folder)
+    over = {"sizes": [16, 256], "steps": {16: 3, 256: 3}, "theory_seeds": 8, "n_jobs": 2}
+    with_02 = {p.stem: pf.overrides_for(p, "smoke", over, paths) for p in paths}
+    assert with_02["02_sweep"] == {"sizes": [16, 256], "steps": {16: 3, 256: 3}, "n_jobs": 2}
+    assert with_02["07_reuses"] == {"n_jobs": 2, "sweep": with_02["02_sweep"]}
+    assert with_02["08_reads"] == {"theory_seeds": 8, "sweep": with_02["02_sweep"]}
+    assert pf.check_settings(paths, "smoke", over) == [] and "sizes" not in pf.ignored(paths, "smoke", over)
+    alone = pf.overrides_for(paths[2], "smoke", over, paths[1:])
+    assert alone == {"theory_seeds": 8}
+
+
 def test_a_name_no_chosen_notebook_has_is_refused(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "notebooks"
     _settings_notebooks(folder, tmp_path, {"71_trains": "01", "72_closed": "08"})
