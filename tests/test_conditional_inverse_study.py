@@ -72,8 +72,8 @@ def test_class_fidelity():
 
 
 def test_judge_refuses_data_it_has_no_classifier_for():
-    with pytest.raises(NotImplementedError, match="mnist"):
-        conditional.judge("mnist")
+    with pytest.raises(NotImplementedError, match="fashion"):
+        conditional.judge("fashion")
 
 
 def test_same_noise_rp_and_its_other_noise_baseline():
