@@ -3,9 +3,7 @@ is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import _scripts
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -13,17 +11,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from reprolib import stacked
 from reprolib.train import TrainConfig, build, training_set
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 NET = {"kind": "unet", "width": 4, "group_size": 4, "noise_scale": 1.0}
 CFG = TrainConfig(net=NET, n=32, steps=10, batch=8, snapshot_every=None)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_flops", BENCHMARKS / "bench_flops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # it puts benchmarks/ on sys.path for its bench_jobs
-    return module
+    return _scripts.load("benchmarks/bench_flops.py")  # it puts benchmarks/ on sys.path for its bench_jobs
 
 
 def test_a_step_counts_a_forward_pass_and_its_backward(bench):

@@ -4,12 +4,12 @@ arguments, and a GPU run where there is no GPU, with exit status 2. No timing is
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import _scripts
 import pytest
 import torch
 
@@ -19,12 +19,8 @@ SCRIPT = ROOT / "benchmarks" / "bench_gpu.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield _scripts.load("benchmarks/bench_gpu.py")
+    sys.modules.pop("bench_gpu", None)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ checked (rows add up, measured rows are steps x batch / rate, hours scale as 1 /
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+import _scripts
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,12 +19,8 @@ SCRIPT = ROOT / "benchmarks" / "gpu_hours.py"
 
 @pytest.fixture(scope="module")
 def gh():
-    spec = importlib.util.spec_from_file_location("gpu_hours", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield _scripts.load("benchmarks/gpu_hours.py")
+    sys.modules.pop("gpu_hours", None)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _scripts
 import pytest
 
 from reprolib import data, metrics, profiles, zoo
@@ -20,10 +21,7 @@ needs_mnist = pytest.mark.skipif(importlib.util.find_spec("zarr") is None,
 
 
 def _pilot():
-    spec = importlib.util.spec_from_file_location("mnist_pilot", ROOT / "replications" / "scripts" / "mnist_pilot.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _scripts.load("replications/scripts/mnist_pilot.py")
 
 
 def test_the_rung_runs_notebook_02_over_the_papers_sizes_on_28x28_images():
@@ -95,7 +93,4 @@ def test_every_notebook_runs_at_the_mnist_profile_on_real_mnist_at_fixture_sizes
 
 
 def test_the_runner_offers_every_profile_of_the_library():
-    spec = importlib.util.spec_from_file_location("paper_figures_profiles", ROOT / "paper_figures.py")
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
-    assert runner.PROFILES == profiles.NAMES
+    assert _scripts.load("paper_figures.py").PROFILES == profiles.NAMES

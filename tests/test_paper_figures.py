@@ -3,23 +3,19 @@ tests of what happens before and around the kernels replace ``run_notebooks``)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
+import _scripts
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from reprolib import claims, machine
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("paper_figures", ROOT / "paper_figures.py")
-pf = importlib.util.module_from_spec(_spec)
-sys.modules["paper_figures"] = pf
-_spec.loader.exec_module(pf)
+pf = _scripts.load("paper_figures.py")
 
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 

@@ -2,6 +2,7 @@
 
 from dataclasses import asdict
 
+import _scripts
 import pytest
 
 from reprolib import stacked, sweep, zoo
@@ -126,13 +127,7 @@ def test_makespan_simulates_list_scheduling_with_exact_costs():
 
 
 def test_the_plan_benchmark_gives_the_cpu_plans_time_on_w_workers(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_plan.py"
-    spec = importlib.util.spec_from_file_location("bench_plan", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _scripts.load("benchmarks/bench_plan.py")
     assert bench.main(["--workers", "1", "64"]) == 0
     out = capsys.readouterr().out
     jobs, costs, after = bench.plan("cpu")
