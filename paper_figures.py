@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
 import os
 import re
@@ -78,7 +79,10 @@ def resolve(names: list[str], notebooks: Path | str = ROOT / "notebooks") -> lis
         ]
         if not hits:
             valid = ", ".join(p.stem for p in available) or f"none: no NN_topic.ipynb in {notebooks}"
-            raise ValueError(f"unknown notebook {raw!r}; valid notebooks: {valid}")
+            names = [p.stem.lower() for p in available] + [_NAME.match(p.stem)[2].lower() for p in available]
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown notebook {raw!r}; {hint}valid notebooks: {valid}")
         chosen += [p for p in hits if p not in chosen]
     return chosen
 
@@ -349,6 +353,34 @@ def ignored(paths: list[Path], profile: str, overrides: dict) -> str:
                      for name, stems in lacking.items() if stems)
 
 
+def check_inputs(paths: list[Path], profile: str, overrides: dict) -> list[str]:
+    """One message per input a run of ``paths`` lacks, found before any kernel starts: each data set its notebooks
+    read (training and test split) that is not on disk or cannot be read, with the command that fetches it, and a
+    store that cannot be written."""
+    from reprolib import data, profiles
+    from reprolib.paths import store_dir
+
+    names = {profiles.settings(nid, profile, **_share(nid, profile, overrides)).get("data")
+             for nid in map(_settings_id, paths) if nid in profiles.SETTINGS}
+    problems = []
+    for name in sorted(filter(None, names)):
+        try:
+            for train in (True, False):
+                data.load(name, train=train)
+        except (data.MissingDataError, data.DataError) as err:
+            fetch = f"data.load('{name}', download=True); data.load('{name}', train=False, download=True)"
+            problems.append(f"{err}\n    To fetch it on a machine with internet: "
+                            f"python -c \"from reprolib import data; {fetch}\"")
+    store = store_dir()
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=store).close()
+    except OSError as err:
+        problems.append(f"the store {store} cannot be written ({err.strerror or err}): set REPRO_STORE to a folder "
+                        f"you can write.")
+    return problems
+
+
 def _used(share: dict) -> set:
     """The names a notebook's share of the overrides uses: its own, and 02's that it reads its sweep under."""
     return set(share) | set(share.get("sweep", {}))
@@ -536,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.all or args.only or args.list):
         parser.print_help(sys.stderr)
         return parser.exit(2, "\nerror: give one of --all, --only NAME ..., --list\n")
+    if sum(map(bool, (args.all, args.only, args.list))) > 1:
+        parser.error("give one of --all, --only NAME ..., --list, not several")
 
     if args.list:
         for path in discover(args.notebooks):
@@ -560,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     problems = check_settings(todo, profile, overrides)
     if problems:  # before any kernel starts: a bad setting must not cost an hour of training first
         parser.exit(2, "error: bad settings, nothing was run:\n" + "\n".join(f"  {m}" for m in problems) + "\n")
+    missing = check_inputs(todo, profile, overrides)
+    if missing:
+        parser.exit(2, "error: missing inputs, nothing was run:\n" + "\n".join(f"  {m}" for m in missing) + "\n")
     P = run_settings(todo, profile, overrides)
     jobs = notebooks_at_once(args.jobs, len(todo), P)
 

@@ -91,6 +91,43 @@ def test_unknown_name_exits_2_listing_valid_choices(nbdir, capsys):
     assert all(stem in err for stem in ("01_alpha", "02_beta", "10_gamma"))
 
 
+def test_a_near_miss_is_answered_with_the_name_it_resembles(nbdir):
+    with pytest.raises(ValueError, match="did you mean 'beta'"):
+        pf.resolve(["bta"], nbdir)
+    with pytest.raises(ValueError) as err:
+        pf.resolve(["zzzz"], nbdir)
+    assert "did you mean" not in str(err.value)
+
+
+def test_all_and_only_together_are_refused(nbdir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        pf.main(["--notebooks", str(nbdir), "--all", "--only", "01"])
+    assert exc.value.code == 2
+    assert "not several" in capsys.readouterr().err
+
+
+def test_missing_data_stops_the_run_before_any_kernel(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path / "no-data"))
+    executed = tmp_path / "executed"
+    with pytest.raises(SystemExit) as exc:
+        pf.main(["--only", "02", "--profile", "paper", "--executed", str(executed)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("CIFAR-10 is not under") == 1 and "data.load('cifar10', download=True)" in err
+    assert not executed.exists()
+
+
+def test_a_store_that_cannot_be_written_stops_the_run_before_any_kernel(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("REPRO_STORE", str(blocker / "store"))
+    with pytest.raises(SystemExit) as exc:
+        pf.main(["--only", "05", "--profile", "smoke", "--executed", str(tmp_path / "executed")])
+    assert exc.value.code == 2
+    assert "REPRO_STORE" in capsys.readouterr().err
+    assert not (tmp_path / "executed").exists()
+
+
 def test_unknown_profile_and_no_action_exit_2(nbdir, capsys):
     with pytest.raises(SystemExit) as exc:
         pf.main(["--notebooks", str(nbdir), "--all", "--profile", "huge"])
