@@ -21,13 +21,13 @@ plt.rcParams.update({
 })
 
 
-def save(fig, name: str, folder: str | Path | None = None) -> Path:
-    """Write ``<figures>/<name>.png`` and ``.pdf`` atomically; returns the PNG path."""
+def save(fig, name: str, folder: str | Path | None = None) -> None:
+    """Write ``<figures>/<name>.png`` and ``.pdf`` atomically. Returns nothing, so that a notebook cell ending in
+    it shows no path of the machine that ran it."""
     folder = Path(folder) if folder is not None else figures_dir()
     for ext in ("png", "pdf"):
         atomic_write(folder / f"{name}.{ext}", lambda f: fig.savefig(f, dpi=150, bbox_inches="tight", format=ext),
                      lock=False)
-    return folder / f"{name}.png"
 
 
 def _as_image(x: torch.Tensor) -> np.ndarray:

@@ -1,10 +1,12 @@
-"""The image grid is one mosaic: every image lands whole in its row and column, on white, with its row's label."""
+"""Figures: the image grid is one mosaic (every image lands whole in its row and column, on white, with its row's
+label); a saved figure is a PNG and a PDF."""
 
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -52,4 +54,13 @@ def test_heatmap_writes_each_value_in_the_colour_that_reads_on_its_cell():
     assert texts == {((0, 0), "0.0"): "white", ((1, 0), "1.0"): "black", ((0, 1), "0.5"): "black"}
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"] == [t.get_text() for t in ax.get_yticklabels()]
     assert ax.get_title() == "title"
+    plt.close(fig)
+
+
+def test_save_writes_png_and_pdf_and_returns_nothing_a_cell_would_show(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert plotting.save(fig, "line", tmp_path) is None
+    assert (tmp_path / "line.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "line.pdf").read_bytes()[:4] == b"%PDF"
     plt.close(fig)
