@@ -467,7 +467,8 @@ def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:
 
 def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict, root: Path = ROOT) -> None:
     """Make a finished run the committed one: the executed notebooks become ``notebooks/*.ipynb`` (papermill's
-    injected parameters and bookkeeping removed, so each stays the pair of its ``.py``), the gallery figures are
+    injected parameters and bookkeeping removed, so each stays the pair of its ``.py``, and its code cells counted
+    1, 2, 3, ...), the gallery figures are
     copied to ``results/gallery/`` and the claims report (``by_stem``: {stem: [Claim]}; ``P``: the run's machine
     settings, ``run_settings``) to ``results/``, and the README's results block is rewritten from them."""
     import nbformat
@@ -476,6 +477,12 @@ def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict,
     for stem in by_stem:
         nb = nbformat.read(executed / f"{stem}.ipynb", as_version=4)
         nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        for count, cell in enumerate(code, 1):  # 1, 2, 3 with the injected cell gone, as a reader's run counts
+            cell.execution_count = count
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out.execution_count = count
         for cell in nb.cells:
             cell.metadata.pop("papermill", None)
             cell.metadata.pop("execution", None)

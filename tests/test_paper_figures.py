@@ -336,7 +336,7 @@ def test_bad_settings_exit_2_before_any_kernel(tmp_path, capsys):
 
 def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     """Published notebooks keep their cells (no injected parameters, no papermill bookkeeping) with the run's
-    outputs; the gallery, the report and the README block come from the same run."""
+    outputs, their code cells counted 1, 2, 3; the gallery, the report and the README block come from the same run."""
     folder, record = claimsdir
     record.write_text('[cpu."91.low"]\nholds = false\n')
     assert _run(folder, tmp_path, "--profile", "cpu") == 0
@@ -356,6 +356,10 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     assert [(c.cell_type, c.source) for c in published.cells] == [(c.cell_type, c.source) for c in original.cells]
     assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in published.cells)
     assert "papermill" not in published.metadata
+    code = [c for c in published.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    counted = [o.execution_count for c in code for o in c.outputs if "execution_count" in o]
+    assert set(counted) <= set(range(1, len(code) + 1))
     assert claims.from_notebook(published) == by_stem["91_claims"]  # the outputs are the run's
     assert (root / "results" / "gallery" / "01_same_noise_grid.png").read_bytes() == b"png"
     assert "91.low" in (root / "results" / "claims_cpu.md").read_text()
