@@ -52,9 +52,11 @@ figures: venv
 publish: venv
 	$(PY) paper_figures.py --all --profile cpu --publish $(ARGS)
 
-# JupyterLab on notebooks/; its kernels run at PROFILE (cpu unless given, e.g. `make lab PROFILE=smoke`).
+# JupyterLab opened on notebooks/, rooted at the checkout so that the notebooks' links to ../notes/ and
+# ../replications/ open; its kernels run at PROFILE (cpu unless given, e.g. `make lab PROFILE=smoke`).
 lab: venv
-	REPRO_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR)/notebooks $(LAB_ARGS)
+	REPRO_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) \
+		--LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -61,6 +61,22 @@ def discover(notebooks: Path | str = ROOT / "notebooks") -> list[Path]:
     return sorted(found, key=lambda p: (int(_NAME.match(p.stem)[1]), p.stem))
 
 
+def unreadable(paths: list[Path]) -> list[str]:
+    """One message per notebook that is not a valid notebook file (truncated, not JSON, not nbformat), naming it."""
+    import nbformat
+
+    problems = []
+    for path in paths:
+        try:
+            nbformat.validate(nbformat.read(path, as_version=4))
+        except Exception as err:  # noqa: BLE001 - JSON, nbformat and validation errors alike: the file is bad
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            problems.append(f"{path}: not a readable notebook ({reason}). Restore it, e.g. "
+                            f"`git checkout -- {path.name}`, or rebuild it from its pair: `jupytext --sync "
+                            f"{path.with_suffix('.py').name}`.")
+    return problems
+
+
 def resolve(names: list[str], notebooks: Path | str = ROOT / "notebooks") -> list[Path]:
     """Map user-given names (number, stem or topic) to notebook paths, in order, without repeats.
 
@@ -578,14 +594,6 @@ def main(argv: list[str] | None = None) -> int:
     if sum(map(bool, (args.all, args.only, args.list))) > 1:
         parser.error("give one of --all, --only NAME ..., --list, not several")
 
-    if args.list:
-        for path in discover(args.notebooks):
-            print(f"{_NAME.match(path.stem)[1]}  {path.stem:<32}  {heading(path)}")
-        return 0
-
-    profile = args.profile or os.environ.get("REPRO_PROFILE") or "cpu"
-    if profile not in PROFILES:
-        parser.error(f"REPRO_PROFILE={profile!r} is not a profile; choose one of {', '.join(PROFILES)}")
     if args.only:
         try:
             todo = resolve(args.only, args.notebooks)
@@ -593,8 +601,20 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
     else:
         todo = discover(args.notebooks)
-        if not todo:
+        if not todo and not args.list:
             parser.error(f"no NN_topic.ipynb notebooks in {args.notebooks}")
+    bad = unreadable(todo)
+    if bad:  # before any training: a broken notebook must not fail only after its models are trained
+        parser.exit(2, "error: notebooks that cannot be read, nothing was run:\n"
+                    + "\n".join(f"  {m}" for m in bad) + "\n")
+    if args.list:
+        for path in todo:
+            print(f"{_NAME.match(path.stem)[1]}  {path.stem:<32}  {heading(path)}")
+        return 0
+
+    profile = args.profile or os.environ.get("REPRO_PROFILE") or "cpu"
+    if profile not in PROFILES:
+        parser.error(f"REPRO_PROFILE={profile!r} is not a profile; choose one of {', '.join(PROFILES)}")
     if args.publish and not args.all:
         parser.error("--publish replaces every committed notebook's outputs: use it with --all")
     overrides = dict(args.override)

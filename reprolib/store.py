@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 try:
@@ -35,7 +36,7 @@ FORMAT = "reprolib-artifact-v1"
 
 
 class StoreError(RuntimeError):
-    """A stored file is missing, corrupt, or belongs to another config."""
+    """A stored file is missing, corrupt, or belongs to another config, or one cannot be written."""
 
 
 def config_key(config: dict) -> str:
@@ -141,6 +142,15 @@ def clear_leftovers(folder: Path) -> list[Path]:
     return gone
 
 
+def _unwritable(path: Path, cause: str) -> str:
+    try:
+        free = f"; {shutil.disk_usage(next(p for p in path.parents if p.exists())).free / 2**20:,.0f} MiB free there"
+    except (OSError, StopIteration):
+        free = ""
+    return (f"Cannot write {path} ({cause}{free}). Free space on that disk, make the folder writable, or set "
+            f"REPRO_STORE to a writable folder with room.")
+
+
 class Store:
     """A folder of artifacts: ``<root>/<kind>/<key>/<name>.pt`` plus ``config.json`` beside them."""
 
@@ -157,15 +167,23 @@ class Store:
         return self.path(kind, config, name).exists()
 
     def save(self, kind: str, config: dict, name: str, payload: dict) -> Path:
-        folder = self.folder(kind, config)
-        folder.mkdir(parents=True, exist_ok=True)
-        clear_leftovers(folder)  # a sample bank or a model killed mid-write: its half file goes now
-        cfg_file = folder / "config.json"
-        if not cfg_file.exists():
-            text = json.dumps(config, sort_keys=True, indent=1, default=str).encode()
-            atomic_write(cfg_file, lambda f: f.write(text))
-        path = self.path(kind, config, name)
-        atomic_save({"format": FORMAT, "key": config_key(config), "payload": payload}, path)
+        """Write ``payload`` as the artifact (kind, config, name); a failed write (a read-only folder, a full
+        disk) raises one StoreError that names the file and the cause."""
+        folder, path = self.folder(kind, config), self.path(kind, config, name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            clear_leftovers(folder)  # a sample bank or a model killed mid-write: its half file goes now
+            cfg_file = folder / "config.json"
+            if not cfg_file.exists():
+                text = json.dumps(config, sort_keys=True, indent=1, default=str).encode()
+                atomic_write(cfg_file, lambda f: f.write(text))
+            atomic_save({"format": FORMAT, "key": config_key(config), "payload": payload}, path)
+        except OSError as err:
+            raise StoreError(_unwritable(path, err.strerror or str(err))) from err
+        except RuntimeError as err:  # torch's writer reports a failed write (a full disk) as a RuntimeError
+            if "write" not in str(err):
+                raise
+            raise StoreError(_unwritable(path, str(err).strip().splitlines()[-1])) from err
         return path
 
     def load(self, kind: str, config: dict, name: str) -> dict:

@@ -1,9 +1,10 @@
 """JupyterLab as a reader uses it, and the set-up that installs it.
 
 The browser test drives a real headless Chromium (selenium) against the JupyterLab that `make venv` installs,
-serving a temporary copy of notebooks/ with the kernel at the smoke profile: notebook 01's ``.py`` pair opens as a
-notebook (the default viewer the set-up installs), saving it rewrites neither file of the pair, and running every
-cell shows figures inline and no error. It skips, with its reason, where selenium, Chromium, chromedriver or
+serving a temporary copy of the checkout's notebooks/, notes/ and replications/, rooted as `make lab` roots it, with
+the kernel at the smoke profile: notebook 01's ``.py`` pair opens as a notebook (the default viewer the set-up
+installs), the notes the notebooks link to are there, saving it rewrites neither file of the pair, and running every cell
+shows figures inline and no error. It skips, with its reason, where selenium, Chromium, chromedriver or
 JupyterLab is missing. The other tests check that Binder's environment and the Makefile install the same torch.
 """
 
@@ -66,9 +67,11 @@ def _get(url: str) -> int:
 
 @pytest.fixture
 def lab(tmp_path):
-    """A JupyterLab server on a free localhost port serving a copy of notebooks/; yields (url, token, root)."""
-    root = tmp_path / "notebooks"
-    shutil.copytree(REPO / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    """A JupyterLab server on a free localhost port serving a copy of the checkout's folders that notebooks link to;
+    yields (url, token, root)."""
+    root = tmp_path / "repo"
+    for folder in ("notebooks", "notes", "replications"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     env.update(
@@ -171,7 +174,7 @@ def _wait(predicate, timeout: float, what: str, poll: float = 1.0):
 @needs_browser
 def test_notebook_01_in_jupyterlab(lab, browser, tmp_path):
     url, token, root = lab
-    py, ipynb = root / f"{NOTEBOOK}.py", root / f"{NOTEBOOK}.ipynb"
+    py, ipynb = root / "notebooks" / f"{NOTEBOOK}.py", root / "notebooks" / f"{NOTEBOOK}.ipynb"
     before = {p: p.read_text() for p in (py, ipynb)}
     stamps = {p: p.stat().st_mtime_ns for p in (py, ipynb)}
 
@@ -194,9 +197,22 @@ def test_notebook_01_in_jupyterlab(lab, browser, tmp_path):
         return {notebook: widget.node.classList.contains('jp-NotebookPanel'),
                 factory: app.docRegistry.defaultWidgetFactory(args[0]).name, kernel: kernel.name,
                 language: !!widget.content.model.getMetadata('language_info')};
-    """, f"{NOTEBOOK}.py")
+    """, f"notebooks/{NOTEBOOK}.py")
     assert opened["notebook"], f"{NOTEBOOK}.py opened with {opened['factory']!r}, not as a notebook"
     assert opened["kernel"] == "python3" and opened["language"], f"the kernel did not connect: {opened}"
+
+    # The notes and protocols the notebooks link to (../notes/..., ../replications/...) are within Lab's root.
+    links = sorted({link for nb in (root / "notebooks").glob("*.py")
+                    for link in re.findall(r"\]\(\.\./((?:notes|replications)/[^)#\s]+)", nb.read_text())})
+    assert links, "the notebooks link to no notes, so nothing was checked"
+    found = _js(browser, """
+        const found = [];
+        for (const path of args[0]) {
+            try { await app.serviceManager.contents.get(path, {content: false}); found.push(path); } catch (e) {}
+        }
+        return found;
+    """, links)
+    assert found == links, f"links Lab cannot open: {sorted(set(links) - set(found))}"
 
     # Saving what was opened (kernel connected, nothing run) must leave both files of the pair as they were. The one
     # exception is the .ipynb's language_info, which Lab fills in from the running kernel: it names the reader's
@@ -284,3 +300,13 @@ def test_make_venv_installs_the_pinned_torch_first(tmp_path, index):
     assert len(pips) == 2 and pips[0].split()[-len(spec):] == spec, out
     assert (f"--index-url {index} " in pips[0]) == bool(index), pips[0]
     assert "-c " in pips[1] and "torch-constraints.txt" in pips[1] and ".[test,lab]" in pips[1], pips[1]
+
+
+def test_make_lab_roots_lab_at_the_checkout_and_opens_the_notebooks():
+    """The browser test serves the layout `make lab` serves: the checkout as root, so the notebooks' links to
+    ../notes/ and ../replications/ open."""
+    dry = subprocess.run(["make", "-n", "-C", str(REPO), "lab"], capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    command = dry.stdout[dry.stdout.index("jupyter lab"):]
+    assert f"--ServerApp.root_dir={REPO}" in command.split()
+    assert "--LabApp.default_url=/lab/tree/notebooks" in command.split()

@@ -169,6 +169,22 @@ def test_list(nbdir, capsys):
     assert lines[2].split() == ["10", "10_gamma"]
 
 
+def test_a_truncated_notebook_is_named_before_anything_runs(nbdir, tmp_path, capsys):
+    gamma = nbdir / "10_gamma.ipynb"
+    gamma.write_text(gamma.read_text()[:40])
+    with pytest.raises(SystemExit) as exc:
+        pf.main(["--notebooks", str(nbdir), "--list"])
+    assert exc.value.code == 2 and str(gamma) in capsys.readouterr().err
+    executed = tmp_path / "executed"
+    with pytest.raises(SystemExit) as exc:
+        pf.main(["--notebooks", str(nbdir), "--only", "10", "--profile", "smoke", "--executed", str(executed)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count(str(gamma)) == 1 and "jupytext --sync 10_gamma.py" in err
+    assert not executed.exists()
+    assert pf.main(["--notebooks", str(nbdir), "--only", "1", "--profile", "smoke", "--executed", str(executed),
+                    "--figures", str(tmp_path / "figs")]) == 0  # the others still run
+
+
 def test_run_writes_executed_copy_figure_and_parameters(nbdir, tmp_path, capsys):
     figures, executed = tmp_path / "figs", tmp_path / "executed"
     rc = pf.main([

@@ -154,6 +154,26 @@ def test_failed_save_leaves_old_file_and_no_tmp(tmp_path, monkeypatch):
     assert _tmp_files(tmp_path) == []
 
 
+def test_a_store_that_cannot_be_written_says_where_and_why(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match=r"Cannot write .*a-file/store/k/.*/final\.pt \(Not a directory.*REPRO_STORE"):
+        Store(blocker / "store").save("k", {"a": 1}, "final", {"v": 1})
+
+
+def test_a_full_disk_says_where_and_why_and_leaves_no_half_file(tmp_path, monkeypatch):
+    def full(obj, f, *args, **kwargs):
+        f.write(b"half a file")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(store_lib.torch, "save", full)
+    with pytest.raises(StoreError, match=r"Cannot write .*final\.pt \(PytorchStreamWriter failed writing file "
+                                         r"data/0: file write failed; [\d,]+ MiB free there\)"):
+        Store(tmp_path).save("k", {"a": 1}, "final", {"v": 1})
+    assert _tmp_files(tmp_path) == [] and not list(tmp_path.rglob("final.pt"))
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_artifacts_are_created_with_the_umask(tmp_path, umask):
     """A store shared with workers of another user needs group/other bits wherever the umask grants them."""
