@@ -7,8 +7,9 @@ command line by its number (``01`` or ``1``), its stem (``01_reproducibility``) 
 
     python paper_figures.py --list
     python paper_figures.py --all --profile smoke
-    python paper_figures.py --only 1 generalization --override seeds=200 --figures /tmp/figs
-    python paper_figures.py --all --publish          # and refresh the committed outputs, gallery and report
+    python paper_figures.py --only 1 regimes --profile cpu --override seeds=2000 --figures /tmp/figs
+    python paper_figures.py --all --profile cpu --check      # check notebooks, settings, data and store; run nothing
+    python paper_figures.py --all --profile cpu --publish    # and refresh the committed outputs, gallery and report
 
 Each notebook receives the papermill parameters ``profile=<profile>`` and ``overrides``, a dict of the
 ``--override``s among its settings (names as in ``reprolib.profiles.SETTINGS``, checked before any kernel starts:
@@ -27,7 +28,8 @@ the library reports (models trained, training steps, samples).
 At the end the claims every notebook recorded (``reprolib.claims``) go into ``claims.md`` and ``claims.json``
 beside the figures, and a summary says on which machine, and which of the paper's claims hold. Exit status: 0;
 1 when a notebook fails or a claim's verdict differs from the one recorded for the profile in
-``reprolib/expected_verdicts.toml`` (``--strict``: when any claim does not hold); 2 for bad arguments or settings.
+``reprolib/expected_verdicts.toml`` (``--strict``: when any claim does not hold); 2 for bad arguments or settings,
+an unreadable notebook, missing data or an unwritable store, all found before any work.
 A run on another machine layout than the record's (``results/claims_<profile>.json``, or ``REPRO_RECORD``) is a
 replicate: there a differing verdict is listed with the record's value and this run's margin, and fails the run
 only with ``--strict`` (or ``--publish``).
@@ -582,6 +584,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-every", type=float, default=20.0, metavar="SECONDS",
                    help="longest silence while a notebook runs, off a terminal (default: 20)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream cell outputs while running")
+    p.add_argument("--check", action="store_true",
+                   help="check the notebooks, settings, data and store, say what would run, and exit (runs nothing)")
     return p
 
 
@@ -626,6 +630,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "error: missing inputs, nothing was run:\n" + "\n".join(f"  {m}" for m in missing) + "\n")
     P = run_settings(todo, profile, overrides)
     jobs = notebooks_at_once(args.jobs, len(todo), P)
+    if args.check:
+        from reprolib import machine
+
+        print(f"profile {profile}: {', '.join(p.stem for p in todo)}, {jobs} at a time; machine: "
+              f"{machine.describe(P)}")
+        lacking = ignored(todo, profile, overrides)
+        print((f"settings: {lacking}\n" if lacking else "") + "checked: nothing was run")
+        return 0
 
     os.environ["PYTHONUNBUFFERED"] = "1"
     os.environ["REPRO_PROFILE"] = profile
