@@ -12,6 +12,10 @@ device, GPU, thread counts). A run on another layout is a *replicate*: there flo
 give other bits, so a value near its threshold may cross it; a verdict that differs from the record is then
 reported beside the record's value, with its margin, and not taken for a regression.
 
+A claim measured over sampling seeds carries the value's 95% bootstrap interval over them (``bootstrap``); one
+whose interval straddles its threshold is *marginal*, marked in the table and the summary. The verdict stays
+the point value's against the threshold written before the run.
+
 Claim ids are ``<notebook>.<name>`` and stay fixed across runs, so records and reports can name them.
 """
 
@@ -26,6 +30,8 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from . import machine
 from .paths import repo_root
@@ -50,6 +56,8 @@ class Claim:
     paper: str = ""  # the paper's own number, where it gives one
     detail: str = ""  # other measured numbers that explain the value
     replicate: bool = False  # measured on another machine layout than the record's (``record``)
+    low: float | None = None  # the value's 95% bootstrap interval over the seeds (``bootstrap``), where given
+    high: float | None = None
 
     @property
     def ours(self) -> bool:
@@ -65,8 +73,16 @@ class Claim:
         (negative: by how much it misses; NaN when the value could not be measured)."""
         return self.value - self.threshold if self.op in (">=", ">") else self.threshold - self.value
 
+    @property
+    def marginal(self) -> bool:
+        """Whether the value's 95% interval straddles the threshold: a resampling of the seeds could turn the
+        verdict. The verdict itself stays the point value's, against the threshold written before the run."""
+        return self.low is not None and self.low <= self.threshold <= self.high
+
     def verdict(self) -> str:
         word = "holds" if self.holds else "does not hold"
+        if self.marginal:
+            word += " (marginal)"
         if not self.judged:
             return f"{word} (not judged at {self.profile})"
         recorded = f"recorded as {'holding' if self.expected else 'not holding'} at {self.profile}"
@@ -149,8 +165,9 @@ class Claims:
         self.items: list[Claim] = []
 
     def check(self, name: str, statement: str, value, op: str, threshold, *, source: str = "paper",
-              paper: str = "", detail: str = "") -> Claim:
-        """Record the claim ``value op threshold``; ``source`` is "paper, <where>" or "ours, <file>".
+              paper: str = "", detail: str = "", interval: tuple[float, float] | None = None) -> Claim:
+        """Record the claim ``value op threshold``; ``source`` is "paper, <where>" or "ours, <file>";
+        ``interval``: the value's 95% interval (``bootstrap``).
 
         A value that is not a number (NaN, None) does not hold: a claim that cannot be measured is not met.
         """
@@ -164,7 +181,8 @@ class Claims:
         claim = Claim(id=cid, statement=statement, source=source, value=value, op=op, threshold=threshold,
                       holds=not math.isnan(value) and bool(_OPS[op](value, threshold)), profile=self.profile,
                       judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail,
-                      replicate=self.replicate)
+                      replicate=self.replicate, low=None if interval is None else float(interval[0]),
+                      high=None if interval is None else float(interval[1]))
         self.items.append(claim)
         return claim
 
@@ -184,6 +202,17 @@ class Claims:
             print(f"At the {self.profile} profile the models are barely trained: verdicts are shown, not meaningful.")
 
 
+def bootstrap(statistic, n: int, replicates: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """The percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13) of a claim's value over its ``n``
+    seeds: ``statistic(idx)`` recomputes the value on the seeds ``idx`` (``replicates`` resamples with
+    replacement, from a fixed generator, so a run's interval is reproducible). For a value that is a minimum over
+    pairs, the statistic takes the minimum on each resample, and the interval is the minimum's."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(replicates)], dtype=float)
+    tail = (1 - level) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
 def _num(x: float) -> str:
     if math.isnan(x):
         return "n/a"
@@ -198,7 +227,8 @@ _COLUMNS = ("claim", "source", "statement", "measured", "threshold", "margin", "
 
 
 def _row(c: Claim) -> tuple[str, ...]:
-    measured = _num(c.value) + (f" ({c.detail})" if c.detail else "")
+    interval = f" [{_num(c.low)}, {_num(c.high)}]" if c.low is not None else ""
+    measured = _num(c.value) + interval + (f" ({c.detail})" if c.detail else "")
     return (c.id, c.source, c.statement, measured, f"{c.op} {_num(c.threshold)}", _signed(c.margin), c.paper or "",
             c.verdict())
 
@@ -277,6 +307,11 @@ def summary(claims: list[Claim], profile: str, here: str = "", replicate_of: Rec
     if ours:
         lines.append(f"- Claims of ours: {sum(c.holds for c in ours)} of {len(ours)} hold.")
         lines += [missed(c) for c in ours if not c.holds]
+    marginal = [c for c in claims if c.marginal]
+    if marginal:
+        lines.append(f"- Marginal (the 95% interval over seeds straddles the threshold): {len(marginal)}")
+        lines += [f"  - {c.id}: {_num(c.value)} [{_num(c.low)}, {_num(c.high)}], needs {c.op} {_num(c.threshold)}"
+                  for c in marginal]
     changed = [c for c in claims if c.unexpected]
     if changed and replicate_of is not None:
         lines.append(f"- Verdicts that differ from the record for {profile}: {len(changed)}, in a replicate on {here} "

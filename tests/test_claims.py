@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from reprolib import claims
@@ -76,6 +77,39 @@ def test_table_summary_and_round_trip_through_a_notebook(record):
     assert "91.mine" in lines[4] and "Verdicts that differ" in lines[5]
     report = claims.report({"91_test": back}, "cpu")
     assert "## 91_test" in report and "91.ok" in report
+
+
+def test_the_bootstrap_interval_of_a_binomial_rate_is_its_normal_interval():
+    """RP is a rate over seeds: with 1,000 seeds at p = 0.3 the percentile interval is p +- 1.96 sqrt(p(1-p)/n)."""
+    hits = np.random.default_rng(7).random(1000) < 0.3
+    p, half = hits.mean(), 1.96 * math.sqrt(hits.mean() * (1 - hits.mean()) / 1000)
+    low, high = claims.bootstrap(lambda idx: hits[idx].mean(), len(hits), replicates=4000)
+    assert low == pytest.approx(p - half, abs=0.004) and high == pytest.approx(p + half, abs=0.004)
+    assert claims.bootstrap(lambda idx: hits[idx].mean(), len(hits)) == \
+        claims.bootstrap(lambda idx: hits[idx].mean(), len(hits))  # a fixed generator: the same interval each run
+
+
+def test_the_interval_of_a_minimum_over_pairs_is_the_minimums():
+    rng = np.random.default_rng(0)
+    hits = np.stack([rng.random(500) < 0.8, rng.random(500) < 0.62])
+    low, high = claims.bootstrap(lambda idx: hits[:, idx].mean(1).min(), 500)
+    assert low < hits[1].mean() < high and high < 0.8 - 0.1  # the interval of the lower pair, not of the other
+
+
+def test_a_claim_whose_interval_straddles_its_threshold_is_marked_marginal(record):
+    c = claims.Claims("91", "cpu", judged=True, expected_file=record)
+    near = c.check("near", "RP >= 0.6", 0.62, ">=", 0.6, interval=(0.58, 0.66))
+    clear = c.check("clear", "RP >= 0.6", 0.9, ">=", 0.6, interval=(0.88, 0.92))
+    bare = c.check("bare", "RP >= 0.6", 0.61, ">=", 0.6)
+    assert near.marginal and near.holds and near.verdict() == "holds (marginal)"
+    assert not clear.marginal and not bare.marginal
+    assert "| 91.near | paper | RP >= 0.6 | 0.620 [0.580, 0.660] | >= 0.600 | +0.020 |" in claims.markdown_table(c.items)
+    lines = claims.summary(c.items, "cpu")
+    assert "- Marginal (the 95% interval over seeds straddles the threshold): 1" in lines
+    assert "  - 91.near: 0.620 [0.580, 0.660], needs >= 0.600" in lines
+    bundle = json.loads(json.dumps(c._repr_mimebundle_(), allow_nan=False))
+    back = claims.from_notebook({"cells": [{"cell_type": "code", "outputs": [{"data": bundle}]}]})
+    assert back == c.items  # the interval survives the executed notebook
 
 
 @pytest.mark.parametrize("op, value, threshold, margin", [
