@@ -213,6 +213,21 @@ def bootstrap(statistic, n: int, replicates: int = 1000, level: float = 0.95, se
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
+def rate_interval(hits, reduce=np.min, chance=None, floor: float = 0.0) -> tuple[float, float]:
+    """``bootstrap`` of a claim on rates over seeds: ``hits`` (pairs, seeds) says, per pair of models, which seeds
+    agree (RP is its row mean); the value is ``reduce`` over pairs of the rate, or of the rate over the chance
+    rate (``chance``: the same for mismatched seeds, floored at ``floor``). Seeds are resampled jointly across
+    pairs, as every pair is measured on the same seeds."""
+    rates = np.atleast_2d(np.asarray(hits, dtype=float))
+    base = None if chance is None else np.atleast_2d(np.asarray(chance, dtype=float))
+
+    def value(idx):
+        r = rates[:, idx].mean(1)
+        return reduce(r if base is None else r / np.maximum(base[:, idx].mean(1), floor))
+
+    return bootstrap(value, rates.shape[1])
+
+
 def _num(x: float) -> str:
     if math.isnan(x):
         return "n/a"
