@@ -9,6 +9,7 @@ picks the data set and ``shape`` the backbone's resolution, ``nets`` overrides b
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 
 from . import baselines, codehash, samplers, stacked, sweep
-from .store import Store
-from .train import TrainConfig, is_trained, train
+from .store import Store, config_key
+from .train import KIND, TrainConfig, is_trained, train
 
 # Two details of EDM's DDPM++ (``networks.UNet``) that the section-1 U-Nets, trained and verified first, lack:
 # GroupNorm groups of at least 4 channels, and noise features smooth in ln(sigma). The size sweep needs them: at
@@ -221,7 +222,29 @@ def generate(v: Variant, store: Store, seeds, P: dict):
 
 def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
     """Train (or load) any model of the zoo, whatever its kind, or a ``stacked.Stack`` of them: the one function a
-    sweep maps."""
+    sweep maps. A model that another process is training (a second run on the same store, another worker of a
+    cluster) is waited for, then loaded, not trained twice (``training``)."""
+    store = store or Store()
+    with training(cfg, store):
+        return _fit(cfg, store, progress, device)
+
+
+@contextmanager
+def training(cfg, store: Store):
+    """Held while this process trains ``cfg`` (each model of a stack): ``Store.computing`` on every model's
+    "final", taken in one global order (their store keys), so that processes whose stacks overlap wait for each
+    other and never deadlock."""
+    members = cfg.cfgs if isinstance(cfg, stacked.Stack) else [cfg]
+    kinds = [KIND if isinstance(c, TrainConfig) else baselines.GAN_KIND if isinstance(c, baselines.GANConfig)
+             else baselines.VAE_KIND for c in members]
+    with ExitStack() as held:
+        for kind, key in sorted(((k, c.key_dict()) for k, c in zip(kinds, members)),
+                                key=lambda kk: (kk[0], config_key(kk[1]))):
+            held.enter_context(store.computing(kind, key, "final"))
+        yield
+
+
+def _fit(cfg, store: Store, progress: bool, device):
     if isinstance(cfg, stacked.Stack):
         return stacked.train_stacked(cfg.cfgs, store, device=device, progress=progress)
     if isinstance(cfg, TrainConfig):

@@ -6,7 +6,7 @@ import _scripts
 import pytest
 
 from reprolib import stacked, sweep, zoo
-from reprolib.store import Store
+from reprolib.store import Store, config_key
 from reprolib.train import TrainConfig, is_trained
 
 
@@ -134,3 +134,31 @@ def test_the_plan_benchmark_gives_the_cpu_plans_time_on_w_workers(capsys):
     length, chain = bench.critical_path(costs, after)
     assert f"| 1 | {sum(costs) / 60:.1f} |" in out and f"| 64 | {length / 60:.1f} |" in out
     assert all(chain[i] in after[chain[i + 1]] for i in range(len(chain) - 1))  # a chain of waits
+
+
+def test_a_model_two_processes_ask_for_at_once_is_trained_once(tmp_path, monkeypatch):
+    """Two runs on one store (or two workers of a cluster): the second waits for the model, then loads it; stacks
+    that share a model wait for each other in one order, so neither deadlocks nor trains the shared model twice."""
+    import threading
+
+    from reprolib import loop
+
+    net = {"kind": "unet", "width": 4, "group_size": 4, "noise_scale": 1.0}
+    a, b, c = (TrainConfig(net=net, n=32, steps=30, batch=8, seed=s, snapshot_every=None) for s in range(3))
+    store, trained, run = Store(tmp_path), [], loop.run
+
+    def counting(job, *args, **kwargs):
+        trained.extend(config_key(k) for k in job.keys)
+        return run(job, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "run", counting)
+    key = lambda cfg: config_key(cfg.key_dict())  # noqa: E731
+    for jobs, once in (([a, a], [a]), ([stacked.Stack((a, b)), stacked.Stack((c, b))], [b, c])):  # a: trained
+        trained.clear()
+        threads = [threading.Thread(target=zoo.fit, args=(job, store), kwargs={"progress": False}) for job in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads), "the two trainings wait for each other forever"
+        assert sorted(trained) == sorted(map(key, once)) and all(is_trained(x, store) for x in once)
