@@ -4,8 +4,9 @@
   the CPU; "cpu", "cuda", "cuda:N" and "mps" are taken as given.
 - ``n_jobs``: training workers. "auto" is one per usable core on the CPU (``os.sched_getaffinity``: the cores
   this process may run on, which a container or ``taskset`` can make fewer than the machine's), and the
-  profile's ``gpu_workers`` on a GPU (small models are launch-bound, so several processes keep one card busy;
-  the paper's U-Nets fill it alone).
+  profile's ``gpu_workers`` per visible GPU (small models are launch-bound, so several processes keep one card
+  busy; the paper's U-Nets fill it alone). On several GPUs each training takes one of them (``gpu``), spread
+  evenly: no two share a card while another has fewer.
 - ``threads``: torch threads of the process that samples and measures (a notebook's kernel). "auto" is every
   usable core.
 
@@ -18,7 +19,16 @@ depends on is ``layout``; a run whose layout differs from its record's is a repl
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import tempfile
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: every training on the device it is given
+    fcntl = None
 
 TRAIN_THREADS = 1
 AUTO = "auto"
@@ -41,13 +51,51 @@ def device(setting: str = AUTO) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def gpus() -> int:
+    """The GPUs torch sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def workers(setting, on: str, gpu_workers: int = 1) -> int:
     """Training workers: ``setting`` when it is a number, else one per usable core on the CPU and ``gpu_workers``
-    on a GPU (never more than the cores that drive them)."""
+    per GPU on "cuda" (one GPU for "cuda:N"), never more than the cores that drive them."""
     if setting != AUTO:
         return int(setting)
     cores = usable_cores()
-    return cores if on == "cpu" else max(1, min(gpu_workers, cores))
+    if on == "cpu":
+        return cores
+    cards = max(1, gpus()) if on == "cuda" else 1
+    return max(1, min(gpu_workers * cards, cores))
+
+
+@contextlib.contextmanager
+def gpu(on: str, folder: str | Path | None = None, count: int | None = None):
+    """The device one training runs on, held while it runs: for "cuda" with several GPUs visible (``count``,
+    default ``gpus()``), the card with the fewest trainings at the moment, claimed by an exclusive ``flock`` on
+    ``<folder>/gpu<k>.<slot>.lock`` (every worker process of this machine and user shares the folder), so that
+    workers spread over the cards; anything else ("cpu", "cuda:N", one GPU, or a cluster worker that sees only
+    the GPU it was given) as given."""
+    count = gpus() if count is None else count
+    if on != "cuda" or count < 2 or fcntl is None:
+        yield on
+        return
+    folder = Path(folder or Path(tempfile.gettempdir()) / f"reprolib-gpus-{os.getuid()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for slot in itertools.count():  # every card's first slot, then every card's second, ...
+        for k in range(count):
+            fd = os.open(folder / f"gpu{k}.{slot}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield f"cuda:{k}"
+            finally:
+                os.close(fd)  # closing releases the card
+            return
 
 
 def threads(setting) -> int:

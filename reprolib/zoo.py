@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import baselines, codehash, samplers, stacked, sweep
+from . import baselines, codehash, machine, samplers, stacked, sweep
 from .store import Store, config_key
 from .train import KIND, TrainConfig, is_trained, train
 
@@ -223,9 +223,10 @@ def generate(v: Variant, store: Store, seeds, P: dict):
 def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
     """Train (or load) any model of the zoo, whatever its kind, or a ``stacked.Stack`` of them: the one function a
     sweep maps. A model that another process is training (a second run on the same store, another worker of a
-    cluster) is waited for, then loaded, not trained twice (``training``)."""
+    cluster) is waited for, then loaded, not trained twice (``training``); on several GPUs it trains on the one
+    with the fewest trainings (``machine.gpu``)."""
     store = store or Store()
-    with training(cfg, store):
+    with training(cfg, store), machine.gpu(device or "cpu") as device:
         return _fit(cfg, store, progress, device)
 
 

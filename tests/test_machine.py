@@ -3,8 +3,11 @@ stacks as a GPU would train them, and what a failed training leaves behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -47,6 +50,47 @@ def test_a_gpu_is_used_where_there_is_one_with_the_profiles_workers(cores, monke
     assert profiles.settings("02", "cpu")["n_jobs"] == 4  # never more workers than cores to drive them
     P = profiles.settings("02", "cpu", device="cpu", n_jobs=3, threads=5)  # an override wins
     assert (P["device"], P["n_jobs"], P["threads"]) == ("cpu", 3, 5)
+
+
+def test_on_several_gpus_the_workers_are_the_profiles_per_card(cores, monkeypatch):
+    cores(64)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert machine.workers("auto", "cuda", gpu_workers=3) == 12
+    assert machine.workers("auto", "cuda:2", gpu_workers=3) == 3  # one named card
+    cores(8)
+    assert machine.workers("auto", "cuda", gpu_workers=3) == 8
+
+
+def test_trainings_spread_over_the_gpus_and_share_one_only_when_there_are_more(tmp_path):
+    with contextlib.ExitStack() as held:
+        first = [held.enter_context(machine.gpu("cuda", tmp_path, count=4)) for _ in range(4)]
+        assert sorted(first) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]  # one each
+        more = [held.enter_context(machine.gpu("cuda", tmp_path, count=4)) for _ in range(5)]
+        assert sorted(more[:4]) == sorted(first) and more[4] == "cuda:0"  # then a second on each, in turn
+    with machine.gpu("cuda", tmp_path, count=4) as again:
+        assert again == "cuda:0"  # released when a training ends
+    for given, count in (("cpu", 4), ("cuda:3", 4), ("cuda", 1), ("cuda", 0)):
+        with machine.gpu(given, tmp_path, count=count) as on:
+            assert on == given
+
+
+def test_worker_processes_claim_different_gpus(tmp_path):
+    """Workers are processes: a card one holds is not another's (the lock is a file's, not a thread's)."""
+    code = ("import os, sys, time; from reprolib import machine\n"
+            "with machine.gpu('cuda', sys.argv[1], count=2) as on:\n"
+            "    print(on, flush=True)\n"
+            "    while not os.path.exists(sys.argv[2]): time.sleep(0.05)\n")
+    release = tmp_path / "release"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "locks"), str(release)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        held = sorted(p.stdout.readline().strip() for p in procs)  # both hold a card at once here
+    finally:
+        release.touch()
+        for p in procs:
+            p.wait(timeout=60)
+    assert held == ["cuda:0", "cuda:1"]
 
 
 @pytest.mark.parametrize("name,value", [("n_jobs", 0), ("n_jobs", "many"), ("threads", -1), ("threads", 1.5)])
