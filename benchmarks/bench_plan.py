@@ -3,9 +3,15 @@ simulated) over the measured CPU seconds per step (``reprolib/step_costs.json``,
 the longest chain of dependent jobs (no number of workers trains faster than it) and the total.
 
     python benchmarks/bench_plan.py [--workers 2 4 8 16 32] [--profile cpu] [--write]
+    python benchmarks/bench_plan.py --profile paper --gpu-rates benchmarks/gpu_rates_h200.json [--precision bf16]
 
 A prediction on the machine the step costs were measured on: two or more workers side by side each run slower
 than one alone (1.23x on two cores here, benchmarks/results.md), and another machine's cores are faster or slower.
+
+With ``--gpu-rates`` a worker is one GPU (the paper profile trains one model per card) and a step costs what
+``gpu_hours.py`` makes of the rates measured on one H200 (measured, scaled by FLOPs, or the launch-bound floor);
+a stack of K models costs K of its models' steps (no gain assumed). The notebooks' sampling (``gpu_hours.py``'s
+sample jobs) comes after and is given as GPU hours, split over the GPUs at best.
 """
 
 from __future__ import annotations
@@ -17,18 +23,51 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_hours, beside this file
 from reprolib import profiles, sweep, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 
 NOTEBOOKS = ("01", "02", "04", "05", "06", "07")
 
 
-def plan(profile: str, device: str = "cpu"):
-    """The jobs of every notebook's training plan at ``profile`` from an empty store, their costs and waits."""
+def plan(profile: str, device: str = "cpu", per_step=None):
+    """The jobs of every notebook's training plan at ``profile`` from an empty store, their costs and waits;
+    ``per_step``: a function of the jobs giving seconds per step by ``zoo.cost_class`` (default: the measured CPU
+    step costs)."""
     with tempfile.TemporaryDirectory() as empty:
         store = Store(empty)
         configs = [c for nb in NOTEBOOKS for c in zoo.plan(nb, profiles.settings(nb, profile, device=device), store)]
-        return zoo.schedule(configs, store, device=device)
+        most = zoo.max_stack(profiles.settings("02", profile, device=device))
+        jobs = zoo.schedule(configs, store, device=device, max_stack=most)[0]
+        return zoo.schedule(configs, store, device=device, per_step=per_step(jobs) if per_step else None,
+                            max_stack=most)
+
+
+def gpu_step_costs(rates: dict, precision: str):
+    """``plan``'s ``per_step`` on one GPU a worker: each model's GPU seconds (``gpu_hours.seconds``) over its steps,
+    a stack's the sum of its models'."""
+    import gpu_hours
+
+    def per_step(jobs) -> dict:
+        costs = {}
+        for job in jobs:
+            members = list(getattr(job, "cfgs", [job]))
+            for c in [*members, *(a for m in members for a in zoo._ancestors(m))]:
+                costs.setdefault(zoo.cost_class(c), gpu_hours.seconds(gpu_hours.training(c), rates, precision)[0]
+                                 / c.steps)
+            if len(members) > 1:
+                costs[zoo.cost_class(job)] = sum(costs[zoo.cost_class(c)] for c in members)
+        return costs
+
+    return per_step
+
+
+def sampling_hours(rates: dict, precision: str) -> float:
+    """GPU hours of the paper profile's sampling (``gpu_hours.estimate``'s sample jobs, notebooks in order)."""
+    import gpu_hours
+
+    return sum(job["hours"][precision] for row in gpu_hours.estimate(rates)["rows"] for job in row["jobs"]
+               if job["kind"] == "sample")
 
 
 def critical_path(costs, after) -> tuple[float, list[int]]:
@@ -41,26 +80,55 @@ def critical_path(costs, after) -> tuple[float, list[int]]:
     return prio[chain[0]], chain
 
 
+def _notebooks(job, profile: str) -> list[str]:
+    """The notebooks whose plans hold a model of ``job``."""
+    members = set(map(repr, getattr(job, "cfgs", [job])))
+    with tempfile.TemporaryDirectory() as empty:
+        store = Store(empty)
+        return [nb for nb in NOTEBOOKS if members & set(map(repr, zoo.plan(nb, profiles.settings(nb, profile),
+                                                                            store)))]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    ap.add_argument("--workers", type=int, nargs="+", default=None,
+                    help="worker counts (default 2 4 8 16 32; GPUs 1 8 64 with --gpu-rates)")
     ap.add_argument("--profile", default="cpu", choices=profiles.NAMES)
+    ap.add_argument("--gpu-rates", metavar="JSON", help="a worker is a GPU at these measured rates (gpu_hours.py)")
+    ap.add_argument("--precision", default="tf32", choices=("tf32", "bf16"), help="training precision on the GPU")
     ap.add_argument("--write", action="store_true", help="append the table to benchmarks/results.md")
     a = ap.parse_args(argv)
-    jobs, costs, after = plan(a.profile)
-    if any(zoo.cost(j) is None for j in jobs):
-        print(f"not every job of the {a.profile} plan has a measured step cost (benchmarks/bench_jobs.py)")
-        return 2
+    if a.gpu_rates:
+        import gpu_hours
+
+        rates = gpu_hours.load_rates(a.gpu_rates)
+        jobs, costs, after = plan(a.profile, "cuda", gpu_step_costs(rates, a.precision))
+        workers, unit = a.workers or [1, 8, 64], ("GPU", "h", 3600, "GPU")
+        basis = f"GPU seconds per step from {a.gpu_rates} ({rates['device']}, {a.precision} training)"
+    else:
+        jobs, costs, after = plan(a.profile)
+        if any(zoo.cost(j) is None for j in jobs):
+            print(f"not every job of the {a.profile} plan has a measured step cost (benchmarks/bench_jobs.py)")
+            return 2
+        workers, unit = a.workers or [2, 4, 8, 16, 32], ("one-thread worker", "min", 60, "CPU")
+        basis = "the one-thread step costs of `reprolib/step_costs.json`"
+    who, per, scale, kind = unit
     length, chain = critical_path(costs, after)
-    rows = [f"| {w} | {sweep.makespan(costs, after, w)[0] / 60:.1f} |" for w in a.workers]
+    rows = [f"| {w} | {sweep.makespan(costs, after, w)[0] / scale:.1f} |" for w in workers]
+    notebooks = sorted({nb for j in chain for nb in _notebooks(jobs[j], a.profile)})
     text = "\n".join([
-        f"\n## {datetime.datetime.now():%Y-%m-%d %H:%M} - the {a.profile} plan's training on W one-thread workers "
+        f"\n## {datetime.datetime.now():%Y-%m-%d %H:%M} - the {a.profile} plan's training on W {who}s "
         f"(benchmarks/bench_plan.py)\n",
-        f"{len(jobs)} jobs, {sum(costs):,.0f} CPU s at the one-thread step costs of `reprolib/step_costs.json`; "
-        f"the scheduler simulated with exact costs.\n",
-        "| workers | training (min) |", "|---|---|", *rows, "",
-        f"No number of workers does better than the longest chain, **{length / 60:.1f} min**: "
-        + " -> ".join(f"{zoo.describe(jobs[j])} ({costs[j]:.0f} s)" for j in chain) + ".\n"])
+        f"{len(jobs)} jobs, {sum(costs) / scale:,.1f} {kind} {per} at {basis}; the scheduler simulated with exact "
+        "costs.\n",
+        f"| {who}s | training ({per}) |", "|---|---|", *rows, "",
+        f"No number of {who}s does better than the longest chain, **{length / scale:.1f} {per}** (notebook "
+        f"{', '.join(notebooks)}): " + " -> ".join(f"{zoo.describe(jobs[j])} ({costs[j] / scale:.1f} {per})"
+                                                  for j in chain) + ".\n"])
+    if a.gpu_rates:
+        hours = sampling_hours(rates, a.precision)
+        text += (f"Then the notebooks' sampling: {hours:,.1f} GPU h (float32), {hours / max(workers):,.1f} h on "
+                 f"{max(workers)} GPUs at best.\n")
     print(text)
     if a.write:
         with open(Path(__file__).with_name("results.md"), "a") as out:

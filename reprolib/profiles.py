@@ -171,6 +171,10 @@ for _notebook in SETTINGS.values():
 # threads of a notebook's kernel: at smoke and cpu the count the committed record was made with, so that a machine
 # with more cores gives the same numbers (set it higher and the run is a replicate); "auto" (every core) above.
 GPU_WORKERS = {"smoke": 8, "cpu": 8, "mnist": 4, "paper": 1}  # small models are launch-bound; large ones fill a card
+# The most models one training job stacks on a GPU (None: any number). The paper's U-Nets fill an H200 alone (2.7-12.7
+# steps/s at batch 128 against a launch-bound digits U-Net's 45, docs/gpu.md): stacked, they would only put a whole
+# sweep on one card, 62.6 h for notebook 02's ten width-256 models (benchmarks/bench_plan.py), however many GPUs.
+GPU_STACK = {"smoke": None, "cpu": None, "mnist": None, "paper": 1}
 RECORD_THREADS = 2
 _MACHINE = {"smoke": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),
             "cpu": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),

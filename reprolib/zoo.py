@@ -315,19 +315,28 @@ def fit_all(configs, store: Store, P: dict, backend: str | None = None, stack: b
     per job (``stacked.group``), each as if alone up to round-off; the rest train alone. A job whose configs start
     (``init``) from a config of another job waits for it, so that two workers never train the same parent; the
     rest start longest chain of work first, by ``costs``."""
-    jobs, job_costs, after = schedule(configs, store, stack, device=P["device"])
+    jobs, job_costs, after = schedule(configs, store, stack, device=P["device"], max_stack=max_stack(P))
     return sweep.run_scheduled(partial(fit, device=P["device"]), jobs, job_costs, after, store,
                                n_jobs=P["n_jobs"], progress=progress, label=describe, backend=backend)
 
 
+def max_stack(P: dict) -> int | None:
+    """The most models one job stacks at ``P``'s profile and device: the profile's ``GPU_STACK`` on a GPU, else
+    the library's default (``stacked.group``)."""
+    from . import profiles
+
+    return None if str(P["device"]).startswith("cpu") else profiles.GPU_STACK[P["profile"]]
+
+
 def schedule(configs, store: Store, stack: bool = True, per_step: dict | None = None,
-             device="cpu") -> tuple[list, list[float], list[list[int]]]:
-    """``fit_all``'s jobs for the configs not yet in the store (stacked where it pays on ``device``), each job's
+             device="cpu", max_stack: int | None = None) -> tuple[list, list[float], list[list[int]]]:
+    """``fit_all``'s jobs for the configs not yet in the store (stacked where it pays on ``device``, ``max_stack``
+    models at most), each job's
     estimated cost (``costs``, under ``per_step`` if given; a job also trains the ancestors no other job trains, as
     ``train.train`` does, and they count) and the jobs each waits for (``after``: those that train one of its
     ancestors)."""
     todo = [c for c in {repr(c): c for c in configs}.values() if not is_fitted(c, store)]
-    jobs = stacked.group(todo, device=device) if stack else todo
+    jobs = stacked.group(todo, max_stack, device=device) if stack else todo
     members = [_members(job) for job in jobs]
     after = [[i for i, others in enumerate(members) if i != j and any(a in others for c in mine for a in _ancestors(c))]
              for j, mine in enumerate(members)]

@@ -158,6 +158,18 @@ def test_after_a_failed_job_nothing_new_starts_and_the_running_ones_finish(tmp_p
 # ---------------------------------------------------------------- stacks as a GPU trains them
 
 
+def test_the_papers_u_nets_train_one_per_job_on_a_gpu_so_a_sweep_spreads_over_the_cards(tmp_path):
+    paper = profiles.settings("02", "paper", device="cuda", n_jobs=1)
+    jobs, _, _ = zoo.schedule(list(zoo.regimes(paper).values()), Store(tmp_path), device="cuda",
+                              max_stack=zoo.max_stack(paper))
+    assert zoo.max_stack(paper) == 1 and jobs and all(isinstance(j, TrainConfig) for j in jobs)
+    cpu = profiles.settings("02", "cpu", device="cuda", n_jobs=1)
+    assert zoo.max_stack(cpu) is None and zoo.max_stack({**paper, "device": "cpu"}) is None
+    jobs, _, _ = zoo.schedule(list(zoo.regimes(cpu).values()), Store(tmp_path), device="cuda",
+                              max_stack=zoo.max_stack(cpu))
+    assert all(isinstance(j, stacked.Stack) for j in jobs)  # the digits U-Nets stack: launch-bound on a GPU
+
+
 def test_on_a_gpu_every_same_shape_group_stacks_whatever_its_kind_and_size():
     P = profiles.settings("02", "cpu", device="cpu")
     sweep_cfgs = list(zoo.regimes(P).values())

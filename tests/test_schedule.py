@@ -162,3 +162,17 @@ def test_a_model_two_processes_ask_for_at_once_is_trained_once(tmp_path, monkeyp
             t.join(timeout=300)
         assert not any(t.is_alive() for t in threads), "the two trainings wait for each other forever"
         assert sorted(trained) == sorted(map(key, once)) and all(is_trained(x, store) for x in once)
+
+
+def test_the_plan_benchmark_gives_the_paper_plans_wall_time_on_gpus_from_the_measured_rates(capsys):
+    bench = _scripts.load("benchmarks/bench_plan.py")
+    rates = _scripts.load("benchmarks/gpu_hours.py").load_rates()
+    assert bench.main(["--profile", "paper", "--gpu-rates", str(_scripts.ROOT / "benchmarks" / "gpu_rates_h200.json"),
+                       "--workers", "1", "64"]) == 0
+    out = capsys.readouterr().out
+    jobs, costs, after = bench.plan("paper", "cuda", bench.gpu_step_costs(rates, "tf32"))
+    length, _ = bench.critical_path(costs, after)
+    assert not any(isinstance(j, stacked.Stack) for j in jobs)  # one paper U-Net per GPU
+    assert f"| 1 | {sum(costs) / 3600:.1f} |" in out and f"| 64 | {length / 3600:.1f} |" in out
+    assert length < sum(costs) / 8  # many GPUs pay: no chain holds most of the work
+    assert "GPU h (float32)" in out
