@@ -73,7 +73,7 @@ def _backend(name: str):
         try:
             from ray.util.joblib import register_ray
         except ImportError as err:
-            raise ImportError("backend 'ray' needs Ray: pip install 'ray[default]'.") from err
+            raise ImportError("backend 'ray' needs Ray: pip install 'reprolib[cluster]'.") from err
         register_ray()
     try:
         with joblib.parallel_config(backend=name):
@@ -115,7 +115,9 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
         _collect(results, times, bar, label)
     else:
         with _backend(backend) if backend else joblib.parallel_config():
-            results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            # each result as it comes where the backend can hand them so (loky, Dask); Ray's, all at the end
+            streams = getattr(joblib.parallel.get_active_backend()[0], "supports_return_generator", False)
+            results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered" if streams else "list")(
                 joblib.delayed(_run)(fn, c, str(store.root), threads) for c in todo)
             _collect(results, times, bar, label)
     bar.close()
