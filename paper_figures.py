@@ -486,9 +486,9 @@ def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:
 def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict, root: Path = ROOT) -> None:
     """Make a finished run the committed one: the executed notebooks become ``notebooks/*.ipynb`` (papermill's
     injected parameters and bookkeeping removed, so each stays the pair of its ``.py``, and its code cells counted
-    1, 2, 3, ...), the gallery figures are
-    copied to ``results/gallery/`` and the claims report (``by_stem``: {stem: [Claim]}; ``P``: the run's machine
-    settings, ``run_settings``) to ``results/``, and the README's results block is rewritten from them."""
+    1, 2, 3, ...), the gallery figures are copied to ``results/gallery/`` and the claims report (``by_stem``:
+    {stem: [Claim]}; ``P``: the run's machine settings, ``run_settings``) to ``results/``, and the README's results
+    block is rewritten from them."""
     import nbformat
     from reprolib import claims, machine
 

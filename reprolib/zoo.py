@@ -331,10 +331,9 @@ def max_stack(P: dict) -> int | None:
 def schedule(configs, store: Store, stack: bool = True, per_step: dict | None = None,
              device="cpu", max_stack: int | None = None) -> tuple[list, list[float], list[list[int]]]:
     """``fit_all``'s jobs for the configs not yet in the store (stacked where it pays on ``device``, ``max_stack``
-    models at most), each job's
-    estimated cost (``costs``, under ``per_step`` if given; a job also trains the ancestors no other job trains, as
-    ``train.train`` does, and they count) and the jobs each waits for (``after``: those that train one of its
-    ancestors)."""
+    models at most), each job's estimated cost (``costs``, under ``per_step`` if given; a job also trains the
+    ancestors no other job trains, as ``train.train`` does, and they count) and the jobs each waits for
+    (``after``: those that train one of its ancestors)."""
     todo = [c for c in {repr(c): c for c in configs}.values() if not is_fitted(c, store)]
     jobs = stacked.group(todo, max_stack, device=device) if stack else todo
     members = [_members(job) for job in jobs]
