@@ -1,11 +1,11 @@
 """JupyterLab as a reader uses it, and the set-up that installs it.
 
 The browser test drives a real headless Chromium (selenium) against the JupyterLab that `make venv` installs,
-serving a temporary copy of the checkout's notebooks/, notes/ and replications/, rooted as `make lab` roots it, with
-the kernel at the smoke profile: notebook 01's ``.py`` pair opens as a notebook (the default viewer the set-up
-installs), the notes the notebooks link to are there, saving it rewrites neither file of the pair, and running every cell
-shows figures inline and no error. It skips, with its reason, where selenium, Chromium, chromedriver or
-JupyterLab is missing. The other tests check that Binder's environment and the Makefile install the same torch.
+serving a temporary copy of the checkout's notebooks/, notes/ and replications/, rooted as `make lab` roots it,
+with the kernel at the smoke profile: notebook 01's ``.py`` pair opens as a notebook (the default viewer the
+set-up installs), the notes the notebooks link to are there, saving it rewrites neither file of the pair, and
+running every cell shows figures inline and no error. It skips, with its reason, where selenium, Chromium,
+chromedriver or JupyterLab is missing. The other tests check that Binder's environment and the Makefile install the same torch.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def lab(tmp_path):
     yields (url, token, root)."""
     root = tmp_path / "repo"
     for folder in ("notebooks", "notes", "replications"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        shutil.copytree(REPO / folder, root / folder,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     env.update(
