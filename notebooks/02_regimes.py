@@ -153,15 +153,17 @@ pairs.pivot_table(index="n", columns="pair", values="rp").join(table.pivot_table
 summary = regimes.summarise(pairs)
 mem_until, gen_from = regimes.regime_bounds(table)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-for pair, g in summary.groupby("pair"):
-    axes[0].errorbar(g["n"], g["rp"], yerr=g["rp_err"], marker="o", capsize=2, label=pair)
+for i, (pair, g) in enumerate(summary.groupby("pair")):
+    axes[0].errorbar(g["n"], g["rp"], yerr=g["rp_err"], marker="o", capsize=2, label=pair,
+                     color=plotting.pair_colour(i))
 chance = summary.groupby("n")["chance"].max()
 axes[0].plot(chance.index, chance.values, "k:", label="chance (max over pairs)")
 axes[0].set(xscale="log", xlabel="training-set size N", ylabel="RP", ylim=(-0.02, 1.02), title="Reproducibility")
 gl = table.groupby(["n", "width"])[["gl", "gl_corr"]].mean().reset_index()
 for w, g in gl.groupby("width"):
-    axes[1].plot(g["n"], g["gl"], marker="o", label=f"GL, width {w}")
-    axes[1].plot(g["n"], g["gl_corr"], ls="--", alpha=0.5, color=axes[1].lines[-1].get_color())
+    colour = plotting.width_colour(w, P["widths"])
+    axes[1].plot(g["n"], g["gl"], marker="o", label=f"GL, width {w}", color=colour)
+    axes[1].plot(g["n"], g["gl_corr"], ls="--", alpha=0.5, color=colour)
 axes[1].plot([], [], "k--", alpha=0.5, label=f"GL by correlation > {sim.default_threshold}")
 axes[1].set(xscale="log", xlabel="training-set size N", ylabel="GL", ylim=(-0.02, 1.02), title="Generalization")
 for ax in axes:

@@ -96,11 +96,12 @@ vs_theory = regimes.pair_table(samples, sim, reference=theory)
 vs_theory["same_copy"] = [regimes.same_copy(samples[(r.n, int(r.pair.split()[0]), r.seed)], theory[r.n],
                                             full.subset(r.n).images) for r in vs_theory.itertuples()]
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
-for pair, g in vs_theory.groupby("pair"):
-    g = g.groupby("n").mean(numeric_only=True).reset_index()
-    line, = ax.plot(g["n"], g["same_copy"], marker="o", label=f"width {pair.split()[0]}: same copy")
-    ax.plot(g["n"], g["rp"], ls="--", color=line.get_color(), alpha=0.6,
-            label=f"width {pair.split()[0]}: {sim.label} > {sim.default_threshold}")
+for pair, g in sorted(vs_theory.groupby("pair"), key=lambda kv: int(kv[0].split()[0])):  # narrowest first
+    g, w = g.groupby("n").mean(numeric_only=True).reset_index(), int(pair.split()[0])
+    ax.plot(g["n"], g["same_copy"], marker="o", color=plotting.width_colour(w, P["widths"]),
+            label=f"width {w}: same copy")
+    ax.plot(g["n"], g["rp"], ls="--", color=plotting.width_colour(w, P["widths"]), alpha=0.6,
+            label=f"width {w}: {sim.label} > {sim.default_threshold}")
 chance = vs_theory.groupby("n")["chance"].max()
 ax.plot(chance.index, chance.values, "k:", label="chance (Pearson, mismatched seeds)")
 ax.set(xscale="log", xlabel="training-set size N", ylabel="agreement with the optimal denoiser",
@@ -125,7 +126,7 @@ curves = regimes.training_curves({k: cfg for k, cfg in models.items() if k[0] in
                                  seeds[:P["curve_seeds"]], P, theory=theory)
 fig, axes = plt.subplots(1, len(small), figsize=(5 * len(small), 3.2), sharey=True, squeeze=False)
 for (n, w), g in curves.groupby(["n", "width"]):
-    ax, color = axes[0, small.index(n)], f"C{P['widths'].index(w)}"
+    ax, color = axes[0, small.index(n)], plotting.width_colour(w, P["widths"])
     ax.plot(g["step"], g["same_copy"], marker="o", color=color, label=f"width {w}: same copy")
     ax.plot(g["step"], g["memorized"], ls="--", color=color, alpha=0.6, label=f"width {w}: memorized")
     ax.set(title=f"N = {n}", xlabel="training step", ylim=(-0.02, 1.02))
@@ -155,7 +156,7 @@ for w, t in handoff.items():
     for order, style in (("D* above", "-"), ("model above", "--")):
         g = t[t.order == order]
         ax.plot(g["cut"], g["same_copy"], ls=style, marker="o", label=f"width {w}, {order}",
-                color=f"C{P['widths'].index(w)}")
+                color=plotting.width_colour(w, P["widths"]))
 ax.set(xscale="log", xlabel=r"hand-off level $\sigma_c$", ylabel="same copy as $D^*$", ylim=(-0.02, 1.02),
        title=f"N = {n}: which noise levels decide the image")
 ax.legend(fontsize=6, handlelength=3)

@@ -153,17 +153,17 @@ axes[0].plot(thresholds, metrics.rp_curve(metrics.unpaired(sim, samples["scratch
 axes[0].axvline(THRESHOLD, color="k", lw=1, alpha=0.5)
 axes[0].set(xlabel=f"{sim.label} threshold", ylabel="RP with scratch", title="RP with the from-scratch model")
 axes[0].legend(fontsize=7)
-for k, n in enumerate(tuned):
-    color = axes[0].lines[names.index(n) - 1].get_color()  # the same colour as on the left
-    axes[1].scatter(models_table.loc[n, "trained_share"], models_table.loc[n, "rp_vs_scratch"], s=30, color=color)
-    axes[1].annotate(n, (models_table.loc[n, "trained_share"], models_table.loc[n, "rp_vs_scratch"]), fontsize=7,
-                     xytext=(-60, -12 - 10 * (k % 2)), textcoords="offset points", color=color)
-axes[1].axhline(models_table.loc["scratch, seed 2", "rp_vs_scratch"], color="tab:gray", ls="--",
+colour = {n: axes[0].lines[names.index(n) - 1].get_color() for n in names if n != "scratch"}  # as on the left
+for n in tuned:  # a legend, not labels beside the points: the points sit too close to label
+    axes[1].scatter(models_table.loc[n, "trained_share"], models_table.loc[n, "rp_vs_scratch"], s=30,
+                    color=colour[n], label=n)
+axes[1].axhline(models_table.loc["scratch, seed 2", "rp_vs_scratch"], color=colour["scratch, seed 2"], ls="--",
                 label="second from-scratch seed")
-axes[1].axhline(models_table.loc["pre-trained", "rp_vs_scratch"], color="tab:red", ls=":", label="pre-trained, untuned")
+axes[1].axhline(models_table.loc["pre-trained", "rp_vs_scratch"], color=colour["pre-trained"], ls="--",
+                label="pre-trained, untuned")
 axes[1].set(xscale="log", xlabel="share of weights fine-tuned", ylabel="RP with scratch", ylim=(-0.02, 1.02),
-            title="Partial fine-tuning reproduces less")
-axes[1].legend(fontsize=7)
+            title="RP with scratch against the share of weights trained")
+axes[1].legend(fontsize=7, loc="center right")
 fig.tight_layout()
 plotting.save(fig, "06_rp_vs_trained_share")
 

@@ -102,6 +102,18 @@ def _luminance(colour) -> float:
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
+def width_colour(width: int, widths) -> str:
+    """The colour of a U-Net width in every notebook's figures: the i-th narrowest of the profile's ``widths`` is
+    matplotlib's colour Ci (C0, C1, C2: blue, orange, green)."""
+    return f"C{sorted(widths).index(width)}"
+
+
+def pair_colour(i: int) -> str:
+    """The colour of the i-th pair of widths: after the widths' own (C3, C4, ...), so a pair is never read as a
+    width."""
+    return f"C{3 + i}"
+
+
 def shade_regimes(ax, x, memorization_until: float | None, generalization_from: float | None):
     """Shade the memorization (left) and generalization (right) regimes of a score-vs-N plot."""
     lo, hi = min(x), max(x)

@@ -64,3 +64,9 @@ def test_save_writes_png_and_pdf_and_returns_nothing_a_cell_would_show(tmp_path)
     assert (tmp_path / "line.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "line.pdf").read_bytes()[:4] == b"%PDF"
     plt.close(fig)
+
+
+def test_a_width_has_one_colour_in_every_figure_and_pairs_never_take_a_widths():
+    assert [plotting.width_colour(w, [16, 4, 8]) for w in (4, 8, 16)] == ["C0", "C1", "C2"]  # narrowest first
+    assert plotting.width_colour(32, [8, 16, 32]) == "C2"  # the mnist rung's widest, as the cpu rung's
+    assert {plotting.pair_colour(i) for i in range(3)}.isdisjoint({"C0", "C1", "C2"})
