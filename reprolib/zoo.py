@@ -8,6 +8,7 @@ picks the data set and ``shape`` the backbone's resolution, ``nets`` overrides b
 
 from __future__ import annotations
 
+import inspect
 import json
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -190,6 +191,15 @@ def _bank(store: Store, key: dict, draw, clip: bool = True):
                  lambda saved: saved["x"])
 
 
+@lru_cache(maxsize=None)
+def stored_as() -> str:
+    """The digest (``codehash.source_digest``) of the code between a computation and the store, which lives here,
+    outside every artifact's digested modules: ``_bank``'s clip, ``table``'s and ``_once``'s encodings. It joins
+    every bank's and table's key, so that an edit to how a result is stored recomputes it, as an edit to the code
+    that computes it does. Read once per process, like ``codehash``."""
+    return codehash.source_digest("\n".join(inspect.getsource(f) for f in (_bank, table, _once)))
+
+
 def table(store: Store, key: dict, compute):
     """The table stored under ``key`` (kind "tables"), else ``compute()`` (a DataFrame of plain columns), stored."""
     import pandas as pd
@@ -201,7 +211,9 @@ def table(store: Store, key: dict, compute):
 
 def _once(store: Store, kind: str, key: dict, name: str, compute, encode, decode):
     """``decode`` of what the store holds under ``key``, else ``compute()``, saved as ``encode`` of it. One process
-    computes it; another asking for it meanwhile (a notebook run beside this one) waits and loads it."""
+    computes it; another asking for it meanwhile (a notebook run beside this one) waits and loads it. The key holds
+    the digest of this storing code too (``stored_as``)."""
+    key = {**key, "stored": stored_as()}
     if not store.exists(kind, key, name):
         with store.computing(kind, key, name):
             if not store.exists(kind, key, name):

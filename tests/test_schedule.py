@@ -176,3 +176,28 @@ def test_the_plan_benchmark_gives_the_paper_plans_wall_time_on_gpus_from_the_mea
     assert f"| 1 | {sum(costs) / 3600:.1f} |" in out and f"| 64 | {length / 3600:.1f} |" in out
     assert length < sum(costs) / 8  # many GPUs pay: no chain holds most of the work
     assert "GPU h (float32)" in out
+
+
+def test_an_edit_to_how_a_bank_is_stored_gives_it_a_new_key(tmp_path, monkeypatch):
+    """zoo._bank's clip lives outside every digested module: its digest (zoo.stored_as) joins the bank's key."""
+    import inspect
+
+    import torch
+
+    from reprolib import codehash
+
+    store, draws = Store(tmp_path), []
+
+    def draw():
+        draws.append(1)
+        return torch.full((2, 1, 8, 8), 3.0)
+
+    assert zoo._bank(store, {"bank": 1}, draw).max() == 1.0 and zoo._bank(store, {"bank": 1}, draw).max() == 1.0
+    assert len(draws) == 1  # stored, then loaded
+    edited = inspect.getsource(zoo._bank).replace("clamp(-1, 1)", "clamp(-2, 2)")  # a reader widens the clip
+    assert edited != inspect.getsource(zoo._bank)
+    sources = "\n".join(inspect.getsource(f) for f in (zoo.table, zoo._once))
+    monkeypatch.setattr(zoo, "stored_as", lambda: codehash.source_digest(edited + "\n" + sources))
+    assert zoo.stored_as() != codehash.source_digest(inspect.getsource(zoo._bank) + "\n" + sources)
+    zoo._bank(store, {"bank": 1}, draw)
+    assert len(draws) == 2  # a new key: drawn again, not the bank clipped the old way
