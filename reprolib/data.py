@@ -216,27 +216,67 @@ def _latin1(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+class _Unpickled:
+    """What a batch's pickle builds where numpy would build a dtype or an array: a record of the arguments and the
+    state, checked against the one form a CIFAR-10 batch holds before any numpy constructor sees them. numpy's own
+    constructors take a dtype and a raw buffer, so a crafted pickle could make them read pointers out of the file's
+    bytes (an object array) and crash the process; these only ever call ``np.frombuffer`` as uint8."""
+
+    def __init__(self, kind: str, *args):
+        self.kind, self.args, self.state = kind, args, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+_NDARRAY = object()  # stands for numpy.ndarray in a batch's pickle: a class it names, never a callable
+
+
 def _reconstruct(cls, shape, typecode):
-    """numpy's array constructor of its pickles, for plain ndarrays only."""
-    if cls is not np.ndarray:
-        raise pickle.UnpicklingError(f"array of class {cls!r}")
-    return _NP_RECONSTRUCT(cls, shape, typecode)
+    """numpy's ``_reconstruct(ndarray, (0,), b"b")``, the first half of every array's pickle."""
+    if cls is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
+        raise pickle.UnpicklingError(f"array constructor called as ({cls!r}, {shape!r}, {typecode!r})")
+    return _Unpickled("array")
 
 
-def _dtype(spec, *args):
-    dtype = np.dtype(spec, *args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"array of Python objects (dtype {dtype})")
-    return dtype
+def _text(value):
+    """A Python 2 pickle's str, read with encoding="bytes" (the official batches), as the str Python 3 writes."""
+    return value.decode("latin1") if isinstance(value, bytes) else value
 
 
-_NP_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+def _dtype(spec, align=False, copy=True):
+    """numpy's ``dtype("u1", False, True)``: the only dtype a CIFAR-10 batch holds."""
+    if _text(spec) != "u1" or align not in (False, 0) or copy not in (True, 1):
+        raise pickle.UnpicklingError(f"dtype {spec!r}: a CIFAR-10 batch holds uint8 only")
+    return _Unpickled("dtype")
+
+
+_UINT8_STATE = (3, "|", None, None, None, -1, -1, 0)  # numpy's dtype('u1').__reduce__()[2]
+
+
+def _array(obj: _Unpickled) -> np.ndarray:
+    """The uint8 array a checked ``_reconstruct`` record describes (shape, uint8, C order, raw bytes)."""
+    try:
+        _, shape, dtype, fortran, raw = obj.state
+    except (TypeError, ValueError):
+        raise pickle.UnpicklingError("an array without numpy's state") from None
+    dstate = tuple(map(_text, dtype.state)) if isinstance(dtype, _Unpickled) and dtype.state else None
+    if not (isinstance(dtype, _Unpickled) and dtype.kind == "dtype" and dstate == _UINT8_STATE):
+        raise pickle.UnpicklingError("an array whose dtype is not plain uint8")
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)) or fortran not in (False, 0):
+        raise pickle.UnpicklingError(f"an array of shape {shape!r}")
+    raw = raw.encode("latin1") if isinstance(raw, str) else raw  # protocol 2 from Python 3 pickles bytes as str
+    if not isinstance(raw, bytes) or len(raw) != int(np.prod(shape, dtype=np.int64)):
+        raise pickle.UnpicklingError(f"an array of shape {shape} with {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()
+
+
 # Everything a batch's pickle names: numpy's array pickling (module path of numpy 1 and 2) and the bytes of a
 # Python 3 protocol-2 re-pickling. Nothing else is ever looked up, so no other callable can be reached.
 _CIFAR_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _dtype,
     ("_codecs", "encode"): _latin1,
 }
@@ -250,12 +290,27 @@ class _BatchUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch") from None
 
 
+def _load_batch(fh) -> dict:
+    """A batch's pickle with its one array made real (``_array``); anything else numpy-like is refused."""
+    batch = _BatchUnpickler(fh, encoding="bytes").load()
+    if not isinstance(batch, dict):
+        raise pickle.UnpicklingError(f"a {type(batch).__name__}, not a dict")
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, _Unpickled):
+            if value.kind != "array":
+                raise pickle.UnpicklingError(f"a bare {value.kind} under {key!r}")
+            value = _array(value)
+        out[key] = value
+    return out
+
+
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     """One "python version" batch: (uint8 images (n, 3, 32, 32), labels); ``DataError`` names a bad file."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            batch = _BatchUnpickler(fh, encoding="bytes").load()
+            batch = _load_batch(fh)
     except Exception as err:  # truncated, garbage, or naming something the format does not hold
         raise DataError(f"CIFAR-10 batch {path} cannot be read ({type(err).__name__}: {err}). "
                         f"Replace it with the official file (cifar-10-python.tar.gz).") from err

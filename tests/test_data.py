@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -466,3 +468,41 @@ def test_mnist_corrupt_zip_names_the_file(tmp_path, monkeypatch, kind):
     assert not isinstance(err.value, FileNotFoundError)  # a bad file, not a missing one
     if kind not in ("truncated", "garbage", "empty"):  # the file is a good zip: the test split still loads
         assert len(data.load("mnist", train=False)) == 3
+
+
+class _RawArray:
+    """numpy.ndarray((2,), "O", buffer): an object array whose pointers are the file's bytes."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((2,), "O", b"A" * 16))
+
+
+class _Dereferenced:
+    """numpy.ndarray(shape=that object array): numpy reads the shape's items, i.e. follows the file's pointers."""
+
+    def __reduce__(self):
+        return (np.ndarray, (_RawArray(), "u1"))
+
+
+class _FlaggedDtype:
+    """A uint8 dtype whose pickled state claims it holds Python objects (numpy's flags field)."""
+
+    def __reduce__(self):
+        return (np.dtype, ("u1", False, True), (3, "|", None, None, None, -1, -1, 1))
+
+
+@pytest.mark.parametrize("crafted", [
+    {b"data": _RawArray(), b"labels": [0, 1]},
+    {b"data": _Dereferenced(), b"labels": [0, 1]},
+    {b"data": _FlaggedDtype(), b"labels": [0, 1]},
+])
+def test_a_crafted_batch_that_would_crash_numpy_is_refused_without_crashing(tmp_path, write_cifar, crafted):
+    """Run in a child process: a crash there (SIGSEGV) fails this test instead of killing the test run."""
+    write_cifar(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    path.write_bytes(pickle.dumps(crafted, protocol=2))
+    code = ("import sys\nfrom reprolib import data\ntry:\n    data.read_cifar_batch(sys.argv[1])\n"
+            "except data.DataError as err:\n    print('refused:', err)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the reader crashed (exit {done.returncode}): {done.stderr[-500:]}"
+    assert done.stdout.startswith("refused:") and str(path) in done.stdout
