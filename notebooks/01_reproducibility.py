@@ -243,9 +243,7 @@ for a in [n for n in names if families[n]]:
 
 # %%
 def agree(pairs, sets=samples, chance=False):
-    """Per pair, which seeds agree (on mismatched seeds for ``chance``): the rows whose means are the RPs."""
-    score = metrics.unpaired if chance else metrics.paired
-    return np.stack([(score(sim, sets[a], sets[b]) > THRESHOLD).numpy() for a, b in pairs])
+    return claims.agreement(sim, pairs, sets, THRESHOLD, chance)
 
 
 floor = 1 / len(seeds)

@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import conditional, metrics, notebook, plotting, zoo
+from reprolib import claims, conditional, metrics, notebook, plotting, zoo
 
 run = notebook.start("04", profile, overrides)
 P, store = run.P, run.store
@@ -113,7 +113,8 @@ plotting.save(fig, "04_same_noise_grid")
 # for, and the class distribution the unconditional models pick on their own.
 
 # %%
-fidelity = {k: conditional.class_fidelity(judge.predict(x), labels) for k, x in c_samples.items()}
+predicted = {k: judge.predict(x) for k, x in c_samples.items()}
+fidelity = {k: conditional.class_fidelity(p, labels) for k, p in predicted.items()}
 u_classes = {k: judge.predict(x) for k, x in u_samples.items()}
 for k, f in fidelity.items():
     print(f"{k}: {f:.1%} of samples classified as their label")
@@ -241,12 +242,14 @@ for w, r, f, m in sweep_rows:
 tag = {k: k.removeprefix("cond ").split()[0].lower().replace("-", "") for k in [*c_samples, *u_samples]}  # "unet"
 run.claims.check("judge_accuracy", f"the judge's accuracy on held-out real images >= {P['judge_accuracy']}",
                  judge.accuracy, ">=", P["judge_accuracy"], source="ours, a control of the method")
-for k, f in fidelity.items():
+for k, f in fidelity.items():  # the 95% intervals resample the seeds (claims.bootstrap)
     run.claims.check(f"label_taken_{tag[k]}", f"{k}: >= 90% of samples classified as their label", f, ">=", 0.9,
-                     source="ours, a control of the method")
+                     source="ours, a control of the method",
+                     interval=claims.rate_interval((torch.as_tensor(predicted[k]) == labels).numpy()))
 sec4 = "paper, Sec. 4 (conditional)"
 run.claims.check("cond_rp", f"{ca} vs {cb}: RP >= 0.6", cc_rp, ">=", 0.6, source=sec4,
-                 detail=f"within-class chance {cc_chance:.3f}")
+                 detail=f"within-class chance {cc_chance:.3f}",
+                 interval=claims.rate_interval(claims.agreement(sim, [(ca, cb)], c_samples, THRESHOLD)))
 # a chance of 1 leaves no room above it, so no agreement beyond what any pair of the class shows
 kappa = (cc_rp - cc_chance) / (1 - cc_chance) if cc_chance < 1 else None
 run.claims.check("cond_kappa", f"{ca} vs {cb}: kappa = (RP - chance) / (1 - chance) over the within-class chance "
@@ -256,12 +259,22 @@ run.claims.check("cond_rp_min_class", f"{ca} vs {cb}: RP >= 0.4 in every class",
 for (kc, ku), s in split.items():
     (rm, cm, nm), (rx, cx, nx) = s["match"], s["mismatch"]
     pair, counts = f"{tag[kc]}_vs_uncond_{tag[ku]}", f"{nm} matching and {nx} other seeds"
+    hits = claims.agreement(sim, [(kc, ku)], {**c_samples, **u_samples}, THRESHOLD)[0]
+    same = (torch.as_tensor(u_classes[ku]) == labels).numpy()
+
+    def rate(idx, part):  # RP on the resampled seeds of one split (none there: no value)
+        kept = same[idx] == part
+        return hits[idx][kept].mean() if kept.any() else np.nan
+
     run.claims.check(f"{pair}_match", f"{kc} vs {ku}: RP >= 0.5 where the classes match", rm, ">=", 0.5,
-                     source=sec4, detail=f"chance {cm:.3f}, {counts}")
+                     source=sec4, detail=f"chance {cm:.3f}, {counts}",
+                     interval=claims.bootstrap(lambda idx: rate(idx, True), len(hits)))
     run.claims.check(f"{pair}_mismatch", f"{kc} vs {ku}: RP <= 0.05 where they do not", rx, "<=", 0.05,
-                     source=sec4, detail=f"chance {cx:.3f}, {counts}")
+                     source=sec4, detail=f"chance {cx:.3f}, {counts}",
+                     interval=claims.bootstrap(lambda idx: rate(idx, False), len(hits)))
     run.claims.check(f"{pair}_gap", f"{kc} vs {ku}: match RP >= mismatch RP + 0.3", rm - rx, ">=", 0.3,
-                     source=sec4, detail=f"match {rm:.3f}, mismatch {rx:.3f}")
+                     source=sec4, detail=f"match {rm:.3f}, mismatch {rx:.3f}",
+                     interval=claims.bootstrap(lambda idx: rate(idx, True) - rate(idx, False), len(hits)))
 run.finish()
 
 # %% [markdown]

@@ -209,8 +209,21 @@ def bootstrap(statistic, n: int, replicates: int = 1000, level: float = 0.95, se
     pairs, the statistic takes the minimum on each resample, and the interval is the minimum's."""
     rng = np.random.default_rng(seed)
     values = np.array([statistic(rng.integers(0, n, n)) for _ in range(replicates)], dtype=float)
+    values = values[~np.isnan(values)]  # a resample that leaves a group without seeds has no value
+    if values.size == 0:
+        return math.nan, math.nan
     tail = (1 - level) / 2
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
+def agreement(sim, pairs, sets: dict, threshold: float, chance: bool = False) -> np.ndarray:
+    """(pairs, seeds) booleans: for each pair (a, b) of names in ``sets``, which seeds' samples agree above
+    ``threshold`` (on mismatched seeds, ``metrics.unpaired``, for ``chance``): the rows whose means are the RPs
+    (``metrics.rp_score``), for ``rate_interval`` to resample."""
+    from . import metrics
+
+    score = metrics.unpaired if chance else metrics.paired
+    return np.stack([(score(sim, sets[a], sets[b]) > threshold).numpy() for a, b in pairs])
 
 
 def rate_interval(hits, reduce=np.min, chance=None, floor: float = 0.0) -> tuple[float, float]:

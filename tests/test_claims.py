@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from reprolib import claims
+from reprolib import claims, metrics
 
 
 @pytest.fixture
@@ -207,3 +208,21 @@ def test_a_notebook_marks_its_claims_as_a_replicate_of_another_layout(tmp_path, 
     assert ("a replicate: the record of cpu was made on the record's machine" in capsys.readouterr().out) is replicate
     c = run.claims.check("x", "x <= 0", 1.0, "<=", 0)
     assert c.unexpected and ("UNEXPECTED" in c.verdict()) is not replicate
+
+
+def test_agreement_rows_are_the_rps_of_the_pairs():
+    rng = torch.Generator().manual_seed(0)
+    a = torch.rand(50, 1, 8, 8, generator=rng) * 2 - 1
+    sets = {"a": a, "near": a + 0.01 * torch.randn(50, 1, 8, 8, generator=rng),
+            "other": torch.rand(50, 1, 8, 8, generator=rng) * 2 - 1}
+    sim, pairs = metrics.PixelSimilarity(), [("a", "near"), ("a", "other")]
+    hits = claims.agreement(sim, pairs, sets, 0.9)
+    assert hits.shape == (2, 50) and hits.dtype == bool
+    assert [h.mean() for h in hits] == [metrics.rp_score(sim, sets[p], sets[q], 0.9) for p, q in pairs]
+    assert hits[0].all() and not hits[1].any()
+    chance = claims.agreement(sim, pairs[:1], sets, 0.9, chance=True)[0].mean()
+    assert chance == metrics.chance_rp(sim, a, sets["near"], 0.9)
+
+
+def test_an_interval_over_resamples_without_a_value_is_nan():
+    assert all(math.isnan(v) for v in claims.bootstrap(lambda idx: np.nan, 10))
