@@ -192,7 +192,7 @@ off = [(a, b) for k, a in enumerate(core) for b in core[k + 1:]]  # pairs of the
 added = {f: [(a, b) for a in deterministic if families[a] == f for b in deterministic if families[b] != f]
          for f in ("consistency", "distilled", "subvp")}
 against_renoised = [(a, b) for a in renoised for b in deterministic if families[b] != families[a]]
-fig, ax = plt.subplots(figsize=(5.5, 3.5))
+fig, ax = plt.subplots(figsize=(7.5, 3.5))
 for (a, b), color in [(p, "tab:blue") for p in off] + [(p, "tab:purple") for f in added for p in added[f]] + \
         [(p, "tab:red") for p in against_renoised]:
     ax.plot(thresholds, metrics.rp_curve(metrics.paired(sim, samples[a], samples[b]), thresholds), color=color, alpha=0.3, lw=1)
@@ -202,14 +202,15 @@ baseline_rp = {}
 for label, (a, b) in pairs_other.items():
     s = metrics.paired(sim, others[a], others[b])
     baseline_rp[label] = (metrics.rp_score(sim, others[a], others[b], THRESHOLD), metrics.chance_rp(sim, others[a], others[b], THRESHOLD))
-    ax.plot(thresholds, metrics.rp_curve(s, thresholds), lw=2, label=label)
+    ax.plot(thresholds, metrics.rp_curve(s, thresholds), lw=2, label=label,
+            color={"GAN vs GAN": "tab:olive", "VAE vs VAE": "tab:cyan"}[label])  # no diffusion family's colour
 ax.plot([], [], color="tab:blue", label="diffusion pairs (ODE samplers)")
 ax.plot([], [], color="tab:purple", label="sub-VP, CT (1 step), distilled vs the rest")
 ax.plot([], [], color="tab:red", label="CT (2 steps, re-noised) vs the rest")
 ax.plot([], [], color="gray", label="chance (mismatched seeds)")
 ax.axvline(THRESHOLD, color="k", ls=":", lw=1)
 ax.set(xlabel=f"{sim.label} threshold", ylabel="RP", title="RP against threshold")
-ax.legend(fontsize=7)
+ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the curves, not on them
 plotting.save(fig, "01_rp_vs_threshold")
 diff_rp = np.array([rp[names.index(a), names.index(b)] for a, b in off])
 diff_chance = np.array([chance[names.index(a), names.index(b)] for a, b in off])
