@@ -630,13 +630,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "error: missing inputs, nothing was run:\n" + "\n".join(f"  {m}" for m in missing) + "\n")
     P = run_settings(todo, profile, overrides)
     jobs = notebooks_at_once(args.jobs, len(todo), P)
-    if args.check:
-        from reprolib import machine
+    from reprolib import claims, machine
+    from reprolib.paths import figures_dir
 
-        print(f"profile {profile}: {', '.join(p.stem for p in todo)}, {jobs} at a time; machine: "
-              f"{machine.describe(P)}")
-        lacking = ignored(todo, profile, overrides)
-        print((f"settings: {lacking}\n" if lacking else "") + "checked: nothing was run")
+    figures = args.figures.resolve() if args.figures else figures_dir()
+    here, record = machine.describe(P), claims.record(profile)
+    replicate_of = record if claims.is_replicate(machine.layout(P), record) else None
+    print(f"profile {profile}: {len(todo)} notebook(s), {jobs} at a time; figures in {figures}", flush=True)
+    print(f"machine: {here}" + (f" (a replicate: the record was made on {record.machine})" if replicate_of else ""),
+          flush=True)
+    lacking = ignored(todo, profile, overrides)
+    if lacking:
+        print(f"settings: {lacking}", flush=True)
+    if args.check:
+        print(f"checked {', '.join(p.stem for p in todo)}: nothing was run")
         return 0
 
     os.environ["PYTHONUNBUFFERED"] = "1"
@@ -644,27 +651,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
-        os.environ["REPRO_FIGURES"] = str(args.figures.resolve())
+        os.environ["REPRO_FIGURES"] = str(figures)
     if args.verbose:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     executed = (args.executed or ROOT / "build" / "executed" / profile).resolve()
-    from reprolib import claims, machine
-    from reprolib.paths import figures_dir
-
-    figures = figures_dir()
-    here, record = machine.describe(P), claims.record(profile)
-    replicate_of = record if claims.is_replicate(machine.layout(P), record) else None
     progress_dir = Path(tempfile.mkdtemp(prefix="repro-progress-"))
     os.environ["REPRO_PROGRESS"] = str(progress_dir)
     watch = Watch(progress_dir, args.progress_every)
-    print(f"profile {profile}: {len(todo)} notebook(s), {jobs} at a time; figures in {figures}", flush=True)
-    print(f"machine: {here}" + (f" (a replicate: the record was made on {record.machine})" if replicate_of else ""),
-          flush=True)
-    lacking = ignored(todo, profile, overrides)
-    if lacking:
-        print(f"settings: {lacking}", flush=True)
 
     results: list[tuple[str, str, float]] = []
     training = None
