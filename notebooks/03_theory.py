@@ -98,10 +98,9 @@ vs_theory["same_copy"] = [regimes.same_copy(samples[(r.n, int(r.pair.split()[0])
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for pair, g in sorted(vs_theory.groupby("pair"), key=lambda kv: int(kv[0].split()[0])):  # narrowest first
     g, w = g.groupby("n").mean(numeric_only=True).reset_index(), int(pair.split()[0])
-    ax.plot(g["n"], g["same_copy"], marker="o", color=plotting.width_colour(w, P["widths"]),
-            label=f"width {w}: same copy")
-    ax.plot(g["n"], g["rp"], ls="--", color=plotting.width_colour(w, P["widths"]), alpha=0.6,
-            label=f"width {w}: {sim.label} > {sim.default_threshold}")
+    color = plotting.width_colour(w, P["widths"])
+    ax.plot(g["n"], g["same_copy"], marker="o", color=color, label=f"width {w}: same copy")
+    ax.plot(g["n"], g["rp"], ls="--", color=color, alpha=0.6, label=f"width {w}: {sim.label} > {sim.default_threshold}")
 chance = vs_theory.groupby("n")["chance"].max()
 ax.plot(chance.index, chance.values, "k:", label="chance (Pearson, mismatched seeds)")
 ax.set(xscale="log", xlabel="training-set size N", ylabel="agreement with the optimal denoiser",
