@@ -30,13 +30,20 @@ from reprolib.store import Store  # noqa: E402
 NOTEBOOKS = ("01", "02", "04", "05", "06", "07")
 
 
+def plans(profile: str, device: str = "cpu") -> dict[str, list]:
+    """Each notebook's training plan at ``profile`` on ``device``, from an empty store."""
+    with tempfile.TemporaryDirectory() as empty:
+        store = Store(empty)
+        return {nb: zoo.plan(nb, profiles.settings(nb, profile, device=device), store) for nb in NOTEBOOKS}
+
+
 def plan(profile: str, device: str = "cpu", per_step=None):
     """The jobs of every notebook's training plan at ``profile`` from an empty store, their costs and waits;
     ``per_step``: a function of the jobs giving seconds per step by ``zoo.cost_class`` (default: the measured CPU
     step costs)."""
+    configs = [c for cfgs in plans(profile, device).values() for c in cfgs]
     with tempfile.TemporaryDirectory() as empty:
         store = Store(empty)
-        configs = [c for nb in NOTEBOOKS for c in zoo.plan(nb, profiles.settings(nb, profile, device=device), store)]
         most = zoo.max_stack(profiles.settings("02", profile, device=device))
         jobs = zoo.schedule(configs, store, device=device, max_stack=most)[0]
         return zoo.schedule(configs, store, device=device, per_step=per_step(jobs) if per_step else None,
@@ -80,15 +87,6 @@ def critical_path(costs, after) -> tuple[float, list[int]]:
     return prio[chain[0]], chain
 
 
-def _notebooks(job, profile: str) -> list[str]:
-    """The notebooks whose plans hold a model of ``job``."""
-    members = set(map(repr, getattr(job, "cfgs", [job])))
-    with tempfile.TemporaryDirectory() as empty:
-        store = Store(empty)
-        return [nb for nb in NOTEBOOKS if members & set(map(repr, zoo.plan(nb, profiles.settings(nb, profile),
-                                                                            store)))]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, nargs="+", default=None,
@@ -102,11 +100,13 @@ def main(argv=None) -> int:
         import gpu_hours
 
         rates = gpu_hours.load_rates(a.gpu_rates)
-        jobs, costs, after = plan(a.profile, "cuda", gpu_step_costs(rates, a.precision))
+        device = "cuda"
+        jobs, costs, after = plan(a.profile, device, gpu_step_costs(rates, a.precision))
         workers, unit = a.workers or [1, 8, 64], ("GPU", "h", 3600, "GPU")
         basis = f"GPU seconds per step from {a.gpu_rates} ({rates['device']}, {a.precision} training)"
     else:
-        jobs, costs, after = plan(a.profile)
+        device = "cpu"
+        jobs, costs, after = plan(a.profile, device)
         if any(zoo.cost(j) is None for j in jobs):
             print(f"not every job of the {a.profile} plan has a measured step cost (benchmarks/bench_jobs.py)")
             return 2
@@ -115,7 +115,8 @@ def main(argv=None) -> int:
     who, per, scale, kind = unit
     length, chain = critical_path(costs, after)
     rows = [f"| {w} | {sweep.makespan(costs, after, w)[0] / scale:.1f} |" for w in workers]
-    notebooks = sorted({nb for j in chain for nb in _notebooks(jobs[j], a.profile)})
+    chained = {repr(c) for j in chain for c in getattr(jobs[j], "cfgs", [jobs[j]])}
+    notebooks = sorted(nb for nb, cfgs in plans(a.profile, device).items() if chained & set(map(repr, cfgs)))
     text = "\n".join([
         f"\n## {datetime.datetime.now():%Y-%m-%d %H:%M} - the {a.profile} plan's training on W {who}s "
         f"(benchmarks/bench_plan.py)\n",
