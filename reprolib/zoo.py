@@ -248,8 +248,7 @@ def training(cfg, store: Store):
     "final", taken in one global order (their store keys), so that processes whose stacks overlap wait for each
     other and never deadlock."""
     members = cfg.cfgs if isinstance(cfg, stacked.Stack) else [cfg]
-    kinds = [KIND if isinstance(c, TrainConfig) else baselines.GAN_KIND if isinstance(c, baselines.GANConfig)
-             else baselines.VAE_KIND for c in members]
+    kinds = [KIND if isinstance(c, TrainConfig) else baselines._kind(c) for c in members]
     with ExitStack() as held:
         for kind, key in sorted(((k, c.key_dict()) for k, c in zip(kinds, members)),
                                 key=lambda kk: (kk[0], config_key(kk[1]))):
