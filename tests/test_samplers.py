@@ -355,18 +355,87 @@ def test_dpmpp_2m_beats_euler_on_native_schedules(formulation, steps):
     assert error("dpmpp_2m") < 0.5 * error("euler")
 
 
-@pytest.mark.parametrize("steps", [2, 3, 6, 11, 35])
-def test_dpmpp_2m_on_karras_is_algorithm_2_step_by_step(net_denoiser, steps):
-    """On Karras's schedule (every notebook's) 2M stays as it was, bit for bit: first order on the first step and
-    on the step to 0, second order on every other one, as chained by ``dpmpp_2m_step`` (DPS chains it too)."""
+def _algorithm_2(denoise, x, sigmas):
+    """DPM-Solver++(2M) as Lu et al. 2022 write it (Algorithm 2), with no rule for long steps."""
+    prev = None
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        d = denoise(x, s)
+        if s_next == 0:
+            return d
+        h = torch.log(s / s_next)
+        d_hat = d if prev is None else d + (d - prev[0]) * h / (2 * prev[1])
+        x, prev = (s_next / s) * x - torch.expm1(-h) * d_hat, (d, h)
+    return x
+
+
+@pytest.mark.parametrize("steps", [2, 4, 6, 11, 18, 35])
+def test_dpmpp_2m_on_karras_is_algorithm_2(net_denoiser, steps):
+    """On Karras's schedule (every notebook's) no step is twice as long as the one before from 4 steps on, so 2M is
+    Algorithm 2 bit for bit: first order on the first step and on the step to 0, second order on all others."""
     seeds, shape = range(12), (1, 8, 8)
     got = sample(net_denoiser, seeds, shape, "dpmpp_2m", steps, batch_size=12)
     sigmas = karras_sigmas(steps)
-    x, prev = noise(seeds, shape) * sigmas[0], None
     with torch.no_grad():
-        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-            x, prev = samplers.dpmpp_2m_step(x, net_denoiser(x, s), s, s_next, prev)
-    assert torch.equal(got, x)
+        assert torch.equal(got, _algorithm_2(net_denoiser, noise(seeds, shape) * sigmas[0], sigmas))
+
+
+@pytest.mark.parametrize("steps", [18, 50])
+@pytest.mark.parametrize("formulation", ["ddpm", "flow"])
+def test_dpmpp_2m_called_directly_takes_the_long_step_as_sample_does(formulation, steps):
+    """The rule for a native schedule's long last step lives in the step itself: a direct call gives ``sample``'s
+    bits, and both differ from Algorithm 2, whose second-order long step is the one that overshoots."""
+    den, seeds, shape = _GaussWithNativeSchedule(formulations.build(formulation)), range(50), (1, 4, 4)
+    sigmas = schedule(den, steps, kind="native")
+    x = noise(seeds, shape) * sigmas[0]
+    direct = samplers.dpmpp_2m(den, x, sigmas)
+    assert torch.equal(direct, sample(den, seeds, shape, "dpmpp_2m", steps, "native"))
+    assert not torch.allclose(direct, _algorithm_2(den, x, sigmas), atol=1e-3)
+
+
+def test_dpmpp_2m_survives_a_repeated_level():
+    """DDPM's 1,000 timesteps rounded to 1,000 levels repeat one (a zero-length step); the step after it is then
+    infinitely longer than the one before and is taken at first order, not divided by zero."""
+    den = _GaussWithNativeSchedule(formulations.build("ddpm"))
+    sigmas = schedule(den, 1000, kind="native")
+    assert (sigmas[1:] == sigmas[:-1]).any()
+    assert torch.isfinite(sample(den, range(20), (1, 4, 4), "dpmpp_2m", 1000, "native")).all()
+
+
+def _diffusers_ddpm_levels(steps):
+    """The levels diffusers' DPMSolverMultistepScheduler visits on DDPM's schedule by default (timestep_spacing
+    "linspace", final_sigmas_type "zero"): t = round(linspace(0, 999, steps + 1)) from the top, the last (t = 0)
+    dropped, then sigma = 0. Its smallest level is t = 999 / steps, not DDPM's t = 0."""
+    t = np.round(np.linspace(0, 999, steps + 1))[::-1][:-1].astype(int)
+    return torch.tensor(np.append(_ddpm_sigma_table()[t], 0.0))
+
+
+@pytest.mark.parametrize("steps", [50, 100])
+def test_dpmpp_2m_error_on_native_ddpm_against_diffusers_levels(steps):
+    """Why 2M's error against the exact Gaussian ODE on our native DDPM schedule (about 4e-3 at 50 and 100 steps)
+    is several times diffusers' own (about 7e-4 at 50): the steps are the same, the levels are not.
+
+    Run on diffusers' levels, our 2M gives diffusers' error (below 1.5e-3). That small error is a cancellation: up
+    to its smallest level (sigma 0.079 at 50 steps) 2M lags the exact solution by as much as ours does up to the
+    level before DDPM's t = 0 (about 2e-2 at 50 steps), and its last step, x = D(x; 0.079), shrinks x - mu by
+    S^2 / (S^2 + sigma^2) where the ODE shrinks it by S / sqrt(S^2 + sigma^2): too much, by nearly the same amount,
+    in the opposite direction. Our schedule instead steps into sigma = 0.01 (t = 0), where D is nearly exact, and
+    the first-order step there leaves 4e-3 of the lag standing."""
+    x = torch.randn(400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ours = torch.cat([formulations.build("ddpm").native_sigmas(steps).double(), torch.zeros(1, dtype=torch.float64)])
+    theirs = _diffusers_ddpm_levels(steps)
+
+    def error(levels, end=0.0):
+        x0 = x * levels[0]
+        got = samplers.dpmpp_2m(gauss_denoiser, x0.clone(), levels)
+        return got - gauss_exact(x0, float(levels[0]), end)
+
+    total_ours, total_theirs = float(error(ours).abs().max()), float(error(theirs).abs().max())
+    assert 2e-3 < total_ours < 6e-3
+    assert total_theirs < 1.5e-3 and total_ours > 2.5 * total_theirs
+    lag = error(theirs[:-1], float(theirs[-2]))  # up to diffusers' smallest level, before its x = D step
+    lag_ours = error(ours[:-2], float(ours[-3]))  # up to the level before DDPM's t = 0
+    assert float(lag.abs().max()) > 5 * total_theirs
+    assert 0.5 < float(lag.abs().max()) / float(lag_ours.abs().max()) < 2
 
 
 # ---------------------------------------------------------------- slerp
