@@ -16,7 +16,8 @@ notebook run headlessly), or wrap the call in joblib's backend context; nothing 
 ``backend="dask"`` uses the current Dask client, else connects to ``DASK_SCHEDULER_ADDRESS`` for the
 sweep's duration; ``backend="ray"`` registers Ray's joblib backend (``ray.init`` as usual, or
 ``RAY_ADDRESS``). Without a named backend, ``n_jobs=1`` trains in this process. The workers need the
-same store folder (a shared disk): the store root is sent with every task.
+same store folder (a shared disk): the store root is sent with every task. ``gpus=`` makes every task ask the
+cluster for that share of a GPU (``zoo.fit_all`` asks for the profile's share when it trains on "cuda").
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def _run(fn: Callable, cfg, store_root: str, threads: int):
 
 
 @contextmanager
-def _backend(name: str):
-    """joblib's context for backend ``name``, with what the cluster backends need to find their cluster."""
+def _backend(name: str, gpus: float = 0.0):
+    """joblib's context for backend ``name``, with what the cluster backends need to find their cluster; with
+    ``gpus`` > 0 every task of a cluster backend asks it for that share of a GPU (``_gpu_request``)."""
     client = None
     if name == "dask":
         try:
@@ -76,11 +78,56 @@ def _backend(name: str):
             raise ImportError("backend 'ray' needs Ray: pip install 'reprolib[cluster]'.") from err
         register_ray()
     try:
-        with joblib.parallel_config(backend=name):
+        with joblib.parallel_config(backend=name, **_gpu_request(name, gpus)):
             yield
     finally:
         if client is not None:
             client.close()
+
+
+def _gpu_request(name: str, gpus: float) -> dict:
+    """What joblib's backend ``name`` takes to make each task ask the cluster for ``gpus`` of a GPU: a Dask worker
+    resource ``GPU`` (workers started with ``--resources GPU=<cards>``), or Ray's ``num_gpus``, with which Ray
+    also sets each worker's CUDA_VISIBLE_DEVICES to the card it gives. Refused at once when no worker offers that
+    much, since the tasks would otherwise wait for it forever."""
+    if not gpus or name not in ("dask", "ray"):
+        return {}
+    if name == "dask":
+        from distributed import default_client
+
+        offers = [w.get("resources", {}).get("GPU", 0) for w in default_client().scheduler_info()["workers"].values()]
+        request = {"resources": {"GPU": gpus}}
+        how = "start the Dask workers with --resources GPU=<their cards> (LocalCluster(resources={'GPU': 1}))"
+    else:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init()  # RAY_ADDRESS, else a local cluster: what Ray's joblib backend would start
+        offers = [node.get("Resources", {}).get("GPU", 0) for node in ray.nodes() if node.get("Alive")]
+        request = {"ray_remote_args": {"num_gpus": gpus}}
+        how = "start the Ray nodes where Ray sees their GPUs (ray start --num-gpus=<cards>)"
+    if max(offers, default=0) < gpus:
+        raise RuntimeError(f"every training asks the {name} cluster for {gpus:g} GPU, and no worker offers one: {how}, "
+                           "or train on the CPU (device=cpu).")
+    return request
+
+
+def _ray_slots(name: str, gpus: float, n_jobs: int) -> int:
+    """``n_jobs``, cut for Ray to the workers its cluster holds at once: its joblib backend starts ``n_jobs`` workers
+    of one CPU (and ``gpus`` of a GPU) each, which hold them for as long as the sweep runs, and refuses more than
+    the cluster's CPUs."""
+    if name != "ray":
+        return n_jobs
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    have = ray.cluster_resources()
+    slots = min(n_jobs, int(have.get("CPU", 1)), int(have.get("GPU", 0) / gpus + 1e-9) if gpus else n_jobs)
+    return max(1, slots)
+
+
+_CLUSTER_BACKENDS = {"DaskDistributedBackend": "dask", "RayBackend": "ray"}
 
 
 def _local_backend() -> bool:
@@ -93,15 +140,19 @@ def _local_backend() -> bool:
 def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs: int = 2,
             threads: int = machine.TRAIN_THREADS,
             is_done: Callable | None = None, progress: bool = True, label: Callable = str,
-            backend: str | None = None) -> dict:
+            backend: str | None = None, gpus: float = 0.0) -> dict:
     """Run ``fn(cfg, store, progress=False)`` for every config not yet done; returns {label: seconds}.
 
     ``is_done(cfg, store)`` skips finished work (so a warm store costs nothing); ``label(cfg)`` names a
     config in the progress bar. Configs start in the given order: put the longest first to balance the workers.
     ``backend`` (default ``REPRO_SWEEP_BACKEND``, else joblib's active one) is a joblib backend name such as
     ``"loky"``, ``"dask"`` or ``"ray"``; ``n_jobs`` is passed to it (Dask sends tasks to every worker anyway).
+    ``gpus`` > 0 makes every task ask a cluster backend for that share of a GPU (``_gpu_request``); this machine's
+    own workers find their card themselves (``machine.gpu``).
     """
     backend = backend or os.environ.get("REPRO_SWEEP_BACKEND") or None
+    if backend is None and gpus and not _local_backend():  # a cluster backend the caller's parallel_config set
+        backend = _CLUSTER_BACKENDS.get(type(joblib.parallel.get_active_backend()[0]).__name__)
     store = store or Store()
     unique = list({repr(c): c for c in configs}.values())  # one training per distinct config
     todo = [c for c in unique if is_done is None or not is_done(c, store)]
@@ -114,7 +165,8 @@ def run_all(fn: Callable, configs: Sequence, store: Store | None = None, n_jobs:
         results = (_run(fn, c, str(store.root), threads) for c in todo)
         _collect(results, times, bar, label)
     else:
-        with _backend(backend) if backend else joblib.parallel_config():
+        with _backend(backend, gpus) if backend else joblib.parallel_config():
+            n_jobs = _ray_slots(backend, gpus, n_jobs)
             # each result as it comes where the backend can hand them so (loky, Dask); Ray's, all at the end
             streams = getattr(joblib.parallel.get_active_backend()[0], "supports_return_generator", False)
             results = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered" if streams else "list")(
@@ -168,7 +220,8 @@ def makespan(costs: Sequence[float], after: Sequence[Sequence[int]], n_jobs: int
 
 def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: Sequence[Sequence[int]],
                   store: Store | None = None, n_jobs: int = 2, threads: int = machine.TRAIN_THREADS,
-                  progress: bool = True, label: Callable = str, backend: str | None = None) -> dict:
+                  progress: bool = True, label: Callable = str, backend: str | None = None,
+                  gpus: float = 0.0) -> dict:
     """Run ``fn(job, store, progress=False)`` for every job, at most ``n_jobs`` at once, each only after the jobs it
     waits for (``after[j]``: indices into ``jobs``) have finished; returns {label: seconds}.
 
@@ -176,7 +229,7 @@ def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: S
     with the most work behind it (``priorities``), so a long chain of dependent trainings starts first and the
     short jobs fill the other worker around it. ``costs`` only order the jobs; any consistent unit does. With a
     cluster backend (``backend``, ``REPRO_SWEEP_BACKEND`` or joblib's active one) the jobs go wave by wave through
-    ``run_all``, each wave the jobs whose predecessors are done.
+    ``run_all``, each wave the jobs whose predecessors are done, each job asking for ``gpus`` of a GPU there.
     """
     backend = backend or os.environ.get("REPRO_SWEEP_BACKEND") or None
     store = store or Store()
@@ -194,7 +247,7 @@ def run_scheduled(fn: Callable, jobs: Sequence, costs: Sequence[float], after: S
         while pending:
             wave = ready()
             times.update(run_all(fn, [jobs[j] for j in wave], store, n_jobs, threads, label=label, backend=backend,
-                                 progress=False))
+                                 progress=False, gpus=gpus))
             pending -= set(wave)
             done |= set(wave)
         bar.close()

@@ -325,10 +325,20 @@ def fit_all(configs, store: Store, P: dict, backend: str | None = None, stack: b
     the CPU, every kind on a GPU) that differ only in data, seed and the like train together as one stacked model
     per job (``stacked.group``), each as if alone up to round-off; the rest train alone. A job whose configs start
     (``init``) from a config of another job waits for it, so that two workers never train the same parent; the
-    rest start longest chain of work first, by ``costs``."""
+    rest start longest chain of work first, by ``costs``. On a cluster backend, a job on "cuda" asks for its share
+    of a GPU (``gpu_share``)."""
     jobs, job_costs, after = schedule(configs, store, stack, device=P["device"], max_stack=max_stack(P))
     return sweep.run_scheduled(partial(fit, device=P["device"]), jobs, job_costs, after, store,
-                               n_jobs=P["n_jobs"], progress=progress, label=describe, backend=backend)
+                               n_jobs=P["n_jobs"], progress=progress, label=describe, backend=backend,
+                               gpus=gpu_share(P))
+
+
+def gpu_share(P: dict) -> float:
+    """The share of a GPU one training asks a cluster for: 1 / the profile's ``GPU_WORKERS`` on "cuda" (a card
+    holds as many trainings on a cluster as on one machine), none elsewhere."""
+    from . import profiles
+
+    return 1 / profiles.GPU_WORKERS[P["profile"]] if str(P["device"]).startswith("cuda") else 0.0
 
 
 def max_stack(P: dict) -> int | None:
