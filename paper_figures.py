@@ -661,6 +661,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["REPRO_PROGRESS"] = str(progress_dir)
     watch = Watch(progress_dir, args.progress_every)
 
+    from reprolib.notebook import commit
+    from reprolib.store import Store
+
+    store = Store()
+    cold = args.all and store.is_empty()  # a whole run from an empty store: its wall time is the cold time
     results: list[tuple[str, str, float]] = []
     training = None
     try:
@@ -728,6 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     if reasons:
         print("\nFAILED: " + "\nFAILED: ".join(reasons))
         return 1
+    if cold:  # what a later run on this store (a warm one) names in its notebooks' headers
+        store.record_cold_run(profile, {
+            "commit": commit(), "date": time.strftime("%Y-%m-%d", time.gmtime()), "machine": here,
+            "wall_s": round(sum(s for _, _, s in results) + (training or 0), 1), "training_s": round(training or 0, 1),
+            "notebooks": {stem: round(seconds, 1) for stem, _, seconds in results}})
     if args.publish:
         publish(executed, figures, by_stem, profile, P)
         print("published: notebooks/*.ipynb, results/ (gallery, claims report) and the README's results block")

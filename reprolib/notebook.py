@@ -43,6 +43,7 @@ class Run:
     stamp: str = ""
     rev: str = ""
     _handle: object = None
+    _written: int = field(default_factory=lambda: Store.written)  # the store's writes before this run
 
     def header(self, wall: str = "running") -> str:
         import torch
@@ -56,13 +57,24 @@ class Run:
         return time.perf_counter() - self.started
 
     def finish(self) -> None:
-        """Show the claims table and put the wall time into the header (the notebook's first output)."""
+        """Show the claims table and put the wall time into the header (the notebook's first output): when this run
+        computed nothing, it says so and gives the time of the cold run that filled the store (``Store.cold_run``)."""
         self.claims.show()
-        minutes = self.elapsed() / 60
-        wall = f"{minutes:.1f} min" if minutes >= 1 else f"{self.elapsed():.0f} s"
+        wall = _duration(self.elapsed())
+        if Store.written == self._written:
+            wall += ", every result read from the store"
+            cold = self.store.cold_run(self.P["profile"])
+            if cold:
+                wall += (f" (filled from empty by a run of all {len(cold['notebooks'])} notebooks in "
+                         f"{_duration(cold['wall_s'])} at commit `{cold['commit'] or 'unknown'}` on {cold['date']}, "
+                         f"{cold['machine']})")
         if self._handle is not None:
             self._handle.update(_markdown(self.header(wall)))
         print(f"wall time {wall}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _markdown(text: str):

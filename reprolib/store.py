@@ -45,6 +45,7 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+COLD_RUNS = "cold_runs"  # <root>/cold_runs/<profile>.json: the run that filled the store from empty
 LOCK = ".lock"  # in each folder written to: shared while a temporary file exists, exclusive to clear leftovers
 
 
@@ -154,6 +155,8 @@ def _unwritable(path: Path, cause: str) -> str:
 class Store:
     """A folder of artifacts: ``<root>/<kind>/<key>/<name>.pt`` plus ``config.json`` beside them."""
 
+    written = 0  # artifacts this process has written, through any Store: a run that wrote none read every result
+
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else store_dir()
 
@@ -178,6 +181,7 @@ class Store:
                 text = json.dumps(config, sort_keys=True, indent=1, default=str).encode()
                 atomic_write(cfg_file, lambda f: f.write(text))
             atomic_save({"format": FORMAT, "key": config_key(config), "payload": payload}, path)
+            Store.written += 1
         except OSError as err:
             raise StoreError(_unwritable(path, err.strerror or str(err))) from err
         except RuntimeError as err:  # torch's writer reports a failed write (a full disk) as a RuntimeError
@@ -213,6 +217,24 @@ class Store:
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def is_empty(self) -> bool:
+        """Whether no artifact is stored yet (a run on it starts cold)."""
+        return next(self.root.glob("*/*/*.pt"), None) is None
+
+    def cold_run(self, profile: str) -> dict | None:
+        """The record ``paper_figures.py --all`` wrote when it filled this store from empty at ``profile``
+        (``COLD_RUNS``: its wall time, commit, date and machine), if any."""
+        try:
+            return json.loads((self.root / COLD_RUNS / f"{profile}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def record_cold_run(self, profile: str, record: dict) -> None:
+        folder = self.root / COLD_RUNS
+        folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(record, indent=1, sort_keys=True).encode()
+        atomic_write(folder / f"{profile}.json", lambda f: f.write(text))
 
     def clear_leftovers(self, kind: str, config: dict) -> list[Path]:
         """Temporary files a killed process left in this artifact's folder, removed (see ``clear_leftovers``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from reprolib import claims, machine
+from reprolib.store import Store
 
 pf = _scripts.load("paper_figures.py")
 
@@ -407,7 +409,38 @@ def test_header_names_the_run_and_gains_its_wall_time(tmp_path, monkeypatch):
     nb = nbformat.read(tmp_path / "executed" / "94_header.ipynb", as_version=4)
     first = next(c for c in nb.cells if "notebook.start" in c.source).outputs[0]["data"]["text/markdown"]
     assert first.startswith("Notebook 01: profile **smoke** · commit `")
-    assert "executed 20" in first and "wall time running" not in first and " s · reprolib" in first
+    assert "executed 20" in first and "wall time running" not in first and re.search(r"wall time \d+ s\b", first)
+
+
+def test_a_warm_runs_header_says_so_and_gives_the_cold_runs_time(tmp_path, monkeypatch):
+    """A run of all notebooks from an empty store records its wall time in the store; a later run that computes
+    nothing says in each header that every result was read from the store, and names that cold run."""
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    monkeypatch.setenv("REPRO_STORE", str(tmp_path / "store"))
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    work = ("from reprolib import notebook\nrun = notebook.start('01', profile, overrides)\n"
+            "if not run.store.exists('t', {'a': 1}, 'x'):\n    run.store.save('t', {'a': 1}, 'x', {'v': 1})\n"
+            "run.finish()")
+    _write(folder, "93_cold", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(work)])
+
+    def header() -> str:
+        nb = nbformat.read(tmp_path / "executed" / "93_cold.ipynb", as_version=4)
+        return next(c for c in nb.cells if "notebook.start" in c.source).outputs[0]["data"]["text/markdown"]
+
+    assert pf.main(["--notebooks", str(folder), "--only", "93", "--profile", "smoke", "--executed",
+                    str(tmp_path / "executed")]) == 0  # one notebook: not the cold time of a whole run
+    assert Store(tmp_path / "store").cold_run("smoke") is None
+    (tmp_path / "store" / "t").rename(tmp_path / "emptied")
+    assert _run(folder, tmp_path, "--profile", "smoke") == 0
+    cold = Store(tmp_path / "store").cold_run("smoke")
+    assert cold["notebooks"].keys() == {"93_cold"} and cold["wall_s"] >= cold["notebooks"]["93_cold"] > 0
+    assert "read from the store" not in header()
+
+    assert _run(folder, tmp_path, "--profile", "smoke") == 0
+    assert "every result read from the store (filled from empty by a run of all 1 notebooks in " in header()
+    assert f"at commit `{cold['commit']}` on {cold['date']}, {cold['machine']})" in header()
+    assert Store(tmp_path / "store").cold_run("smoke") == cold  # a warm run leaves the record as it was
 
 
 def test_progress_keeps_a_live_process_and_forgets_an_ended_one(tmp_path, monkeypatch):
