@@ -222,7 +222,8 @@ for ax, pair in zip(axes[0], pair_names):
     bottom = np.zeros(len(sizes))
     for kind in stack:
         c = types[types.type == kind].groupby("n")["contribution"].mean().reindex(sizes).fillna(0).to_numpy()
-        ax.bar(range(len(sizes)), c, bottom=bottom, color=colors[kind], alpha=0.75, label=f"RP from seeds where {plain[kind]}")
+        ax.bar(range(len(sizes)), c, bottom=bottom, color=colors[kind], alpha=0.75,
+               label=f"RP from seeds where {plain[kind]}")
         bottom += c
     one = parts["pairs"][(parts["pairs"].rule == "one") & (parts["pairs"].pair == pair)].groupby("n")[["rp", "chance"]].mean()
     ax.plot(range(len(sizes)), one["rp"].reindex(sizes), "k-o", label=f"RP with one threshold ($t$ = {t_copy:.3f})")
@@ -246,7 +247,8 @@ print(f"this notebook's two rules: the dip is {ratio.depth:.3f} deep; pairs wher
 print(f"one threshold: the dip is {one.depth:.3f} deep; such pairs: {one.straddling or 'none'}; their highest RP "
       f"above chance {one.E:.3f}; lowest pair RP at the smallest N {one.end_small:.3f}, at the largest "
       f"{one.end_large:.3f}")
-parts["types"][parts["types"].rule == "ratio"].pivot_table(index=["n", "pair"], columns="type", values="seeds").fillna(0).astype(int).rename(columns=plain)
+seed_types = parts["types"][parts["types"].rule == "ratio"]
+seed_types.pivot_table(index=["n", "pair"], columns="type", values="seeds").fillna(0).astype(int).rename(columns=plain)
 
 # %% [markdown]
 # What this shows:
@@ -282,7 +284,7 @@ parts["types"][parts["types"].rule == "ratio"].pivot_table(index=["n", "pair"], 
 # At the `smoke` profile the models train for a few steps only: the table shows verdicts that mean nothing.
 
 # %%
-regimes.claims(table, summary, run.claims)
+regimes.claims(table, summary, run.claims, regimes.per_seed(samples, P, sim))  # with 95% intervals over seeds
 run.finish()
 
 # %% [markdown]

@@ -48,8 +48,9 @@ if "google.colab" in sys.modules:  # Colab starts without the library; Binder an
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
-from reprolib import data, hyperplane, metrics, notebook, plotting, regimes, zoo
+from reprolib import claims, data, hyperplane, metrics, notebook, plotting, regimes, zoo
 
 run = notebook.start("03", profile, overrides)
 P, store = run.P, run.store
@@ -69,11 +70,11 @@ sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pi
 # %%
 t0 = time.perf_counter()
 theory = regimes.optimal_samples(P, seeds)
-rows = []
+rows, rms_by_n = [], {}
 for n, x in theory.items():
     train_n = full.subset(n).images
     dist, idx = metrics.nearest_l2(x, train_n)
-    rms = dist / np.sqrt(x[0].numel())
+    rms = rms_by_n[n] = dist / np.sqrt(x[0].numel())
     rows.append(dict(n=n, median_rms=float(rms.median()), max_rms=float(rms.max()),
                      distinct=int(idx.unique().numel()), reached=float(idx.unique().numel() / n)))
     print(f"N={n:5d}: RMS distance to nearest training image median {rms.median():.2e}, max {rms.max():.2e}; "
@@ -93,8 +94,9 @@ print(f"optimal-denoiser sampling: {time.perf_counter() - t0:.0f} s")
 # %%
 samples = regimes.sweep_samples(models, store, seeds, P)
 vs_theory = regimes.pair_table(samples, sim, reference=theory)
-vs_theory["same_copy"] = [regimes.same_copy(samples[(r.n, int(r.pair.split()[0]), r.seed)], theory[r.n],
-                                            full.subset(r.n).images) for r in vs_theory.itertuples()]
+same = {(r.n, r.pair, r.seed): regimes.same_copies(samples[(r.n, int(r.pair.split()[0]), r.seed)], theory[r.n],
+                                                   full.subset(r.n).images).numpy() for r in vs_theory.itertuples()}
+vs_theory["same_copy"] = [same[(r.n, r.pair, r.seed)].mean() for r in vs_theory.itertuples()]
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for pair, g in sorted(vs_theory.groupby("pair"), key=lambda kv: int(kv[0].split()[0])):  # narrowest first
     g, w = g.groupby("n").mean(numeric_only=True).reset_index(), int(pair.split()[0])
@@ -184,7 +186,7 @@ pd.concat({f"width {w}": t.pivot(index="cut", columns="order", values="same_copy
 
 # %%
 t0 = time.perf_counter()
-agreement = {}
+agreement, plane_labels = {}, {}
 for n in (min(P["sizes"]), max(P["sizes"])):
     denoisers = {f"width {w}": zoo.fit(models[(n, w, 0)], store, False, P["device"]) for w in P["widths"]}
     train_n = full.subset(n).images
@@ -205,6 +207,7 @@ for n in (min(P["sizes"]), max(P["sizes"])):
     fig.suptitle(f"N = {n}: which corner sample each noise of the plane resembles")
     plotting.save(fig, f"03_hyperplane_n{n}")
     agreement[n] = hyperplane.agreement_table(labels)
+    plane_labels[n] = {name: lab for name, lab in labels.items() if name != "optimal"}
     print(f"N={n}: fraction of the plane where two models agree (chance in brackets)")
     for (a, b), (agree, chance) in agreement[n].items():
         print(f"  {a:9s} vs {b:9s}: {agree:.2f} ({chance:.2f})")
@@ -240,29 +243,53 @@ print(f"hyperplanes: {time.perf_counter() - t0:.0f} s")
 # %%
 largest, smallest = max(P["sizes"]), min(P["sizes"])
 median_rms = pd.Series({r["n"]: r["median_rms"] for r in rows})
+
+
+def over_seeds(statistic):  # the 95% interval over the seeds (claims.bootstrap)
+    return claims.bootstrap(statistic, len(seeds))
+
+
+def copy_rates(n, idx):  # each width's same-copy rate with D* at N (mean over training seeds), on the seeds idx
+    pairs = {p for m, p, _ in same if m == n}
+    return np.array([np.mean([h[idx].mean() for (m, q, _), h in same.items() if (m, q) == (n, p)]) for p in pairs])
+
+
+def plane(idx):  # (agreement, chance) of every pair of U-Nets at both N, on the plane's points idx
+    return [v for labels in plane_labels.values()
+            for v in hyperplane.agreement_table({k: lab[idx] for k, lab in labels.items()}).values()]
+
+
+points = len(next(iter(next(iter(plane_labels.values())).values())))
 run.claims.check("theorem1", "Theorem 1: for every N, median RMS distance of D*'s samples to the nearest training "
                  "image <= 1e-3", median_rms.max(), "<=", 1e-3, source="paper, Thm. 1",
-                 detail=", ".join(f"N = {n}: {v:.1e}" for n, v in median_rms.items()))
+                 detail=", ".join(f"N = {n}: {v:.1e}" for n, v in median_rms.items()),
+                 interval=over_seeds(lambda idx: max(float(r[torch.as_tensor(idx)].median())
+                                                     for r in rms_by_n.values())))
 copy_rate = vs_theory.groupby(["n", "pair"])["same_copy"].mean()
 by_width = {n: ", ".join(f"width {pair.split()[0]}: {v:.3f}" for pair, v in copy_rate[n].items())
             for n in (smallest, largest)}
 run.claims.check("same_copy_smallest_n", f"same-copy rate with D* >= 0.6 for every width at N = {smallest}",
                  copy_rate[smallest].min(), ">=", 0.6, source="paper, Fig. 4 (left)",
-                 paper="RP with D* about 0.47-0.51 at N = 2^6", detail=by_width[smallest])
+                 paper="RP with D* about 0.47-0.51 at N = 2^6", detail=by_width[smallest],
+                 interval=over_seeds(lambda idx: copy_rates(smallest, idx).min()))
 run.claims.check("same_copy_largest_n", f"same-copy rate with D* <= 0.1 for every width at N = {largest}",
                  copy_rate[largest].max(), "<=", 0.1, source="paper, Fig. 4 (left)",
-                 paper="RP with D* about 0 by N = 2^14", detail=by_width[largest])
-plane = pd.DataFrame([dict(n=n, agree=agree, chance=chance) for n, tab in agreement.items()
-                      for (a, b), (agree, chance) in tab.items() if "optimal" not in (a, b)],
-                     columns=["n", "agree", "chance"])
+                 paper="RP with D* about 0 by N = 2^14", detail=by_width[largest],
+                 interval=over_seeds(lambda idx: copy_rates(largest, idx).max()))
+plane_rows = pd.DataFrame([dict(n=n, agree=agree, chance=chance) for n, tab in agreement.items()
+                           for (a, b), (agree, chance) in tab.items() if "optimal" not in (a, b)],
+                          columns=["n", "agree", "chance"])
 plane_detail = "; ".join(f"N = {n}: agreement {g.agree.min():.2f}-{g.agree.max():.2f}, chance "
-                         f"{g.chance.min():.2f}-{g.chance.max():.2f}" for n, g in plane.groupby("n"))
+                         f"{g.chance.min():.2f}-{g.chance.max():.2f}" for n, g in plane_rows.groupby("n"))
+plane_detail += " (intervals over the plane's points, neighbours of each other: narrower than over seeds)"
 run.claims.check("plane_agreement", "noise hyperplane: every pair of U-Nets agrees on >= 0.7 of the plane, at the "
-                 "smallest and the largest N", plane["agree"].min(), ">=", 0.7, source="paper, Fig. 5 (noise hyperplane)",
-                 detail=plane_detail)
+                 "smallest and the largest N", plane_rows["agree"].min(), ">=", 0.7,
+                 source="paper, Fig. 5 (noise hyperplane)", detail=plane_detail,
+                 interval=claims.bootstrap(lambda idx: min(a for a, _ in plane(idx)), points))
 run.claims.check("plane_above_chance", "noise hyperplane: every pair of U-Nets agrees >= 0.3 above chance, at the "
-                 "smallest and the largest N", (plane["agree"] - plane["chance"]).min(), ">=", 0.3,
-                 source="paper, Fig. 5 (noise hyperplane)", detail=plane_detail)
+                 "smallest and the largest N", (plane_rows["agree"] - plane_rows["chance"]).min(), ">=", 0.3,
+                 source="paper, Fig. 5 (noise hyperplane)", detail=plane_detail,
+                 interval=claims.bootstrap(lambda idx: min(a - c for a, c in plane(idx)), points))
 run.finish()
 
 # %% [markdown]

@@ -252,10 +252,26 @@ run.claims.check("cond_rp", f"{ca} vs {cb}: RP >= 0.6", cc_rp, ">=", 0.6, source
                  interval=claims.rate_interval(claims.agreement(sim, [(ca, cb)], c_samples, THRESHOLD)))
 # a chance of 1 leaves no room above it, so no agreement beyond what any pair of the class shows
 kappa = (cc_rp - cc_chance) / (1 - cc_chance) if cc_chance < 1 else None
+cc_hits = claims.agreement(sim, [(ca, cb)], c_samples, THRESHOLD)[0]
+cc_misses = (metrics.paired(sim, a, b[conditional.within_group_derangement(labels)]) > THRESHOLD).numpy()
+
+
+def kappa_on(idx):  # the seeds idx, each still against the sample of the same class it was paired with
+    chance = cc_misses[idx].mean()
+    return (cc_hits[idx].mean() - chance) / (1 - chance) if chance < 1 else np.nan
+
+
+def min_class(idx):
+    drawn = labels.numpy()[idx]
+    return np.min([cc_hits[idx][drawn == c].mean() if (drawn == c).any() else np.nan for c in by_class])
+
+
 run.claims.check("cond_kappa", f"{ca} vs {cb}: kappa = (RP - chance) / (1 - chance) over the within-class chance "
-                 ">= 0.5", kappa, ">=", 0.5, source=sec4, detail=f"RP {cc_rp:.3f}, within-class chance {cc_chance:.3f}")
+                 ">= 0.5", kappa, ">=", 0.5, source=sec4, detail=f"RP {cc_rp:.3f}, within-class chance {cc_chance:.3f}",
+                 interval=claims.bootstrap(kappa_on, len(cc_hits)))
 run.claims.check("cond_rp_min_class", f"{ca} vs {cb}: RP >= 0.4 in every class", table[:, 0].min(), ">=", 0.4,
-                 source=sec4, detail=" ".join(f"{c}:{r:.2f}" for c, (r, _, _) in by_class.items()))
+                 source=sec4, detail=" ".join(f"{c}:{r:.2f}" for c, (r, _, _) in by_class.items()),
+                 interval=claims.bootstrap(min_class, len(cc_hits)))
 for (kc, ku), s in split.items():
     (rm, cm, nm), (rx, cx, nx) = s["match"], s["mismatch"]
     pair, counts = f"{tag[kc]}_vs_uncond_{tag[ku]}", f"{nm} matching and {nx} other seeds"

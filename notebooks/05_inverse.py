@@ -44,9 +44,10 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 import torch.nn.functional as F
 
-from reprolib import data, inverse, metrics, notebook, plotting, zoo
+from reprolib import claims, data, inverse, metrics, notebook, plotting, zoo
 from reprolib.train import train
 
 run = notebook.start("05", profile, overrides)
@@ -210,28 +211,48 @@ plotting.save(fig, "05_rp_and_error")
 # records which verdicts are expected at each profile.
 
 # %%
+def agree(task, a, b, other=False):  # per measured image: the share of its two noise draws on which a and b agree
+    xa, xb = rec[(task, *a)], rec[(task, *b)]
+    hit = [metrics.paired(sim, xa[k], xb[1 - k if other else k]) > THRESHOLD for k in (0, 1)]
+    return torch.stack(hit).double().mean(0).numpy()
+
+
+def error(task, bname, sname):  # per measured image: its reconstruction error, the mean over the two noise draws
+    return torch.stack([metrics.mae(x, truth) for x in rec[(task, bname, sname)]]).mean(0).numpy()
+
+
+images = len(truth)  # the 95% intervals resample the measured images (claims.bootstrap)
 for task in P["tasks"]:
     t = rp_table[rp_table.task == task]
     within, across = t[t.kind == "within"], t[t.kind == "across"]
+    hits = {kind: np.stack([agree(task, a, b) for a, b, k in pairs.values() if k == kind])
+            for kind in ("within", "across")}
+    misses = np.stack([agree(task, a, b, other=True) for a, b, k in pairs.values() if k == "within"])
     spread = f"within-backbone RP {within.rp.min():.3f}-{within.rp.max():.3f}"
     run.claims.check(f"within_{task}", f"{task}: within a backbone (step size, solver), every RP >= 0.6",
-                     within.rp.min(), ">=", 0.6, source="paper, Sec. 4 (inverse problems)", detail=spread)
+                     within.rp.min(), ">=", 0.6, source="paper, Sec. 4 (inverse problems)", detail=spread,
+                     interval=claims.rate_interval(hits["within"]))
     gap = within.rp - within.rp_other_noise
     run.claims.check(f"noise_decides_{task}",
                      f"{task}: every within-backbone RP >= the same pair's RP from different noise + 0.3",
                      gap.min(), ">=", 0.3, source="paper, Sec. 4 (inverse problems)",
-                     detail=f"smallest gap; other-noise RP up to {within.rp_other_noise.max():.3f}")
+                     detail=f"smallest gap; other-noise RP up to {within.rp_other_noise.max():.3f}",
+                     interval=claims.bootstrap(lambda idx: (hits["within"][:, idx].mean(1)
+                                                            - misses[:, idx].mean(1)).min(), images))
     run.claims.check(f"across_{task}", f"{task}: not reproducible across backbones: U-Net vs MLP RP < 0.6",
                      across.rp.max(), "<", 0.6, source="paper, Sec. 4 (inverse problems)",
                      detail=f"U-Net vs MLP RP {', '.join(f'{r:.3f}' for r in across.rp)} (DPM++, Euler), other "
-                            f"noise {', '.join(f'{r:.3f}' for r in across.rp_other_noise)}; {spread}")
+                            f"noise {', '.join(f'{r:.3f}' for r in across.rp_other_noise)}; {spread}",
+                     interval=claims.rate_interval(hits["across"], reduce=np.max))
     for bname in models:
         e = err_table[(err_table.task == task) & (err_table.backbone == bname)].set_index("setting")["error"]
         unguided = e["unguided (zeta=0)"]
+        per_image = error(task, bname, dpm)
         run.claims.check(f"measurement_used_{task}_{bname.lower().replace('-', '')}",
                          f"{task}, {bname}: reconstruction error <= 0.9 x the unguided sample's",
                          e[dpm], "<=", 0.9 * unguided, source="ours, a control of the method",
-                         detail=f"unguided error {unguided:.3f}")
+                         detail=f"unguided error {unguided:.3f}",
+                         interval=claims.bootstrap(lambda idx: per_image[idx].mean(), images))
 run.finish()
 
 # %% [markdown]

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib import conditional, metrics, notebook, plotting, zoo
+from reprolib import claims, conditional, metrics, notebook, plotting, zoo
 from reprolib.train import build, mark_trainable, training_set
 
 run = notebook.start("06", profile, overrides)
@@ -180,10 +180,10 @@ plotting.save(fig, "06_rp_vs_trained_share")
 
 # %%
 t0 = time.perf_counter()
-rows = []
+rows, last = [], {}  # last: each longer run's samples at its last snapshot
 for name, v in long.items():
     for step in range(v.cfg.snapshot_every, v.cfg.steps + 1, v.cfg.snapshot_every):
-        x = zoo.snapshot_samples(v.cfg, step, store, seeds, P)
+        x = last[name] = zoo.snapshot_samples(v.cfg, step, store, seeds, P)
         rows.append(dict(model=name, step=step, rp_vs_scratch=metrics.rp_score(sim, samples["scratch"], x, THRESHOLD)))
 curves = pd.DataFrame(rows)
 print(f"longer runs, sampling and scoring: {time.perf_counter() - t0:.0f} s")
@@ -234,41 +234,55 @@ moving.round(3)
 #   **>= RP(full fine-tune, scratch) - 0.1**.
 
 # %%
+def with_scratch(name, sets=samples, chance=False):  # per seed: does this model's sample agree with scratch's?
+    return claims.agreement(sim, [("scratch", name)], {**sets, "scratch": samples["scratch"]}, THRESHOLD, chance)
+
+
 T = models_table
 full_rp = T.loc["full fine-tune", "rp_vs_scratch"]
 full_chance = T.loc["full fine-tune", "chance_vs_scratch"]
 second = T.loc["scratch, seed 2", "rp_vs_scratch"]
 floor = 1 / len(seeds)
+full_hits = with_scratch("full fine-tune")  # the 95% intervals resample the seeds (claims.bootstrap)
 paper = "paper, Sec. 4 (fine-tuning)"
 run.claims.check("full_reproduces", "full fine-tuning: RP with scratch >= 0.6", full_rp, ">=", 0.6, source=paper,
-                 detail=f"chance {full_chance:.3f}")
+                 detail=f"chance {full_chance:.3f}", interval=claims.rate_interval(full_hits))
 run.claims.check("full_vs_chance", "full fine-tuning: RP with scratch >= 10 x chance",
                  full_rp / max(full_chance, floor), ">=", 10, source=paper,
-                 detail=f"RP {full_rp:.3f}, chance {full_chance:.3f} (floored at {floor:.3g})")
+                 detail=f"RP {full_rp:.3f}, chance {full_chance:.3f} (floored at {floor:.3g})",
+                 interval=claims.rate_interval(full_hits, chance=with_scratch("full fine-tune", chance=True),
+                                               floor=floor))
 run.claims.check("full_as_scratch", "full fine-tuning: RP with scratch >= a second from-scratch seed's - 0.1",
-                 full_rp, ">=", second - 0.1, source=paper, detail=f"second from-scratch seed {second:.3f}")
+                 full_rp, ">=", second - 0.1, source=paper, detail=f"second from-scratch seed {second:.3f}",
+                 interval=claims.rate_interval(full_hits))
 reverse = {"decoder": "; reverse split (replications/06_reverse_split.md): decoder 0.822 vs full 0.854"}
 short = {n: n.split()[0].lower() for n in partial}  # "LoRA r4 fine-tune" -> "lora"
 for n in partial:
     run.claims.check(f"{short[n]}_reproduces_less", f"{n}: RP with scratch <= the full fine-tuning's - 0.1",
                      T.loc[n, "rp_vs_scratch"], "<=", full_rp - 0.1, source=paper,
                      detail=f"full fine-tune {full_rp:.3f}; {variants[n].trained_steps} steps, "
-                            f"{T.loc[n, 'trained_share']:.1%} of the weights" + reverse.get(short[n], ""))
+                            f"{T.loc[n, 'trained_share']:.1%} of the weights" + reverse.get(short[n], ""),
+                     interval=claims.rate_interval(with_scratch(n)))
 if "target_share" in T:
+    is_target = torch.isin(clf.predict(samples["full fine-tune"]), target).numpy()
     run.claims.check("full_target_digits", ">= 90% of the full fine-tuning's samples are target digits",
-                     T.loc["full fine-tune", "target_share"], ">=", 0.9, source="ours, a control of the method")
+                     T.loc["full fine-tune", "target_share"], ">=", 0.9, source="ours, a control of the method",
+                     interval=claims.rate_interval(is_target))
 longest = curves.groupby("model").last()  # each longer run's last snapshot
 ours = "ours, replications/06_reverse_split.md"
 for n in partial:
     rp_long, step = longest.loc[n, "rp_vs_scratch"], int(longest.loc[n, "step"])
     detail = (f"after {step} steps; {T.loc[n, 'rp_vs_scratch']:.3f} after {variants[n].trained_steps}; "
               f"full fine-tune {full_rp:.3f}")
+    interval = claims.rate_interval(with_scratch(n, last))
     if short[n] == "head":
         run.claims.check("head_long_reproduces_less", f"3'a: {n} trained longer: RP with scratch <= the full "
-                         "fine-tuning's - 0.1", rp_long, "<=", full_rp - 0.1, source=ours, detail=detail)
+                         "fine-tuning's - 0.1", rp_long, "<=", full_rp - 0.1, source=ours, detail=detail,
+                         interval=interval)
     else:
         run.claims.check(f"{short[n]}_long_reproduces", f"3'b: {n} trained longer: RP with scratch >= the full "
-                         "fine-tuning's - 0.1", rp_long, ">=", full_rp - 0.1, source=ours, detail=detail)
+                         "fine-tuning's - 0.1", rp_long, ">=", full_rp - 0.1, source=ours, detail=detail,
+                         interval=interval)
 run.finish()
 
 # %% [markdown]

@@ -49,8 +49,9 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
-from reprolib import data, editing, metrics, notebook, plotting, quality, regimes, zoo
+from reprolib import claims, data, editing, metrics, notebook, plotting, quality, regimes, zoo
 
 run = notebook.start("07", profile, overrides)
 P, store = run.P, run.store
@@ -156,10 +157,10 @@ plotting.save(fig, "07_snapshot_grid")
 t0 = time.perf_counter()
 seeds02 = list(range(100_000, 100_000 + P02["seeds"]))
 psamples = regimes.sweep_samples(privacy_cfgs, store, seeds02, P02)
-prow = []
+prow, copies = [], {}  # copies: per model, which seeds' samples copy a training image
 for (n, w, s), x in psamples.items():
     train_n = full.subset(n).images
-    copy = metrics.memorized(x, train_n)
+    copy = copies[(n, w, s)] = metrics.memorized(x, train_n)
     _, idx = metrics.nearest_l2(x, train_n)
     prow.append(dict(n=n, width=w, seed=s, memorized=float(copy.double().mean()),
                      revealed=idx[copy].unique().numel() / n))
@@ -260,43 +261,72 @@ mean_mem = mem.mean()
 final = angles[-1]
 ids = {n: n.lower().replace("-", "") for n in (name_a, name_b)}  # "U-Net" -> "unet"
 dynamics, ours = "paper, Sec. 5 (training dynamics)", "ours, a control of the method"
+
+
+def agree(a, b, chance=False):  # per seed: do two snapshots' samples agree? (the 95% intervals resample the seeds)
+    return claims.agreement(sim, [(a, b)], snaps, THRESHOLD, chance)[0]
+
+
+def at(n):  # per model trained on N images (rows) and seed: is its sample a copy?
+    return np.stack([c.numpy() for (m, _, _), c in sorted(copies.items()) if m == n])
+
+
 rp_end, chance_end = dyn.loc[last, "rp"], dyn.loc[last, "chance"]
+end = [(name_a, last), (name_b, last)]
 run.claims.check("final_agree", f"{name_a} vs {name_b} at the end of training: RP >= 0.6", rp_end, ">=", 0.6,
-                 source=dynamics, detail=f"step {last}, chance {chance_end:.3f}")
+                 source=dynamics, detail=f"step {last}, chance {chance_end:.3f}",
+                 interval=claims.rate_interval(agree(*end)))
 run.claims.check("final_vs_chance", f"{name_a} vs {name_b} at the end of training: RP >= 10 x chance",
                  rp_end / max(chance_end, floor), ">=", 10, source=dynamics,
-                 detail=f"RP {rp_end:.3f}, chance {chance_end:.3f} (floored at {floor:.3g})")
+                 detail=f"RP {rp_end:.3f}, chance {chance_end:.3f} (floored at {floor:.3g})",
+                 interval=claims.rate_interval(agree(*end), chance=agree(*end, chance=True), floor=floor))
 for n in (name_a, name_b):
     fd0, fd1 = dyn.loc[first, f"fd_{n}"], dyn.loc[last, f"fd_{n}"]
+    x = snaps[(n, last)]
     run.claims.check(f"fd_improves_{ids[n]}", f"{n}: pixel FD at the last snapshot <= 0.5 x at the first", fd1, "<=",
                      0.5 * fd0, source=ours, detail=f"FD {fd0:.3g} at step {first}, {fd1:.3g} at step {last}; "
-                                                    f"real-data floor {floor_fd:.3g}")
+                                                    f"real-data floor {floor_fd:.3g}",
+                     interval=claims.bootstrap(lambda idx: quality.frechet(x[idx], full.images), len(x)))
 ex0, ex1 = dyn.loc[first, "excess"], dyn.loc[last, "excess"]
+start = [(name_a, first), (name_b, first)]
+excess = np.stack([agree(*end), agree(*end, chance=True), agree(*start), agree(*start, chance=True)]).astype(float)
 run.claims.check("excess_grows", "RP - chance grows by >= 0.2 from the first to the last snapshot", ex1 - ex0, ">=",
                  0.2, source="ours, stated before the first cpu run",
-                 detail=f"RP - chance {ex0:.3f} at step {first}, {ex1:.3f} at step {last}")
+                 detail=f"RP - chance {ex0:.3f} at step {first}, {ex1:.3f} at step {last}",
+                 interval=claims.bootstrap(lambda idx: excess[:, idx].mean(1) @ [1, -1, -1, 1], excess.shape[1]))
 for n in (name_a, name_b):
     run.claims.check(f"self_agree_half_{ids[n]}", f"{n}: RP with its final self >= 0.6 at the snapshot nearest half "
                      "of training", dyn.loc[half, f"self_{n}"], ">=", 0.6, source="paper, Sec. 5 (training efficiency)",
-                     detail=f"step {half} of {last}")
+                     detail=f"step {half} of {last}", interval=claims.rate_interval(agree((n, half), (n, last))))
 privacy = "paper, Sec. 5 (privacy)"
 run.claims.check("memorized_small_n", f"at the smallest N ({sizes[0]}), >= 90% of every model's samples are copies",
-                 mem.min()[sizes[0]], ">=", 0.9, source=privacy, detail="the least-memorizing width")
+                 mem.min()[sizes[0]], ">=", 0.9, source=privacy, detail="the least-memorizing width",
+                 interval=claims.rate_interval(at(sizes[0])))
 run.claims.check("novel_large_n", f"at the largest N ({sizes[-1]}), <= 10% of every model's samples are copies",
-                 mem.max()[sizes[-1]], "<=", 0.1, source=privacy, detail="the most-memorizing width")
+                 mem.max()[sizes[-1]], "<=", 0.1, source=privacy, detail="the most-memorizing width",
+                 interval=claims.rate_interval(at(sizes[-1]), reduce=np.max))
 rises = np.diff(mean_mem.values)
+by_n = [at(n).astype(float) for n in sizes]
 run.claims.check("memorization_falls", "the memorization rate (mean over widths) never rises by more than 0.05 "
                  "from one N to the next", rises.max(), "<=", 0.05, source=privacy,
-                 detail="largest rise; rate by N: " + ", ".join(f"{n}: {r:.3f}" for n, r in mean_mem.items()))
+                 detail="largest rise; rate by N: " + ", ".join(f"{n}: {r:.3f}" for n, r in mean_mem.items()),
+                 interval=claims.bootstrap(lambda idx: np.diff([m[:, idx].mean() for m in by_n]).max(),
+                                           len(seeds02)))
 edit = "paper, Sec. 5 (controllable generation)"
+edited = {(name, k): edit_paths[name][k] for name in (name_a, name_b) for k in range(len(angles))}
 run.claims.check("edit_same_image", "edited noises: RP of the two models >= 0.6 at every angle", min(edit_rp), ">=",
-                 0.6, source=edit, detail="RP " + ", ".join(f"{r:.3f}" for r in edit_rp) + f" at {angles} degrees")
+                 0.6, source=edit, detail="RP " + ", ".join(f"{r:.3f}" for r in edit_rp) + f" at {angles} degrees",
+                 interval=claims.rate_interval(claims.agreement(
+                     sim, [((name_a, k), (name_b, k)) for k in range(len(angles))], edited, THRESHOLD)))
 corr, corr_chance = edits.loc[final, "change_corr"], edits.loc[final, "change_corr_chance"]
+changes = paired[-1]  # per seed, at the largest angle; torch's median (the lower middle value), as the table's
+corr_interval = claims.bootstrap(lambda idx: float(changes[torch.as_tensor(idx)].median()), len(changes))
 run.claims.check("edit_changes_alike", f"at {final} degrees, the median correlation of the two models' changes "
-                 ">= 0.5", corr, ">=", 0.5, source=edit, detail=f"mismatched seeds {corr_chance:.3f}")
+                 ">= 0.5", corr, ">=", 0.5, source=edit, detail=f"mismatched seeds {corr_chance:.3f}",
+                 interval=corr_interval)
 run.claims.check("edit_changes_vs_chance", f"at {final} degrees, the median correlation of the changes >= its "
                  "mismatched-seed level + 0.3", corr, ">=", corr_chance + 0.3, source=edit,
-                 detail=f"mismatched seeds {corr_chance:.3f}")
+                 detail=f"mismatched seeds {corr_chance:.3f}", interval=corr_interval)
 run.finish()
 
 # %% [markdown]

@@ -65,7 +65,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reprolib import closed_form, metrics, notebook, plotting, regimes, zoo
+from reprolib import claims, closed_form, metrics, notebook, plotting, regimes, zoo
 
 run = notebook.start("08", profile, overrides)
 P, store = run.P, run.store
@@ -268,29 +268,63 @@ def per_width(values, fmt="{:.3f}"):
     return ", ".join(f"width {w}: {fmt.format(v)}" for w, v in values.items())
 
 
+# Per seed, does each U-Net's sample agree with each theory's (on mismatched seeds: chance), one row per training
+# seed: the rows the table above averages, which the 95% intervals resample (claims.bootstrap; the best theory
+# stays the one chosen on all seeds).
+hits, misses = {}, {}
+for name in theories:
+    for (n, w, _), x in head.items():
+        for table_, score in ((hits, metrics.paired), (misses, metrics.unpaired)):
+            agree = (score(sim, x, theory_x[name][n]) > sim.default_threshold).numpy()
+            table_.setdefault((n, name), {}).setdefault(w, []).append(agree)
+
+
+def rps(idx, n, name, table_=hits):  # per width (sorted), the RP of ``name`` at N on the seeds idx
+    return np.array([np.mean([h[idx].mean() for h in table_[(n, name)][w]]) for w in sorted(widths)])
+
+
+def switch(idx):
+    means = {n: {name: rps(idx, n, name).mean() for name in theories} for n in sizes}
+    return closed_form.switch_point(pd.DataFrame({"D*": {n: m["D*"] for n, m in means.items()},
+                                                  "generalization": {n: max(m[g] for g in generalization)
+                                                                     for n, m in means.items()}}))
+
+
+def interval(statistic):
+    return claims.bootstrap(statistic, len(theory_seeds))
+
+
+floor = 1.0 / len(theory_seeds)
 run.claims.check("generalization_rp", f"at N = {large} the best generalization theory ({best_large}) has RP >= 0.3 "
                  "with every width", at_large[best_large].min(), ">=", 0.3, source=source,
-                 detail=f"{per_width(at_large[best_large])}; chance {per_width(chance_large[best_large])}")
+                 detail=f"{per_width(at_large[best_large])}; chance {per_width(chance_large[best_large])}",
+                 interval=interval(lambda idx: rps(idx, large, best_large).min()))
 ratios = pd.Series({w: closed_form.ratio_to_chance(at_large.loc[w, best_large], chance_large.loc[w, best_large],
                                                    len(theory_seeds)) for w in at_large.index})
 run.claims.check("generalization_over_chance", f"at N = {large} the best generalization theory's RP is >= 10 x its "
                  "chance with every width", ratios.min(), ">=", 10, source=source,
-                 detail=per_width(ratios, "{:.1f}x"))
+                 detail=per_width(ratios, "{:.1f}x"),
+                 interval=interval(lambda idx: (rps(idx, large, best_large)
+                                                / np.maximum(rps(idx, large, best_large, misses), floor)).min()))
 run.claims.check("beats_optimal_at_largest_n", f"at N = {large} D*'s RP is >= 0.1 below the best generalization "
                  "theory's for every width", (at_large[best_large] - at_large["D*"]).min(), ">=", 0.1, source=source,
-                 detail=f"D*: {per_width(at_large['D*'])}")
+                 detail=f"D*: {per_width(at_large['D*'])}",
+                 interval=interval(lambda idx: (rps(idx, large, best_large) - rps(idx, large, "D*")).min()))
 margin_small = at_small["D*"] - at_small[generalization].max(axis=1)
 run.claims.check("optimal_wins_at_smallest_n", f"at N = {small} D*'s RP is >= 0.1 above every generalization "
                  "theory's for every width", margin_small.min(), ">=", 0.1, source=source,
-                 detail=f"D*: {per_width(at_small['D*'])}; best other: {per_width(at_small[generalization].max(axis=1))}")
-switch = closed_form.switch_point(pd.DataFrame({"D*": mean_rp["D*"], "generalization": mean_rp[generalization].max(axis=1)}))
-regimes_text = f"memorization up to N = {mem_until}, generalization from N = {gen_from}; switch at N = {switch}"
+                 detail=f"D*: {per_width(at_small['D*'])}; best other: {per_width(at_small[generalization].max(axis=1))}",
+                 interval=interval(lambda idx: (rps(idx, small, "D*") - np.max(
+                     [rps(idx, small, g) for g in generalization], axis=0)).min()))
+switch_n = closed_form.switch_point(pd.DataFrame({"D*": mean_rp["D*"], "generalization": mean_rp[generalization].max(axis=1)}))
+switch_interval = interval(switch)
+regimes_text = f"memorization up to N = {mem_until}, generalization from N = {gen_from}; switch at N = {switch_n}"
 run.claims.check("switch_after_memorization", "the best generalization theory overtakes D* for good above the "
-                 "memorization regime", switch if mem_until is not None else float("nan"), ">", mem_until or 0,
-                 source=source, detail=regimes_text)
+                 "memorization regime", switch_n if mem_until is not None else float("nan"), ">", mem_until or 0,
+                 source=source, detail=regimes_text, interval=switch_interval)
 run.claims.check("switch_before_generalization", "the best generalization theory overtakes D* for good at or before "
-                 "the first N of the generalization regime", switch if gen_from is not None else float("nan"), "<=",
-                 gen_from or 0, source=source, detail=regimes_text)
+                 "the first N of the generalization regime", switch_n if gen_from is not None else float("nan"), "<=",
+                 gen_from or 0, source=source, detail=regimes_text, interval=switch_interval)
 run.finish()
 
 # %% [markdown]

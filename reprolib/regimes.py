@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import claims as claims_lib  # this module's ``claims`` checks notebook 02's
 from . import codehash, data, metrics, samplers, zoo
 from .optimal import OptimalDenoiser
 from .train import training_set
@@ -99,12 +100,17 @@ def last_change(curves: pd.DataFrame, column: str = "memorized") -> pd.Series:
     return by_model.apply(lambda v: v.iloc[-1] - v.iloc[-2] if len(v) > 1 else np.nan)
 
 
-def same_copy(x, theory_x, train) -> float:
-    """Fraction of seeds where ``x`` is a copy (ratio test) of the very training image that ``theory_x`` is."""
+def same_copies(x, theory_x, train) -> torch.Tensor:
+    """Per seed: is ``x`` a copy (ratio test) of the very training image that ``theory_x`` is?"""
     copies = metrics.memorized(x, train)
     _, mine = metrics.nearest_l2(x, train)
     _, theirs = metrics.nearest_l2(theory_x, train)
-    return float((copies & (mine == theirs)).double().mean())
+    return copies & (mine == theirs)
+
+
+def same_copy(x, theory_x, train) -> float:
+    """Fraction of seeds where ``x`` is a copy (ratio test) of the very training image that ``theory_x`` is."""
+    return float(same_copies(x, theory_x, train).double().mean())
 
 
 class Handoff(nn.Module):
@@ -170,8 +176,25 @@ def regime_bounds(models: pd.DataFrame) -> tuple[int | None, int | None]:
     return mem_until, gen_from
 
 
-def claims(models: pd.DataFrame, summary: pd.DataFrame, record) -> None:
-    """Check Figure 2's claims on ``record`` (a ``reprolib.claims.Claims``), thresholds as stated in notebook 02.
+def per_seed(samples: dict, P: dict, sim) -> dict:
+    """Per seed, what ``claims`` resamples for its intervals: whether each pair of widths agrees ("agree": {N:
+    {pair: (training seeds, seeds)}}) and whether each model's sample is a copy ("copies": {N: (models, seeds)})."""
+    full, agree, copies = data.load(P["data"]), {}, {}
+    by_ns = {}
+    for (n, w, s), x in sorted(samples.items()):
+        by_ns.setdefault((n, s), {})[w] = x
+        copies.setdefault(n, []).append(metrics.memorized(x, full.subset(n).images).numpy())
+    for (n, s), group in sorted(by_ns.items()):
+        for a, b in combinations(sorted(group), 2):
+            hits = (metrics.paired(sim, group[a], group[b]) > sim.default_threshold).numpy()
+            agree.setdefault(n, {}).setdefault(f"{a} vs {b}", []).append(hits)
+    return {"agree": {n: {p: np.stack(h) for p, h in pairs.items()} for n, pairs in agree.items()},
+            "copies": {n: np.stack(c) for n, c in copies.items()}}
+
+
+def claims(models: pd.DataFrame, summary: pd.DataFrame, record, seeds: dict | None = None) -> None:
+    """Check Figure 2's claims on ``record`` (a ``reprolib.claims.Claims``), thresholds as stated in notebook 02,
+    each with its 95% bootstrap interval over the seeds when ``seeds`` (``per_seed``) is given.
 
     Each compound claim is checked on its extreme value: the lowest pair's RP, the lowest middle size, the least
     memorizing width. With no size between the two ends the dip cannot be measured (NaN) and does not hold.
@@ -186,13 +209,20 @@ def claims(models: pd.DataFrame, summary: pd.DataFrame, record) -> None:
         rows = summary[summary.n == n]
         return ", ".join(f"{p}: {r:.3f}" for p, r in zip(rows["pair"], rows["rp"]))
 
+    def rp(n, idx):  # each pair's RP at N on the seeds idx (the mean over training seeds, as ``summarise``)
+        return np.array([h[:, idx].mean() for h in seeds["agree"][n].values()])
+
+    def interval(statistic):
+        return None if seeds is None else claims_lib.bootstrap(statistic, next(iter(seeds["copies"].values())).shape[1])
+
     record.check("rp_smallest_n", f"RP >= 0.6 for every width pair at the smallest N ({lo})",
                  summary[summary.n == lo]["rp"].min(), ">=", 0.6, source=fig2,
                  paper="about 0.69 / 0.62 / 0.65 at N = 2^6 (UNet-64 vs 128 / 64 vs 256 / 128 vs 256)",
-                 detail=pairs_at(lo))
+                 detail=pairs_at(lo), interval=interval(lambda idx: rp(lo, idx).min()))
     record.check("rp_largest_n", f"RP >= 0.6 for every width pair at the largest N ({hi})",
                  summary[summary.n == hi]["rp"].min(), ">=", 0.6, source=fig2,
-                 paper="about 0.67 / 0.61 / 0.85 at N = 2^15", detail=pairs_at(hi))
+                 paper="about 0.67 / 0.61 / 0.85 at N = 2^15", detail=pairs_at(hi),
+                 interval=interval(lambda idx: rp(hi, idx).min()))
     depth, detail = None, "no size between the ends"
     if len(middle):
         dip_n = mean_rp[middle].idxmin()
@@ -200,15 +230,19 @@ def claims(models: pd.DataFrame, summary: pd.DataFrame, record) -> None:
         detail = ", ".join(f"mean RP {mean_rp[n]:.3f} at N = {n}" for n in (lo, dip_n, hi))
     record.check("dip", "between the two ends the mean RP over pairs dips at least 0.1 below the lower end "
                  "(measured: the depth of the dip)", depth, ">=", 0.1, source=fig2,
-                 paper="RP about 0.18 / 0.02 / 0.17 at N = 2^13, 0.6-0.7 at both ends", detail=detail)
+                 paper="RP about 0.18 / 0.02 / 0.17 at N = 2^13, 0.6-0.7 at both ends", detail=detail,
+                 interval=interval(lambda idx: dip_depth(pd.Series({n: rp(n, idx).mean() for n in ns}))[0])
+                 if len(middle) else None)
+    copied = {n: None if seeds is None else seeds["copies"][n].astype(float) for n in (lo, hi)}
     record.check("gl_smallest_n", f"mean GL <= 0.1 at the smallest N ({lo})", gl[lo], "<=", 0.1, source=fig2,
-                 paper="GL 0 up to N = 2^10")
+                 paper="GL 0 up to N = 2^10", interval=interval(lambda idx: 1 - copied[lo][:, idx].mean()))
     record.check("gl_largest_n", f"mean GL >= 0.9 at the largest N ({hi})", gl[hi], ">=", 0.9, source=fig2,
-                 paper="about 1 from N = 2^14")
+                 paper="about 1 from N = 2^14", interval=interval(lambda idx: 1 - copied[hi][:, idx].mean()))
     mem = models[models.n == lo].groupby("width")["memorized"].min()
     record.check("memorized_smallest_n", f">= 90% of samples memorized (ratio test) for every width at N = {lo}",
                  mem.min(), ">=", 0.9, source=fig2, paper="GL 0 (every sample a copy) up to N = 2^10",
-                 detail=", ".join(f"width {w}: {m:.3f}" for w, m in mem.items()))
+                 detail=", ".join(f"width {w}: {m:.3f}" for w, m in mem.items()),
+                 interval=interval(lambda idx: copied[lo][:, idx].mean(1).min()))
 
 
 # --- Figure 2's dip taken apart (replications/02_dip_decomposition.md) ---------------------------------------

@@ -197,3 +197,33 @@ def test_pick_corners_takes_only_seeds_that_every_model_maps_to_one_image():
     for x in (samplers.sample(d, corners, shape, "heun", 10) for d in pick.values()):
         e = sim.embed(x)
         assert ((e @ e.T) <= sim.default_threshold).sum() == 6  # only the diagonal is similar
+
+
+def test_the_intervals_resample_the_very_quantity_each_claim_reports(monkeypatch):
+    """On all the seeds (no resampling) each interval's statistic gives its claim's value: the per-seed rows
+    (``regimes.per_seed``) are the ones the tables average."""
+    from reprolib import profiles
+
+    P = profiles.settings("02", "smoke")
+    sim, digits, g = metrics.PixelSimilarity(), data.load("digits"), torch.Generator().manual_seed(0)
+    samples = {}
+    for n in (16, 64, 256):
+        train = digits.subset(n).images
+        for w, copied in ((4, 30 if n == 16 else 10), (8, 25 if n < 256 else 2)):
+            x = torch.randn((40, *train.shape[1:]), generator=g).clamp(-1, 1)
+            x[:copied] = train[torch.arange(copied) % n]  # copies of training images; the rest noise
+            samples[(n, w, 0)] = x
+    table, summary = regimes.model_table(samples, P, sim), regimes.summarise(regimes.pair_table(samples, sim))
+    at_all = {}
+
+    def full_seeds(statistic, n, **_):
+        at_all[len(at_all)] = statistic(np.arange(n))
+        return 0.0, 1.0
+
+    monkeypatch.setattr(regimes.claims_lib, "bootstrap", full_seeds)
+    record = Claims("02", "cpu", judged=True, expected_file="/nonexistent")
+    regimes.claims(table, summary, record, regimes.per_seed(samples, P, sim))
+    assert len(at_all) == len(record.items) == 6
+    for k, c in enumerate(record.items):
+        assert at_all[k] == pytest.approx(c.value), c.id
+        assert (c.low, c.high) == (0.0, 1.0)
