@@ -30,6 +30,7 @@ from .store import Store
 class DigitClassifier:
     model: SVC
     accuracy: float  # on held-out real digits
+    tested: int = 0  # how many: the accuracy's denominator
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """Class of each image in [-1, 1] (N, 1, 8, 8)."""
@@ -45,7 +46,7 @@ def digit_classifier(seed: int = 0, test_size: float = 0.25) -> DigitClassifier:
     x_tr, x_te, y_tr, y_te = train_test_split(_features(ds.images), ds.labels.numpy(), test_size=test_size,
                                               random_state=seed, stratify=ds.labels.numpy())
     svc = SVC(gamma=0.001, C=10.0).fit(x_tr, y_tr)
-    return DigitClassifier(svc, float((svc.predict(x_te) == y_te).mean()))
+    return DigitClassifier(svc, float((svc.predict(x_te) == y_te).mean()), len(y_te))
 
 
 # ---------------------------------------------------------------- CIFAR-10 and MNIST
@@ -98,6 +99,7 @@ class ImageClassifier:
     model: nn.Module
     accuracy: float  # on the held-out test images
     device: str = "cpu"
+    tested: int = 0  # how many: the accuracy's denominator
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
@@ -139,7 +141,7 @@ def train_cnn(cfg: CNNConfig, store: Store | None = None, device="cpu", progress
     if store.exists(KIND, key, "final"):
         saved = store.load(KIND, key, "final")
         model.load_state_dict(saved["model"])
-        return ImageClassifier(model.eval().requires_grad_(False), saved["accuracy"], str(device))
+        return ImageClassifier(model.eval().requires_grad_(False), saved["accuracy"], str(device), len(test_set))
 
     store.clear_leftovers(KIND, key)  # half-written files of a killed run of this config
     batch = min(cfg.batch, len(train_set))
@@ -164,7 +166,7 @@ def train_cnn(cfg: CNNConfig, store: Store | None = None, device="cpu", progress
         opt.step()
         bar.update()
     bar.close()
-    judge = ImageClassifier(model.eval().requires_grad_(False), 0.0, str(device))
+    judge = ImageClassifier(model.eval().requires_grad_(False), 0.0, str(device), len(test_set))
     judge.accuracy = float((judge.predict(test_set.images) == test_set.labels).double().mean())
     store.save(KIND, key, "final", {"model": {k: v.cpu() for k, v in model.state_dict().items()},
                                     "accuracy": judge.accuracy, "threads": [torch.get_num_threads()]})

@@ -29,7 +29,7 @@ def test_cnn_judge_learns_the_fixture_and_is_cached(colour_cifar, monkeypatch):
     test = data.load("cifar10", train=False)
     predicted = judge.predict(test.images)
     assert predicted.dtype == torch.long and predicted.shape == (50,)
-    assert judge.accuracy == float((predicted == test.labels).double().mean())
+    assert judge.accuracy == float((predicted == test.labels).double().mean()) and judge.tested == 50
     [saved] = (colour_cifar / "store" / classifier.KIND).glob("*/config.json")
     assert json.loads(saved.read_text())["width"] == 4
     assert torch.load(saved.parent / "final.pt", weights_only=True)["payload"]["threads"] == [1]
@@ -40,6 +40,7 @@ def test_cnn_judge_learns_the_fixture_and_is_cached(colour_cifar, monkeypatch):
     monkeypatch.setattr(classifier, "augment", no_training)
     again = conditional.judge("cifar10", store, "cpu", width=4, epochs=20, batch=32, lr=0.1)
     assert again.accuracy == judge.accuracy and torch.equal(again.predict(test.images), predicted)
+    assert again.tested == 50  # a loaded judge knows its accuracy's denominator too
     assert not any(p.requires_grad for p in again.model.parameters()) and not again.model.training
 
 
@@ -64,4 +65,6 @@ def test_augment_crops_the_reflect_padded_image_and_mirrors_some():
 
 
 def test_digits_judge_is_unchanged():
-    assert conditional.judge("digits").accuracy == pytest.approx(0.993, abs=5e-4)
+    judge = conditional.judge("digits")
+    assert judge.accuracy == pytest.approx(0.993, abs=5e-4)
+    assert judge.tested == 450 and (judge.accuracy * judge.tested) == pytest.approx(447)  # a quarter of 1,797
