@@ -237,8 +237,9 @@ axes[0, 0].set_ylabel("RP (bars: this notebook's two rules) / GL")
 legend = {}
 for ax in axes[0]:
     legend.update(zip(*ax.get_legend_handles_labels()[::-1]))
+legend = dict(sorted(legend.items(), key=lambda kv: not kv[0].startswith("RP from seeds")))  # the bars first
 fig.tight_layout()
-fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=4, fontsize=7)
+fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=3, fontsize=7)
 plotting.save(fig, "02_dip_decomposition")
 ratio, one = depth.loc["ratio"], depth.loc["one"]
 print(f"one threshold t = {t_copy:.4f}")

@@ -49,9 +49,14 @@ class Run:
         import torch
 
         parts = [f"profile **{self.P['profile']}**", f"commit `{self.rev or 'unknown'}`", f"executed {self.stamp}",
-                 f"wall time {wall}", f"reprolib {__version__}, torch {torch.__version__}",
-                 machine.describe({**self.P, "threads": torch.get_num_threads()})]
+                 f"wall time {wall}", f"reprolib {__version__}, torch {torch.__version__}", self.where()]
         return f"Notebook {self.notebook}: " + " · ".join(parts)
+
+    def where(self) -> str:
+        """Where this run computes (``machine.describe``)."""
+        import torch
+
+        return machine.describe({**self.P, "threads": torch.get_num_threads()})
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -65,9 +70,10 @@ class Run:
             wall += ", every result read from the store"
             cold = self.store.cold_run(self.P["profile"])
             if cold:
+                here = self.where()
                 wall += (f" (filled from empty by a run of all {len(cold['notebooks'])} notebooks in "
-                         f"{_duration(cold['wall_s'])} at commit `{cold['commit'] or 'unknown'}` on {cold['date']}, "
-                         f"{cold['machine']})")
+                         f"{_duration(cold['wall_s'])} at commit `{cold['commit'] or 'unknown'}` on {cold['date']}"
+                         + ("" if cold["machine"] == here else f", on {cold['machine']}") + ")")
         if self._handle is not None:
             self._handle.update(_markdown(self.header(wall)))
         print(f"wall time {wall}")

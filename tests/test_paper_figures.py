@@ -439,8 +439,12 @@ def test_a_warm_runs_header_says_so_and_gives_the_cold_runs_time(tmp_path, monke
 
     assert _run(folder, tmp_path, "--profile", "smoke") == 0
     assert "every result read from the store (filled from empty by a run of all 1 notebooks in " in header()
-    assert f"at commit `{cold['commit']}` on {cold['date']}, {cold['machine']})" in header()
+    assert f"at commit `{cold['commit']}` on {cold['date']})" in header()  # on this machine: not named twice
+    assert cold["machine"] in header()  # the header's own machine
     assert Store(tmp_path / "store").cold_run("smoke") == cold  # a warm run leaves the record as it was
+    Store(tmp_path / "store").record_cold_run("smoke", {**cold, "machine": "cuda (a GPU) · 8 training workers"})
+    assert _run(folder, tmp_path, "--profile", "smoke") == 0
+    assert f"on {cold['date']}, on cuda (a GPU) · 8 training workers)" in header()  # made elsewhere: named
 
 
 def test_progress_keeps_a_live_process_and_forgets_an_ended_one(tmp_path, monkeypatch):
