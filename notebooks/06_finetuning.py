@@ -291,7 +291,8 @@ run.finish()
 # At the `cpu` profile (1,000 seeds) full fine-tuning reproduces the from-scratch model as well as a second
 # from-scratch training does (RP with scratch 0.886 against 0.891).
 # Partial fine-tuning reproduces less only where little is trained: LoRA r4 (15% of the weights) 0.765 and the
-# output head alone (0.1%) 0.086. The decoder alone (47%) reaches 0.854, only 0.03 below the full fine-tuning, so
+# output head alone (0.1%) 0.086; LoRA's pass is marginal (95% interval over seeds 0.739-0.788 against a bound of
+# 0.786). The decoder alone (47%) reaches 0.854, only 0.03 below the full fine-tuning, so
 # the paper's claim 3 does not hold for the decoder, here or on the reverse split (0.822 against 0.854). The
 # encoder alone (43%) reaches 0.877: either half of this U-Net, trained alone, lands on the from-scratch
 # model's noise-to-image map. Trained three times as long, LoRA reaches 0.878 at 3,000 steps and 0.885 at 4,500,

@@ -75,9 +75,13 @@ class Claim:
 
     @property
     def marginal(self) -> bool:
-        """Whether the value's 95% interval straddles the threshold: a resampling of the seeds could turn the
-        verdict. The verdict itself stays the point value's, against the threshold written before the run."""
-        return self.low is not None and self.low <= self.threshold <= self.high
+        """Whether the value's 95% interval straddles the threshold, its two ends getting different verdicts: a
+        resampling of the seeds could turn the verdict (an end on the threshold of a claim "<= t" still holds).
+        The verdict itself stays the point value's, against the threshold written before the run."""
+        if self.low is None or math.isnan(self.low) or math.isnan(self.high):
+            return False
+        check = _OPS[self.op]
+        return check(self.low, self.threshold) != check(self.high, self.threshold)
 
     def verdict(self) -> str:
         word = "holds" if self.holds else "does not hold"

@@ -70,10 +70,12 @@ class Run:
             wall += ", every result read from the store"
             cold = self.store.cold_run(self.P["profile"])
             if cold:
-                here = self.where()
+                # the same machine unless this run's description says something the cold run's does not (a
+                # notebook that trains nothing names no training workers)
+                same = set(self.where().split(" · ")) <= set(cold["machine"].split(" · "))
                 wall += (f" (filled from empty by a run of all {len(cold['notebooks'])} notebooks in "
                          f"{_duration(cold['wall_s'])} at commit `{cold['commit'] or 'unknown'}` on {cold['date']}"
-                         + ("" if cold["machine"] == here else f", on {cold['machine']}") + ")")
+                         + ("" if same else f", on {cold['machine']}") + ")")
         if self._handle is not None:
             self._handle.update(_markdown(self.header(wall)))
         print(f"wall time {wall}")

@@ -102,12 +102,14 @@ def test_a_claim_whose_interval_straddles_its_threshold_is_marked_marginal(recor
     near = c.check("near", "RP >= 0.6", 0.62, ">=", 0.6, interval=(0.58, 0.66))
     clear = c.check("clear", "RP >= 0.6", 0.9, ">=", 0.6, interval=(0.88, 0.92))
     bare = c.check("bare", "RP >= 0.6", 0.61, ">=", 0.6)
+    edge = c.check("edge", "switch at N <= 512", 512, "<=", 512, interval=(256, 512))  # every resample holds
+    strict = c.check("strict", "N > 32", 64, ">", 32, interval=(32, 64))  # the low end does not
     assert near.marginal and near.holds and near.verdict() == "holds (marginal)"
-    assert not clear.marginal and not bare.marginal
+    assert not clear.marginal and not bare.marginal and not edge.marginal and strict.marginal
     row = "| 91.near | paper | RP >= 0.6 | 0.620 [0.580, 0.660] | >= 0.600 | +0.020 |"
     assert row in claims.markdown_table(c.items)
     lines = claims.summary(c.items, "cpu")
-    assert "- Marginal (the 95% interval over seeds straddles the threshold): 1" in lines
+    assert "- Marginal (the 95% interval over seeds straddles the threshold): 2" in lines
     assert "  - 91.near: 0.620 [0.580, 0.660], needs >= 0.600" in lines
     bundle = json.loads(json.dumps(c._repr_mimebundle_(), allow_nan=False))
     back = claims.from_notebook({"cells": [{"cell_type": "code", "outputs": [{"data": bundle}]}]})
