@@ -10,8 +10,9 @@ than one alone (1.23x on two cores here, benchmarks/results.md), and another mac
 
 With ``--gpu-rates`` a worker is one GPU (the paper profile trains one model per card) and a step costs what
 ``gpu_hours.py`` makes of the rates measured on one H200 (measured, scaled by FLOPs, or the launch-bound floor);
-a stack of K models costs K of its models' steps (no gain assumed). The notebooks' sampling (``gpu_hours.py``'s
-sample jobs) comes after and is given as GPU hours, split over the GPUs at best.
+a stack of K models costs K of its models' steps (no gain assumed: an upper bound where small models stack). The
+paper profile's sampling (``gpu_hours.py``'s sample jobs) comes after and is given as GPU hours, split over the
+GPUs at best.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def main(argv=None) -> int:
         f"No number of {who}s does better than the longest chain, **{length / scale:.1f} {per}** (notebook "
         f"{', '.join(notebooks)}): " + " -> ".join(f"{zoo.describe(jobs[j])} ({costs[j] / scale:.1f} {per})"
                                                   for j in chain) + ".\n"])
-    if a.gpu_rates:
+    if a.gpu_rates and a.profile != "paper":  # gpu_hours.py lists the paper profile's sample jobs only
+        text += "The notebooks' sampling is not estimated here (gpu_hours.py knows the paper profile's alone).\n"
+    elif a.gpu_rates:
         hours = sampling_hours(rates, a.precision)
         text += (f"Then the notebooks' sampling: {hours:,.1f} GPU h (float32), {hours / max(workers):,.1f} h on "
                  f"{max(workers)} GPUs at best.\n")

@@ -178,6 +178,15 @@ def test_the_plan_benchmark_gives_the_paper_plans_wall_time_on_gpus_from_the_mea
     assert "GPU h (float32)" in out
 
 
+def test_the_plan_benchmark_gives_no_paper_sampling_hours_for_another_profile(capsys):
+    bench = _scripts.load("benchmarks/bench_plan.py")
+    assert bench.main(["--profile", "mnist", "--gpu-rates", str(_scripts.ROOT / "benchmarks" / "gpu_rates_h200.json"),
+                       "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "the mnist plan's training on W GPUs" in out
+    assert "GPU h (float32)" not in out and "sampling is not estimated here" in out
+
+
 def test_an_edit_to_how_a_bank_is_stored_gives_it_a_new_key(tmp_path, monkeypatch):
     """zoo._bank's clip lives outside every digested module: its digest (zoo.stored_as) joins the bank's key."""
     import inspect
