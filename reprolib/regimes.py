@@ -213,7 +213,9 @@ def claims(models: pd.DataFrame, summary: pd.DataFrame, record, seeds: dict | No
         return np.array([h[:, idx].mean() for h in seeds["agree"][n].values()])
 
     def interval(statistic):
-        return None if seeds is None else claims_lib.bootstrap(statistic, next(iter(seeds["copies"].values())).shape[1])
+        if seeds is None:
+            return None
+        return claims_lib.bootstrap(statistic, next(iter(seeds["copies"].values())).shape[1])
 
     record.check("rp_smallest_n", f"RP >= 0.6 for every width pair at the smallest N ({lo})",
                  summary[summary.n == lo]["rp"].min(), ">=", 0.6, source=fig2,

@@ -231,6 +231,7 @@ class Store:
             return None
 
     def record_cold_run(self, profile: str, record: dict) -> None:
+        """Keep ``record`` as the run that filled this store from empty at ``profile`` (``cold_run`` reads it)."""
         folder = self.root / COLD_RUNS
         folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps(record, indent=1, sort_keys=True).encode()

@@ -401,34 +401,44 @@ def test_dpmpp_2m_survives_a_repeated_level():
     assert torch.isfinite(sample(den, range(20), (1, 4, 4), "dpmpp_2m", 1000, "native")).all()
 
 
-def _diffusers_ddpm_levels(steps):
-    """The levels diffusers' DPMSolverMultistepScheduler visits on DDPM's schedule by default (timestep_spacing
-    "linspace", final_sigmas_type "zero"): t = round(linspace(0, 999, steps + 1)) from the top, the last (t = 0)
-    dropped, then sigma = 0. Its smallest level is t = 999 / steps, not DDPM's t = 0."""
-    t = np.round(np.linspace(0, 999, steps + 1))[::-1][:-1].astype(int)
-    return torch.tensor(np.append(_ddpm_sigma_table()[t], 0.0))
+def _diffusers_dpmpp_2m(steps, x):
+    """diffusers' own DPM-Solver++(2M) (DPMSolverMultistepScheduler with its defaults: timestep_spacing "linspace",
+    final_sigmas_type "zero") on DDPM's schedule, driving the exact Gaussian denoiser as an epsilon model from
+    x = sigma_max z: its levels (sigmas, ours) and its sample, in our variance-exploding scale."""
+    import diffusers  # in the test extra, as for test_hub.py
+
+    scheduler = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
+                                                      beta_schedule="linear")
+    scheduler.set_timesteps(steps)
+    sigmas = scheduler.sigmas.double()
+    x_vp = x * sigmas[0] / (1 + sigmas[0] ** 2).sqrt()  # x_VP = sqrt(abar) x_VE
+    for sigma, t in zip(sigmas, scheduler.timesteps):
+        x_ve = x_vp * (1 + sigma**2).sqrt()
+        x_vp = scheduler.step((x_ve - gauss_denoiser(x_ve, sigma)) / sigma, t, x_vp).prev_sample
+    return sigmas, x_vp  # at sigma = 0 the two scales agree
 
 
 @pytest.mark.parametrize("steps", [50, 100])
-def test_dpmpp_2m_error_on_native_ddpm_against_diffusers_levels(steps):
+def test_dpmpp_2m_error_on_native_ddpm_against_diffusers(steps):
     """Why 2M's error against the exact Gaussian ODE on our native DDPM schedule (about 4e-3 at 50 and 100 steps)
-    is several times diffusers' own (about 7e-4 at 50): the steps are the same, the levels are not.
+    is several times diffusers' own (7e-4 at 50 steps, 1e-3 at 100): the steps are the same, the levels are not.
 
-    Run on diffusers' levels, our 2M gives diffusers' error (below 1.5e-3). That small error is a cancellation: up
-    to its smallest level (sigma 0.079 at 50 steps) 2M lags the exact solution by as much as ours does up to the
-    level before DDPM's t = 0 (about 2e-2 at 50 steps), and its last step, x = D(x; 0.079), shrinks x - mu by
-    S^2 / (S^2 + sigma^2) where the ODE shrinks it by S / sqrt(S^2 + sigma^2): too much, by nearly the same amount,
-    in the opposite direction. Our schedule instead steps into sigma = 0.01 (t = 0), where D is nearly exact, and
-    the first-order step there leaves 4e-3 of the lag standing."""
+    On diffusers' levels our 2M gives diffusers' sample (to 1e-5). Its levels end at t = 999 / steps (sigma 0.079
+    at 50 steps), not at DDPM's t = 0, and its small error is a cancellation: up to that level 2M lags the exact
+    solution by about as much as ours does up to the level before t = 0 (2e-2 at 50 steps), and its last step,
+    x = D(x; 0.079), shrinks x - mu by S^2 / (S^2 + sigma^2) where the ODE shrinks it by S / sqrt(S^2 + sigma^2):
+    too much, by nearly the same amount, the other way. Our schedule instead steps into sigma = 0.01 (t = 0),
+    where D is nearly exact, and its first-order step there leaves 4e-3 of the lag standing."""
     x = torch.randn(400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    theirs, by_diffusers = _diffusers_dpmpp_2m(steps, x)
     ours = torch.cat([formulations.build("ddpm").native_sigmas(steps).double(), torch.zeros(1, dtype=torch.float64)])
-    theirs = _diffusers_ddpm_levels(steps)
 
-    def error(levels, end=0.0):
+    def error(levels, end=0.0, got=None):
         x0 = x * levels[0]
-        got = samplers.dpmpp_2m(gauss_denoiser, x0.clone(), levels)
+        got = samplers.dpmpp_2m(gauss_denoiser, x0.clone(), levels) if got is None else got
         return got - gauss_exact(x0, float(levels[0]), end)
 
+    assert torch.allclose(error(theirs), error(theirs, got=by_diffusers), atol=1e-5)  # the same solver
     total_ours, total_theirs = float(error(ours).abs().max()), float(error(theirs).abs().max())
     assert 2e-3 < total_ours < 6e-3
     assert total_theirs < 1.5e-3 and total_ours > 2.5 * total_theirs
