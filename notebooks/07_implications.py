@@ -282,11 +282,11 @@ run.claims.check("final_vs_chance", f"{name_a} vs {name_b} at the end of trainin
                  interval=claims.rate_interval(agree(*end), chance=agree(*end, chance=True), floor=floor))
 for n in (name_a, name_b):
     fd0, fd1 = dyn.loc[first, f"fd_{n}"], dyn.loc[last, f"fd_{n}"]
-    x = snaps[(n, last)]
+    # no interval: a bootstrap refits a pixel covariance per resample (784 x 784 at 28x28, minutes), and this
+    # control misses or passes by orders of magnitude
     run.claims.check(f"fd_improves_{ids[n]}", f"{n}: pixel FD at the last snapshot <= 0.5 x at the first", fd1, "<=",
                      0.5 * fd0, source=ours, detail=f"FD {fd0:.3g} at step {first}, {fd1:.3g} at step {last}; "
-                                                    f"real-data floor {floor_fd:.3g}",
-                     interval=claims.bootstrap(lambda idx: quality.frechet(x[idx], full.images), len(x)))
+                                                    f"real-data floor {floor_fd:.3g}")
 ex0, ex1 = dyn.loc[first, "excess"], dyn.loc[last, "excess"]
 start = [(name_a, first), (name_b, first)]
 excess = np.stack([agree(*end), agree(*end, chance=True), agree(*start), agree(*start, chance=True)]).astype(float)
