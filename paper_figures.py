@@ -526,7 +526,7 @@ def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict,
         every = [c for cs in by_stem.values() for c in cs]
         block = [begin, ""] + claims.summary(every, profile, here) + [
             "", f"The whole report: [results/claims_{profile}.md](results/claims_{profile}.md).", ""]
-        block += [f"![{name}](results/gallery/{name}.png)" for name in shown] + ["", end]
+        block += [" ".join(f"![{name}](results/gallery/{name}.png)" for name in shown), "", end]  # side by side
         text = text[:text.index(begin)] + "\n".join(block) + text[text.index(end) + len(end):]
         write_atomic(readme, text)
 
