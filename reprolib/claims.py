@@ -171,7 +171,7 @@ class Claims:
     def check(self, name: str, statement: str, value, op: str, threshold, *, source: str = "paper",
               paper: str = "", detail: str = "", interval: tuple[float, float] | None = None) -> Claim:
         """Record the claim ``value op threshold``; ``source`` is "paper, <where>" or "ours, <file>";
-        ``interval``: the value's 95% interval (``bootstrap``).
+        ``interval``: the value's 95% interval (``bootstrap``); one with an end that is NaN or infinite is absent.
 
         A value that is not a number (NaN, None) does not hold: a claim that cannot be measured is not met.
         """
@@ -182,11 +182,15 @@ class Claims:
             raise ValueError(f"claim {cid!r} is checked twice")
         value = float("nan") if value is None else float(value)
         threshold = float(threshold)
+        # An interval with an end that is not a number (no resample had a value, or a ratio over a zero) says
+        # nothing about the seeds: it is recorded as absent.
+        low, high = (None, None) if interval is None else map(float, interval)
+        if low is None or not (math.isfinite(low) and math.isfinite(high)):
+            low = high = None
         claim = Claim(id=cid, statement=statement, source=source, value=value, op=op, threshold=threshold,
                       holds=not math.isnan(value) and bool(_OPS[op](value, threshold)), profile=self.profile,
                       judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail,
-                      replicate=self.replicate, low=None if interval is None else float(interval[0]),
-                      high=None if interval is None else float(interval[1]))
+                      replicate=self.replicate, low=low, high=high)
         self.items.append(claim)
         return claim
 

@@ -228,3 +228,12 @@ def test_agreement_rows_are_the_rps_of_the_pairs():
 
 def test_an_interval_over_resamples_without_a_value_is_nan():
     assert all(math.isnan(v) for v in claims.bootstrap(lambda idx: np.nan, 10))
+
+
+@pytest.mark.parametrize("interval", [(math.nan, math.nan), (0.2, math.inf), (-math.inf, 0.5)])
+def test_a_claim_with_an_interval_that_is_not_a_number_shows_none_and_survives_json(record, interval):
+    c = claims.Claims("91", "cpu", judged=True, expected_file=record)
+    claim = c.check("switch", "switch at N > 32", 64, ">", 32, interval=interval)
+    assert claim.low is None and claim.high is None and not claim.marginal
+    bundle = json.loads(json.dumps(c._repr_mimebundle_(), allow_nan=False))
+    assert claims.from_notebook({"cells": [{"cell_type": "code", "outputs": [{"data": bundle}]}]}) == c.items
