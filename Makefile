@@ -40,7 +40,7 @@ $(LAB_SETTINGS): jupyter/lab-overrides.json5 | $(VENV)/.installed
 # computed and shown, not judged).
 # Smoke runs keep their own store and figures, so they never overwrite a real run's.
 test: venv
-	REPRO_PROFILE=smoke REPRO_STORE=$(CURDIR)/build/smoke/store REPRO_FIGURES=$(CURDIR)/build/smoke/figures $(PY) -m pytest -q tests $(if $(NOTEBOOKS),--nbval-lax $(NOTEBOOKS))
+	REPRO_PROFILE=smoke REPRO_STORE=$(CURDIR)/build/smoke/store REPRO_FIGURES=$(CURDIR)/build/smoke/figures $(PY) -m pytest -q --durations=15 tests $(if $(NOTEBOOKS),--nbval-lax $(NOTEBOOKS))
 
 # e.g. make figures PROFILE=smoke ARGS="--override seeds=200"
 figures: venv

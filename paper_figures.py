@@ -437,7 +437,7 @@ def prefit(paths: list[Path], profile: str, overrides: dict) -> tuple[int, dict]
     notebook runs, so that both workers stay busy across notebooks: a notebook's last long training no longer
     leaves the other worker idle, and the next notebook's trainings fill the gaps. The notebooks then find their
     models in the store. Returns (the number of configs planned, {label: seconds} of the jobs trained now)."""
-    from reprolib import profiles, zoo
+    from reprolib import fitting, profiles, zoo
     from reprolib.store import Store
 
     store, configs, first = Store(), [], None
@@ -449,7 +449,7 @@ def prefit(paths: list[Path], profile: str, overrides: dict) -> tuple[int, dict]
     if not configs:
         return 0, {}
     # no progress bar: the runner's progress line says what the workers train
-    return len({repr(c) for c in configs}), zoo.fit_all(configs, store, first, progress=False)
+    return len({repr(c) for c in configs}), fitting.fit_all(configs, store, first, progress=False)
 
 
 def collect_claims(executed: Path, stems: list[str]) -> dict:

@@ -3,12 +3,12 @@ under a cold ``paper_figures.py --all --profile cpu`` that no scheduling or kern
 
     nice -n 10 .venv/bin/python benchmarks/bench_flops.py [--repeats 3]
 
-For one job of each ``zoo.cost_class`` (``bench_jobs.jobs``): the floating-point operations of one training step,
+For one job of each ``fitting.cost_class`` (``bench_jobs.jobs``): the floating-point operations of one training step,
 counted by ``torch.utils.flop_counter.FlopCounterMode`` over a LONG- and a SHORT-step run (their difference, so
 set-up cancels; matrix products and convolutions, forward and backward, which is where the arithmetic is), and the
 CPU seconds of one step on one thread, timed as ``bench_jobs`` times them. A stack's operations are those of its
 members trained alone (the counter miscounts the grouped convolutions vmap dispatches to). The peak is one
-thread's float32 matrix product (2048 x 2048, median of 5). Summed over the training plan (``zoo.schedule``, each
+thread's float32 matrix product (2048 x 2048, median of 5). Summed over the training plan (``fitting.schedule``, each
 job with the ancestors it trains): total operations, the floor ops / (2 cores x peak), and the plan's CPU time at
 the measured step costs. Appends a dated section to ``benchmarks/results.md``.
 """
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_jobs  # noqa: E402
 
-from reprolib import profiles, stacked, zoo  # noqa: E402
+from reprolib import fitting, profiles, stacked, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 
 SHORT, LONG = 2, 6
@@ -48,7 +48,7 @@ def step_flops(job) -> float | None:
         with tempfile.TemporaryDirectory() as root:
             try:
                 with FlopCounterMode(display=False) as counter:
-                    zoo.fit(bench_jobs.shortened(job, steps), Store(root), progress=False)
+                    fitting.fit(bench_jobs.shortened(job, steps), Store(root), progress=False)
             except RuntimeError:
                 return None
         counts.append(counter.get_total_flops())
@@ -76,12 +76,12 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
 
 
 def plan_totals(per_step: dict[str, float]) -> tuple[list, list[float]]:
-    """The cpu plan's jobs (as ``zoo.fit_all`` would run them from an empty store) and each one's total under
+    """The cpu plan's jobs (as ``fitting.fit_all`` would run them from an empty store) and each one's total under
     ``per_step`` (a value per cost class: operations or seconds)."""
     with tempfile.TemporaryDirectory() as empty:
         store = Store(empty)
         configs = [c for nb in bench_jobs.NOTEBOOKS for c in zoo.plan(nb, profiles.settings(nb, "cpu"), store)]
-        jobs, totals, _ = zoo.schedule(configs, store, per_step=per_step)
+        jobs, totals, _ = fitting.schedule(configs, store, per_step=per_step)
     return jobs, totals
 
 
@@ -115,7 +115,7 @@ def main() -> None:
         f"{platform.machine()}, torch {torch.__version__}, 1 thread; step time "
         f"median of {args.repeats} ({bench_jobs.LONG}- minus {bench_jobs.SHORT}-step runs). {args.note}\n\n"
         f"float32 matrix product (2048 x 2048, 1 thread): **{peak / 1e9:.1f} GFLOP/s**.\n\n"
-        "| job (zoo.cost_class) | GFLOP per step | ms per step | GFLOP/s |\n|---|---|---|---|\n"
+        "| job (fitting.cost_class) | GFLOP per step | ms per step | GFLOP/s |\n|---|---|---|---|\n"
         f"{rows}\n\n"
         f"The plan ({len(jobs)} jobs from an empty store): **{total_flops / 1e12:.1f} TFLOP** of training "
         f"counted, {total_seconds:,.0f} CPU s at these step costs, so {total_seconds / WORKERS / 60:.1f} min on "

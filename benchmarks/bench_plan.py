@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_hours, beside this file
-from reprolib import profiles, sweep, zoo  # noqa: E402
+from reprolib import fitting, profiles, sweep, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 
 NOTEBOOKS = ("01", "02", "04", "05", "06", "07")
@@ -40,14 +40,14 @@ def plans(profile: str, device: str = "cpu") -> dict[str, list]:
 
 def plan(profile: str, device: str = "cpu", per_step=None):
     """The jobs of every notebook's training plan at ``profile`` from an empty store, their costs and waits;
-    ``per_step``: a function of the jobs giving seconds per step by ``zoo.cost_class`` (default: the measured CPU
+    ``per_step``: a function of the jobs giving seconds per step by ``fitting.cost_class`` (default: the measured CPU
     step costs)."""
     configs = [c for cfgs in plans(profile, device).values() for c in cfgs]
     with tempfile.TemporaryDirectory() as empty:
         store = Store(empty)
-        most = zoo.max_stack(profiles.settings("02", profile, device=device))
-        jobs = zoo.schedule(configs, store, device=device, max_stack=most)[0]
-        return zoo.schedule(configs, store, device=device, per_step=per_step(jobs) if per_step else None,
+        most = fitting.max_stack(profiles.settings("02", profile, device=device))
+        jobs = fitting.schedule(configs, store, device=device, max_stack=most)[0]
+        return fitting.schedule(configs, store, device=device, per_step=per_step(jobs) if per_step else None,
                             max_stack=most)
 
 
@@ -60,11 +60,11 @@ def gpu_step_costs(rates: dict, precision: str):
         costs = {}
         for job in jobs:
             members = list(getattr(job, "cfgs", [job]))
-            for c in [*members, *(a for m in members for a in zoo._ancestors(m))]:
-                costs.setdefault(zoo.cost_class(c), gpu_hours.seconds(gpu_hours.training(c), rates, precision)[0]
+            for c in [*members, *(a for m in members for a in fitting.ancestors(m))]:
+                costs.setdefault(fitting.cost_class(c), gpu_hours.seconds(gpu_hours.training(c), rates, precision)[0]
                                  / c.steps)
             if len(members) > 1:
-                costs[zoo.cost_class(job)] = sum(costs[zoo.cost_class(c)] for c in members)
+                costs[fitting.cost_class(job)] = sum(costs[fitting.cost_class(c)] for c in members)
         return costs
 
     return per_step
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     else:
         device = "cpu"
         jobs, costs, after = plan(a.profile, device)
-        if any(zoo.cost(j) is None for j in jobs):
+        if any(fitting.cost(j) is None for j in jobs):
             print(f"not every job of the {a.profile} plan has a measured step cost (benchmarks/bench_jobs.py)")
             return 2
         workers, unit = a.workers or [2, 4, 8, 16, 32], ("one-thread worker", "min", 60, "CPU")
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         "costs.\n",
         f"| {who}s | training ({per}) |", "|---|---|", *rows, "",
         f"No number of {who}s does better than the longest chain, **{length / scale:.1f} {per}** (notebook "
-        f"{', '.join(notebooks)}): " + " -> ".join(f"{zoo.describe(jobs[j])} ({costs[j] / scale:.1f} {per})"
+        f"{', '.join(notebooks)}): " + " -> ".join(f"{fitting.describe(jobs[j])} ({costs[j] / scale:.1f} {per})"
                                                   for j in chain) + ".\n"])
     if a.gpu_rates and a.profile != "paper":  # gpu_hours.py lists the paper profile's sample jobs only
         text += "The notebooks' sampling is not estimated here (gpu_hours.py knows the paper profile's alone).\n"

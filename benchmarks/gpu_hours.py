@@ -39,7 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reprolib import baselines, classifier, profiles, samplers, zoo  # noqa: E402
+from reprolib import baselines, classifier, fitting, profiles, samplers, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 from reprolib.train import TrainConfig, build  # noqa: E402
 
@@ -203,7 +203,7 @@ def training(cfg) -> Job:
 
 def trainings(nid: str, P: dict, store: Store) -> list[Job]:
     # with the configs each starts from (``init``), which train.train trains first
-    cfgs = [a for cfg in zoo.plan(nid, P, store) for a in (*reversed(zoo._ancestors(cfg)), cfg)]
+    cfgs = [a for cfg in zoo.plan(nid, P, store) for a in (*reversed(fitting.ancestors(cfg)), cfg)]
     if nid == "04" and P["data"] == "cifar10":  # the judge (conditional.judge), trained in the notebook
         cfgs.append(classifier.CNNConfig(data=P["data"], **P["judge"]))
     return [training(c) for c in cfgs]
@@ -217,17 +217,17 @@ def bank(cfg: TrainConfig, tag: tuple, images: int, evals: int, passes: int = 1,
 
 
 def _heun(cfg, P: dict, seeds: int, snapshot: int | None = None) -> Job:
-    """The bank ``zoo.samples`` (or ``zoo.snapshot_samples``) makes: Heun at the profile's steps from the first
+    """The bank ``banks.samples`` (or ``banks.snapshot_samples``) makes: Heun at the profile's steps from the first
     ``seeds`` seeds."""
     return bank(cfg, ("heun", P["sample_steps"], seeds, snapshot), seeds,
                 samplers.evaluations("heun", P["sample_steps"]))
 
 
 def _variant(v: zoo.Variant, P: dict) -> Job:
-    """``zoo.generate``'s bank of a variant for the profile's seeds."""
+    """``banks.generate``'s bank of a variant for the profile's seeds."""
     if v.snapshot is not None:
         return _heun(v.cfg, P, P["seeds"], v.snapshot)
-    steps = v.steps or (P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1)  # zoo.samples
+    steps = v.steps or (P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1)  # banks.samples
     if (v.sampler, v.schedule, steps) == ("heun", "karras", P["sample_steps"]):
         return _heun(v.cfg, P, P["seeds"])
     return bank(v.cfg, (v.sampler, v.schedule, steps, P["seeds"]), P["seeds"], samplers.evaluations(v.sampler, steps))

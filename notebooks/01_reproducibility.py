@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import baselines, claims, data, hub, metrics, notebook, plotting, zoo
+from reprolib import banks, baselines, claims, data, fitting, hub, metrics, notebook, plotting, zoo
 
 run = notebook.start("01", profile, overrides)
 P, store = run.P, run.store
@@ -118,7 +118,7 @@ for v in variants:
           f"steps={v.cfg.steps} seed={v.cfg.seed}")
 gan_cfgs, vae_cfgs = zoo.section1_baselines(P)
 t0 = time.perf_counter()
-zoo.fit_all(zoo.plan("01", P, store), store, P)
+fitting.fit_all(zoo.plan("01", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -134,12 +134,12 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %%
 t0 = time.perf_counter()
-samples = {v.name: zoo.generate(v, store, seeds, P) for v in variants}
+samples = {v.name: banks.generate(v, store, seeds, P) for v in variants}
 public = hub.rows(P["public_checkpoints"], store, seeds, P)  # {} unless checkpoints are listed
 others = {}
 for kind, cfgs in (("GAN", gan_cfgs), ("VAE", vae_cfgs)):
     for k, cfg in enumerate(cfgs):
-        model = zoo.fit(cfg, store, progress=False, device=P["device"])
+        model = fitting.fit(cfg, store, progress=False, device=P["device"])
         others[f"{kind} {k + 1} ({cfg.arch})"] = baselines.generate(model, seeds, cfg.latent)
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({k: v[:16] for k, v in {**samples, **public, **others}.items()})
@@ -290,7 +290,7 @@ for f, pairs in added.items():
                      detail=f"lowest ratio {pairs[k][0]} / {pairs[k][1]}; chance at most {c.max():.3f}",
                      interval=claims.rate_interval(hits, chance=misses, floor=floor))
 fresh = list(range(200_000, 200_000 + P["seeds"]))  # drawn for this claim only
-drawn = {v.name: zoo.generate(v, store, fresh, P) for v in variants}
+drawn = {v.name: banks.generate(v, store, fresh, P) for v in variants}
 hits = agree(against_renoised, drawn)
 r = hits.mean(1)
 k = int(r.argmax())

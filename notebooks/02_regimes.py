@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reprolib import data, metrics, notebook, plotting, regimes, zoo
+from reprolib import data, fitting, metrics, notebook, plotting, regimes, zoo
 
 run = notebook.start("02", profile, overrides)
 P, store = run.P, run.store
@@ -78,7 +78,7 @@ print(f"profile {profile}: sizes {P['sizes']}, widths {P['widths']}, {P['train_s
 
 # %%
 t0 = time.perf_counter()
-zoo.fit_all(zoo.plan("02", P, store), store, P)
+fitting.fit_all(zoo.plan("02", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -98,7 +98,7 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 # %%
 t0 = time.perf_counter()
 curves = regimes.training_curves(models, store, seeds[:P["curve_seeds"]], P)
-losses = {key: np.array(zoo.training_losses(cfg, store)) for key, cfg in models.items()}
+losses = {key: np.array(fitting.training_losses(cfg, store)) for key, cfg in models.items()}
 fig, axes = plt.subplots(2, len(P["widths"]), figsize=(4 * len(P["widths"]), 5.5), sharey="row", squeeze=False)
 for (n, w, s), g in curves.groupby(["n", "width", "seed"]):
     if s:

@@ -50,14 +50,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib import claims, data, hyperplane, metrics, notebook, plotting, regimes, zoo
+from reprolib import banks, claims, data, fitting, hyperplane, metrics, notebook, plotting, regimes, zoo
 
 run = notebook.start("03", profile, overrides)
 P, store = run.P, run.store
 full = data.load(P["data"])
 seeds = list(range(100_000, 100_000 + P["seeds"]))
 models = zoo.regimes(P)
-zoo.fit_all(zoo.plan("03", P, store), store, P)
+fitting.fit_all(zoo.plan("03", P, store), store, P)
 sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
 
 # %% [markdown]
@@ -188,12 +188,12 @@ pd.concat({f"width {w}": t.pivot(index="cut", columns="order", values="same_copy
 t0 = time.perf_counter()
 agreement, plane_labels = {}, {}
 for n in (min(P["sizes"]), max(P["sizes"])):
-    denoisers = {f"width {w}": zoo.fit(models[(n, w, 0)], store, False, P["device"]) for w in P["widths"]}
+    denoisers = {f"width {w}": fitting.fit(models[(n, w, 0)], store, False, P["device"]) for w in P["widths"]}
     train_n = full.subset(n).images
     denoisers["optimal"] = hyperplane.optimal(train_n, P["device"])
     corners = hyperplane.pick_corners(denoisers, seeds[:40], P["shape"], P, sim)
     grid = hyperplane.plane(corners, P["shape"], P["grid"])
-    images = {f"width {w}": zoo.plane_samples(models[(n, w, 0)], store, corners, P) for w in P["widths"]}
+    images = {f"width {w}": banks.plane_samples(models[(n, w, 0)], store, corners, P) for w in P["widths"]}
     images["optimal"] = hyperplane.generate(denoisers["optimal"], grid, corners, P)
     labels = {name: hyperplane.nearest_corner(*images[name], sim) for name in denoisers}
     fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels), 2.8))

@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import claims, conditional, metrics, notebook, plotting, zoo
+from reprolib import banks, claims, conditional, fitting, metrics, notebook, plotting, zoo
 
 run = notebook.start("04", profile, overrides)
 P, store = run.P, run.store
@@ -88,7 +88,7 @@ print(f"classifier accuracy on held-out real {P['data']}: {judge.accuracy:.3f}")
 cond = zoo.section4(P)
 uncond = zoo.unconditional(P)
 t0 = time.perf_counter()
-zoo.fit_all(zoo.plan("04", P, store), store, P)
+fitting.fit_all(zoo.plan("04", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -99,8 +99,8 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %%
 t0 = time.perf_counter()
-c_samples = {v.name: zoo.guided_samples(v, store, seeds, labels, P["guidance"], P) for v in cond}
-u_samples = {v.name: zoo.generate(v, store, seeds, P) for v in uncond}
+c_samples = {v.name: banks.guided_samples(v, store, seeds, labels, P["guidance"], P) for v in cond}
+u_samples = {v.name: banks.generate(v, store, seeds, P) for v in uncond}
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({**{k: v[:20] for k, v in c_samples.items()}, **{k: v[:20] for k, v in u_samples.items()}},
                           title="labels: " + " ".join(str(int(c)) for c in labels[:20]))
@@ -195,7 +195,7 @@ t0 = time.perf_counter()
 sweep_rows = []
 (kc_unet, kc_mlp), ku_unet = [v.name for v in cond], uncond[0].name
 for w in P["guidance_sweep"]:
-    xs = {v.name: zoo.guided_samples(v, store, seeds, labels, w, P) for v in cond}
+    xs = {v.name: banks.guided_samples(v, store, seeds, labels, w, P) for v in cond}
     s = conditional.rp_split_by_match(sim, xs[kc_unet], u_samples[ku_unet], labels, u_classes[ku_unet], THRESHOLD)
     sweep_rows.append((w, conditional.rp_and_chance(sim, xs[kc_unet], xs[kc_mlp], THRESHOLD, groups=labels)[0],
                        np.mean([conditional.class_fidelity(judge.predict(x), labels) for x in xs.values()]),

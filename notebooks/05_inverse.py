@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from reprolib import claims, data, inverse, metrics, notebook, plotting, zoo
+from reprolib import claims, data, fitting, inverse, metrics, notebook, plotting, zoo
 from reprolib.train import train
 
 run = notebook.start("05", profile, overrides)
@@ -105,7 +105,7 @@ print(f"{len(truth)} measured images, tasks {P['tasks']}, measurement noise std 
 # %%
 backbones = zoo.unconditional(P)
 t0 = time.perf_counter()
-zoo.fit_all(zoo.plan("05", P, store), store, P)
+fitting.fit_all(zoo.plan("05", P, store), store, P)
 models = {v.name.split(" EDM")[0]: (v.cfg, train(v.cfg, store, device=P["device"], progress=False)) for v in backbones}
 print(f"training: {time.perf_counter() - t0:.0f} s")
 

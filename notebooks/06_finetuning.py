@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib import claims, conditional, metrics, notebook, plotting, zoo
+from reprolib import banks, claims, conditional, fitting, metrics, notebook, plotting, zoo
 from reprolib.train import build, mark_trainable, training_set
 
 run = notebook.start("06", profile, overrides)
@@ -87,7 +87,7 @@ for name, v in variants.items():
                      trained_share=mark_trainable(model, v.cfg) / total))
 models_table = pd.DataFrame(rows).set_index("model")
 t0 = time.perf_counter()
-zoo.fit_all(zoo.plan("06", P, store), store, P)
+fitting.fit_all(zoo.plan("06", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 models_table.round(3)
 
@@ -100,7 +100,7 @@ models_table.round(3)
 
 # %%
 t0 = time.perf_counter()
-samples = {name: zoo.generate(v, store, seeds, P) for name, v in variants.items()}
+samples = {name: banks.generate(v, store, seeds, P) for name, v in variants.items()}
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({k: v[:16] for k, v in samples.items()})
 plotting.save(fig, "06_same_noise_grid")
@@ -183,7 +183,7 @@ t0 = time.perf_counter()
 rows, last = [], {}  # last: each longer run's samples at its last snapshot
 for name, v in long.items():
     for step in range(v.cfg.snapshot_every, v.cfg.steps + 1, v.cfg.snapshot_every):
-        x = last[name] = zoo.snapshot_samples(v.cfg, step, store, seeds, P)
+        x = last[name] = banks.snapshot_samples(v.cfg, step, store, seeds, P)
         rows.append(dict(model=name, step=step, rp_vs_scratch=metrics.rp_score(sim, samples["scratch"], x, THRESHOLD)))
 curves = pd.DataFrame(rows)
 print(f"longer runs, sampling and scoring: {time.perf_counter() - t0:.0f} s")

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib import claims, data, editing, metrics, notebook, plotting, quality, regimes, zoo
+from reprolib import banks, claims, data, editing, fitting, metrics, notebook, plotting, quality, regimes, zoo
 
 run = notebook.start("07", profile, overrides)
 P, store = run.P, run.store
@@ -78,7 +78,7 @@ print(f"{len(seeds)} seeds; privacy from "
 
 # %%
 t0 = time.perf_counter()
-zoo.fit_all(zoo.plan("07", P, store), store, P)
+fitting.fit_all(zoo.plan("07", P, store), store, P)
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -94,7 +94,7 @@ t0 = time.perf_counter()
 (name_a, cfg_a), (name_b, cfg_b) = [(v.name.split(" ")[0], v.cfg) for v in pair]
 steps = zoo.snapshot_steps(cfg_a, P["snapshots"])
 assert steps == zoo.snapshot_steps(cfg_b, P["snapshots"])
-snaps = {(name, s): zoo.snapshot_samples(cfg, s, store, seeds, P) for name, cfg in ((name_a, cfg_a), (name_b, cfg_b))
+snaps = {(name, s): banks.snapshot_samples(cfg, s, store, seeds, P) for name, cfg in ((name_a, cfg_a), (name_b, cfg_b))
          for s in steps}
 last = steps[-1]
 floor_fd = quality.real_floor(full.images)
@@ -205,7 +205,7 @@ priv.pivot_table(index="n", columns="width", values=["memorized", "revealed"]).r
 t0 = time.perf_counter()
 edit_seeds = seeds[:P["edit_seeds"]]
 angles = P["angles"]
-edit_paths = {name: zoo.edit_samples(cfg, store, edit_seeds, P["direction_seed"], angles, P)
+edit_paths = {name: banks.edit_samples(cfg, store, edit_seeds, P["direction_seed"], angles, P)
               for name, cfg in ((name_a, cfg_a), (name_b, cfg_b))}
 paired, chance_c = editing.change_agreement(edit_paths[name_a], edit_paths[name_b], sim)
 edit_rp = [metrics.rp_score(sim, a, b) for a, b in zip(edit_paths[name_a], edit_paths[name_b])]

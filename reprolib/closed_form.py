@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from . import codehash, data, samplers, zoo
+from . import banks, codehash, data, fitting, samplers
 from .gaussian import GaussianDenoiser
 from .optimal import OptimalDenoiser
 from .patches import PatchDenoiser
@@ -38,7 +38,7 @@ def build(name: str, train: torch.Tensor):
 
 def require_models(models: dict, store) -> None:
     """Fail at once, before any long work, when the store lacks some of notebook 02's trained models."""
-    missing = [key for key, cfg in models.items() if not zoo.is_fitted(cfg, store)]
+    missing = [key for key, cfg in models.items() if not fitting.is_fitted(cfg, store)]
     if missing:
         shown = ", ".join(f"N={n} width {w} seed {s}" for n, w, s in missing[:4])
         raise RuntimeError(
@@ -48,7 +48,7 @@ def require_models(models: dict, store) -> None:
 
 
 def samples(name: str, P: dict, n: int, seeds, store) -> torch.Tensor:
-    """Samples of theory ``name`` on the first ``n`` images of ``P["data"]``, as ``zoo.samples`` draws the U-Nets'
+    """Samples of theory ``name`` on the first ``n`` images of ``P["data"]``, as ``banks.samples`` draws the U-Nets'
     (Heun, ``P["sample_steps"]``, Karras schedule, clipped to [-1, 1]); cached in the store (kind "samples")."""
     seeds = [int(s) for s in seeds]
     key = {"theory": name, "data": P["data"], "n": n, "subset_seed": 0, "sampler": "heun", "schedule": "karras",
@@ -86,7 +86,7 @@ def agreement(models: dict, theory_names, P: dict, store, sigmas, count: int, se
     key = {"table": "denoiser agreement", "models": sorted((list(k), cfg.key_dict()) for k, cfg in models.items()),
            "theories": list(theory_names), "data": P["data"], "sigmas": [float(s) for s in sigmas], "count": count,
            "seed": seed, "code": codehash.of("denoiser agreement")}
-    return zoo.table(store, key, lambda: _agreement(models, theory_names, P, store, sigmas, count, seed))
+    return banks.table(store, key, lambda: _agreement(models, theory_names, P, store, sigmas, count, seed))
 
 
 @torch.no_grad()
@@ -95,7 +95,7 @@ def _agreement(models: dict, theory_names, P: dict, store, sigmas, count: int, s
     for n in sorted({key[0] for key in models}):
         train = data.load(P["data"]).subset(n).images
         theories = {name: build(name, train).to(P["device"]) for name in theory_names}
-        nets = {key: zoo.fit(cfg, store, False, P["device"]) for key, cfg in models.items() if key[0] == n}
+        nets = {key: fitting.fit(cfg, store, False, P["device"]) for key, cfg in models.items() if key[0] == n}
         for split, y in probe_images(P, n, count).items():
             if not len(y):
                 continue

@@ -5,8 +5,8 @@ comment or a docstring and nothing changes.
 A module's digest is the SHA-256 of its parsed code with every docstring removed, written back by
 ``ast.unparse``: comments, blank lines and layout are not part of it. An artifact's digest covers the modules
 ``CODE`` names for it and every ``reprolib`` module they import, directly or not, except those in ``NOT_CODE``:
-storage, paths and progress reports change no number, and the wiring (``zoo``, ``profiles``, ...) only chooses
-what is computed, which the key's other fields say (sizes, steps, sampler names, seeds). The machine
+storage, paths and progress reports change no number, and the wiring (``zoo``, ``profiles``, ``fitting``, ...)
+only chooses what is computed, which the key's other fields say (sizes, steps, sampler names, seeds). The machine
 (``machine``: device, workers, thread counts) is no key either: its effect on the bits is recorded beside them.
 
 A module is digested as it was loaded: the first digest in a process reads its file, and a later edit counts
@@ -42,8 +42,8 @@ CODE = {
     "plane samples": ("hyperplane",),  # notebook 03's images of a trained model from a plane of noises
     "edit samples": ("editing",),  # notebook 07's images of a trained model from turned noises
 }
-NOT_CODE = frozenset({"store", "paths", "progress", "codehash", "zoo", "profiles", "sweep", "notebook", "plotting",
-                      "claims", "machine"})
+NOT_CODE = frozenset({"store", "paths", "progress", "codehash", "zoo", "profiles", "sweep", "fitting", "banks",
+                      "notebook", "plotting", "claims", "machine"})
 
 _cache: dict[str, tuple[tuple, str, frozenset]] = {}  # module -> (what was loaded, digest, reprolib imports)
 

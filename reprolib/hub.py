@@ -102,7 +102,7 @@ def _fingerprint(source: str) -> str:
 
 
 def samples(source: str | Path, store: Store, seeds, P: dict, sampler: str = "ddim", schedule: str = "native"):
-    """Samples of a released checkpoint for ``seeds`` (cached in the store like ``zoo.samples``).
+    """Samples of a released checkpoint for ``seeds`` (cached in the store like ``banks.samples``).
 
     DDIM on the model's own timesteps by default, with the evaluations of Heun at ``P["sample_steps"]``
     (the convention of notebook 01's DDPM model). The checkpoint must make images of ``P["shape"]``.

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import claims as claims_lib  # this module's ``claims`` checks notebook 02's
-from . import codehash, data, metrics, samplers, zoo
+from . import banks, codehash, data, fitting, metrics, samplers
 from .optimal import OptimalDenoiser
 from .train import training_set
 
@@ -35,7 +35,7 @@ def loss_drift(curve) -> float:
 
 def sweep_samples(models: dict, store, seeds, P: dict) -> dict:
     """Samples of every model of the sweep for ``seeds`` (cached in the store)."""
-    return {key: zoo.samples(cfg, store, seeds, P) for key, cfg in models.items()}
+    return {key: banks.samples(cfg, store, seeds, P) for key, cfg in models.items()}
 
 
 def optimal_samples(P: dict, seeds) -> dict:
@@ -85,8 +85,8 @@ def training_curves(models: dict, store, seeds, P: dict, theory: dict | None = N
         train = full.subset(n).images
         stored = range(cfg.snapshot_every, cfg.steps, cfg.snapshot_every) if cfg.snapshot_every else []
         for step in [*stored, cfg.steps]:
-            x = (zoo.samples(cfg, store, seeds, P) if step == cfg.steps
-                 else zoo.snapshot_samples(cfg, step, store, seeds, P))
+            x = (banks.samples(cfg, store, seeds, P) if step == cfg.steps
+                 else banks.snapshot_samples(cfg, step, store, seeds, P))
             row = dict(n=n, width=w, seed=s, step=step, memorized=float(metrics.memorized(x, train).double().mean()))
             if theory is not None:
                 row["same_copy"] = same_copy(x, theory[n], train)
@@ -141,9 +141,9 @@ def handoff(cfg, store, seeds, cuts, P: dict) -> pd.DataFrame:
         train = training_set(cfg).images
         optimal = OptimalDenoiser(train).to(P["device"])
         theory_x = samplers.sample(optimal, seeds, P["shape"], "heun", P["sample_steps"], device=P["device"])
-        return handoff_table(zoo.fit(cfg, store, False, P["device"]), optimal, theory_x, train, seeds, cuts, P)
+        return handoff_table(fitting.fit(cfg, store, False, P["device"]), optimal, theory_x, train, seeds, cuts, P)
 
-    return zoo.table(store, key, compute)
+    return banks.table(store, key, compute)
 
 
 def handoff_table(model, optimal, theory_x, train, seeds, cuts, P: dict) -> pd.DataFrame:
@@ -276,8 +276,8 @@ class Sealed:
 def bank(cfg, step: int, store, seeds, P: dict):
     """Samples of ``cfg``'s EMA snapshot after ``step`` steps; its final model's bank at ``step == cfg.steps``."""
     if step == cfg.steps:
-        return zoo.samples(cfg, store, seeds, P)
-    return zoo.snapshot_samples(cfg, step, store, seeds, P)
+        return banks.samples(cfg, store, seeds, P)
+    return banks.snapshot_samples(cfg, step, store, seeds, P)
 
 
 TYPES = ("SAME", "DIFF", "ONE", "NONE")  # both copy one image / both copy, different images / one copies / neither

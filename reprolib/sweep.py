@@ -11,13 +11,13 @@ notebook run headlessly), or wrap the call in joblib's backend context; nothing 
 
     from dask.distributed import Client
     client = Client("scheduler-address:8786")   # or Client(n_workers=2) for a local cluster
-    sweep.run_all(zoo.fit, configs, is_done=zoo.is_fitted, n_jobs=16, backend="dask")
+    sweep.run_all(fitting.fit, configs, is_done=fitting.is_fitted, n_jobs=16, backend="dask")
 
 ``backend="dask"`` uses the current Dask client, else connects to ``DASK_SCHEDULER_ADDRESS`` for the
 sweep's duration; ``backend="ray"`` registers Ray's joblib backend (``ray.init`` as usual, or
 ``RAY_ADDRESS``). Without a named backend, ``n_jobs=1`` trains in this process. The workers need the
 same store folder (a shared disk): the store root is sent with every task. ``gpus=`` makes every task ask the
-cluster for that share of a GPU (``zoo.fit_all`` asks for the profile's share when it trains on "cuda").
+cluster for that share of a GPU (``fitting.fit_all`` asks for the profile's share when it trains on "cuda").
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 import torch
 from distributed import Client, LocalCluster, default_client
 
-from reprolib import profiles, sweep, zoo
+from reprolib import fitting, profiles, sweep, zoo
 from reprolib.store import Store
 from reprolib.train import KIND
 
@@ -44,7 +44,7 @@ def assert_same_weights(a: Store, b: Store, configs):
     for cfg in configs:
         wa, wb = (s.load(KIND, cfg.key_dict(), "final")["ema"] for s in (a, b))
         assert wa.keys() == wb.keys()
-        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"{zoo.describe(cfg)} differs"
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"{fitting.describe(cfg)} differs"
 
 
 def test_dask_sweep_lands_in_the_store_bitwise_equal_to_in_process(cluster, tmp_path):
@@ -53,14 +53,14 @@ def test_dask_sweep_lands_in_the_store_bitwise_equal_to_in_process(cluster, tmp_
     before = trainings_run_by_workers(cluster)
     on_cluster = Store(tmp_path / "cluster")
     with Client(cluster):
-        times = sweep.run_all(zoo.fit, configs, on_cluster, n_jobs=2, backend="dask", is_done=zoo.is_fitted,
-                              label=zoo.describe, progress=False)
-    assert sorted(times) == sorted(zoo.describe(c) for c in configs)
+        times = sweep.run_all(fitting.fit, configs, on_cluster, n_jobs=2, backend="dask", is_done=fitting.is_fitted,
+                              label=fitting.describe, progress=False)
+    assert sorted(times) == sorted(fitting.describe(c) for c in configs)
     assert trainings_run_by_workers(cluster) - before == 4  # trained by the workers, not here
-    assert all(zoo.is_fitted(c, on_cluster) for c in configs)
+    assert all(fitting.is_fitted(c, on_cluster) for c in configs)
 
     here = Store(tmp_path / "here")
-    sweep.run_all(zoo.fit, configs, here, n_jobs=1, is_done=zoo.is_fitted, progress=False)
+    sweep.run_all(fitting.fit, configs, here, n_jobs=1, is_done=fitting.is_fitted, progress=False)
     assert_same_weights(on_cluster, here, configs)
     first = on_cluster.load(KIND, configs[0].key_dict(), "final")["ema"]
     other = on_cluster.load(KIND, configs[1].key_dict(), "final")["ema"]
@@ -73,18 +73,20 @@ def test_joblib_context_and_environment_reach_the_cluster_even_at_one_job(cluste
     configs = regime_configs()[:2]
     before = trainings_run_by_workers(cluster)
     with Client(cluster), joblib.parallel_config(backend="dask"):
-        sweep.run_all(zoo.fit, configs, Store(tmp_path / "context"), n_jobs=1, is_done=zoo.is_fitted, progress=False)
+        sweep.run_all(fitting.fit, configs, Store(tmp_path / "context"), n_jobs=1, is_done=fitting.is_fitted,
+                      progress=False)
     assert trainings_run_by_workers(cluster) - before == 2
 
     monkeypatch.setenv("REPRO_SWEEP_BACKEND", "dask")
     with pytest.raises(RuntimeError, match="DASK_SCHEDULER_ADDRESS"):  # no client, no address: say what to do
-        sweep.run_all(zoo.fit, configs, Store(tmp_path / "env"), n_jobs=1, is_done=zoo.is_fitted, progress=False)
+        sweep.run_all(fitting.fit, configs, Store(tmp_path / "env"), n_jobs=1, is_done=fitting.is_fitted,
+                      progress=False)
     before = trainings_run_by_workers(cluster)
     with dask.config.set({"scheduler-address": cluster.scheduler_address}):  # what DASK_SCHEDULER_ADDRESS sets
         P = profiles.settings("02", "smoke", n_jobs=1)
-        zoo.fit_all(configs, Store(tmp_path / "env"), P)
+        fitting.fit_all(configs, Store(tmp_path / "env"), P)
     assert trainings_run_by_workers(cluster) - before == 2
-    assert all(zoo.is_fitted(c, Store(tmp_path / "env")) for c in configs)
+    assert all(fitting.is_fitted(c, Store(tmp_path / "env")) for c in configs)
     assert_same_weights(Store(tmp_path / "env"), Store(tmp_path / "context"), configs)
     with pytest.raises(ValueError):  # the client run_all opened for the sweep was closed after it
         default_client()
@@ -144,12 +146,12 @@ def test_fit_all_asks_a_cluster_for_the_profiles_share_of_a_gpu_on_cuda(monkeypa
     asked = []
     monkeypatch.setattr(sweep, "run_scheduled", lambda *a, **k: asked.append(k["gpus"]) or {})
     for profile, device in (("paper", "cuda"), ("mnist", "cuda:1"), ("cpu", "cpu")):
-        zoo.fit_all([], Store("/nonexistent"), {"profile": profile, "device": device, "n_jobs": 1})
+        fitting.fit_all([], Store("/nonexistent"), {"profile": profile, "device": device, "n_jobs": 1})
     assert asked == [1.0, 1 / profiles.GPU_WORKERS["mnist"], 0.0]
 
 
 def _counting_fit(trained, slow: float = 1.0):
-    """zoo.fit that notes every training it really runs (not a load), slowed so that two racing calls overlap."""
+    """fitting.fit that notes every training it really runs (not a load), slowed so that two racing calls overlap."""
     import os
     import time
 
@@ -165,7 +167,7 @@ def _counting_fit(trained, slow: float = 1.0):
 
         loop.run = counting
         try:
-            zoo.fit(cfg, store, progress=False)
+            fitting.fit(cfg, store, progress=False)
         finally:
             loop.run = run
         return os.getpid()
@@ -182,7 +184,7 @@ def test_two_dask_workers_racing_for_one_model_train_it_once(cluster, tmp_path):
         futures = [client.submit(fit, cfg, store, workers=[w], pure=False) for w in (a, b)]
         pids = client.gather(futures)
     assert len(set(pids)) == 2  # both workers asked for it
-    assert len(list(trained.iterdir())) == 1 and zoo.is_fitted(cfg, store)
+    assert len(list(trained.iterdir())) == 1 and fitting.is_fitted(cfg, store)
 
 
 def test_a_preempted_training_resumes_from_its_checkpoint_on_a_dask_worker(cluster, tmp_path):

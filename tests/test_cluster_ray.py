@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import pytest
 
-from reprolib import sweep, zoo
+from reprolib import fitting, sweep
 from reprolib.store import Store
 
 from test_cluster import _counting_fit, assert_same_weights, regime_configs
@@ -29,18 +29,18 @@ def test_ray_sweep_lands_in_the_store_bitwise_equal_to_in_process(cluster, tmp_p
 
     def fit_noting_the_process(cfg, store, progress):  # local: Ray's workers get it by value, not by import
         (seen / str(os.getpid())).touch()
-        return zoo.fit(cfg, store, progress=progress)
+        return fitting.fit(cfg, store, progress=progress)
 
     on_cluster = Store(tmp_path / "cluster")
     times = sweep.run_all(fit_noting_the_process, configs, on_cluster, n_jobs=2, backend="ray",
-                          is_done=zoo.is_fitted, label=zoo.describe, progress=False)
-    assert sorted(times) == sorted(zoo.describe(c) for c in configs)
+                          is_done=fitting.is_fitted, label=fitting.describe, progress=False)
+    assert sorted(times) == sorted(fitting.describe(c) for c in configs)
     workers = {int(p.name) for p in seen.iterdir()}
     assert workers and os.getpid() not in workers  # trained by Ray's workers, not here
-    assert all(zoo.is_fitted(c, on_cluster) for c in configs)
+    assert all(fitting.is_fitted(c, on_cluster) for c in configs)
 
     here = Store(tmp_path / "here")
-    sweep.run_all(zoo.fit, configs, here, n_jobs=1, is_done=zoo.is_fitted, progress=False)
+    sweep.run_all(fitting.fit, configs, here, n_jobs=1, is_done=fitting.is_fitted, progress=False)
     assert_same_weights(on_cluster, here, configs)
 
 
@@ -85,4 +85,4 @@ def test_two_ray_workers_racing_for_one_model_train_it_once(cluster, tmp_path):
     fit = ray.remote(num_cpus=1)(_counting_fit(trained))
     pids = ray.get([fit.remote(cfg, store) for _ in range(2)])
     assert len(set(pids)) == 2  # two worker processes asked for it at once
-    assert len(list(trained.iterdir())) == 1 and zoo.is_fitted(cfg, store)
+    assert len(list(trained.iterdir())) == 1 and fitting.is_fitted(cfg, store)

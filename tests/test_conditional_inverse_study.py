@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from reprolib import conditional, inverse, metrics, profiles, zoo
+from reprolib import banks, conditional, inverse, metrics, profiles, zoo
 from reprolib.store import Store
 from reprolib.train import TrainConfig
 
@@ -125,8 +125,8 @@ def test_guided_samples_are_cached_per_guidance_scale(tmp_path):
     v = zoo.Variant("tiny", cfg)
     P = dict(sample_steps=3, shape=(1, 8, 8), device="cpu")
     labels = conditional.cycle_labels(4)
-    x0 = zoo.guided_samples(v, store, range(4), labels, 0.0, P)
-    x2 = zoo.guided_samples(v, store, range(4), labels, 2.0, P)
+    x0 = banks.guided_samples(v, store, range(4), labels, 0.0, P)
+    x2 = banks.guided_samples(v, store, range(4), labels, 2.0, P)
     assert x0.shape == (4, 1, 8, 8) and not torch.equal(x0, x2)
-    torch.testing.assert_close(zoo.guided_samples(v, store, range(4), labels, 2.0, P), x2)
+    torch.testing.assert_close(banks.guided_samples(v, store, range(4), labels, 2.0, P), x2)
     assert len(list((tmp_path / "samples").iterdir())) == 2

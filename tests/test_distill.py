@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from reprolib import formulations, networks, samplers, zoo
+from reprolib import fitting, formulations, networks, samplers, zoo
 from reprolib.formulations import Denoiser
 from reprolib.store import Store
 from reprolib.train import TrainConfig, train
@@ -90,13 +90,13 @@ def test_fit_all_trains_a_student_after_its_teacher(tmp_path, monkeypatch):
     teacher is trained, and the teacher first, as it has the longest chain of work behind it."""
     teacher = TrainConfig(n=16, net={"kind": "mlp", "width": 8, "depth": 1}, steps=3, batch=4)
     student = zoo.distilled(teacher, {"steps_scale": 0.005})
-    chain = zoo._ancestors(student)
+    chain = fitting.ancestors(student)
     assert [c.formulation for c in chain] == ["distill8", "distill16", "edm"] and chain[-1] == teacher
     assert student.formulation == f"distill{zoo.DISTILL_STEPS}"
-    order, fit = [], zoo.fit
-    monkeypatch.setattr(zoo, "fit", lambda cfg, store, **kw: order.append(cfg) or fit(cfg, store, **kw))
+    order, fit = [], fitting.fit
+    monkeypatch.setattr(fitting, "fit", lambda cfg, store, **kw: order.append(cfg) or fit(cfg, store, **kw))
     other = teacher.replace(seed=5)
     store = Store(tmp_path)
-    zoo.fit_all([student, other, teacher], store, {"device": "cpu", "n_jobs": 1})
+    fitting.fit_all([student, other, teacher], store, {"device": "cpu", "n_jobs": 1})
     assert order[0] == teacher and sorted(map(repr, order[1:])) == sorted(map(repr, [other, student]))
-    assert all(zoo.is_fitted(c, store) for c in [student, other, teacher, *chain])
+    assert all(fitting.is_fitted(c, store) for c in [student, other, teacher, *chain])

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from reprolib import machine, profiles, progress, stacked, sweep, zoo
+from reprolib import fitting, machine, profiles, progress, stacked, sweep, zoo
 from reprolib.store import Store
 from reprolib.train import TrainConfig, is_trained, trained_threads
 
@@ -124,7 +124,7 @@ def _tiny(seed=0):
 def test_a_training_in_this_process_runs_on_one_thread_and_gives_the_callers_count_back(tmp_path):
     store = Store(tmp_path)
     torch.set_num_threads(2)
-    sweep.run_all(zoo.fit, [_tiny()], store, n_jobs=1, progress=False)
+    sweep.run_all(fitting.fit, [_tiny()], store, n_jobs=1, progress=False)
     assert trained_threads(_tiny(), store) == [machine.TRAIN_THREADS] == [1]
     assert torch.get_num_threads() == 2
 
@@ -150,7 +150,7 @@ def test_after_a_failed_job_nothing_new_starts_and_the_running_ones_finish(tmp_p
     bad = _tiny(0).replace(net={"kind": "nonsense"})
     slow, never = _tiny(1).replace(steps=200), _tiny(2)
     with pytest.raises(ValueError, match="nonsense"):
-        sweep.run_scheduled(zoo.fit, [bad, slow, never], [3.0, 2.0, 1.0], [[], [], []], store, n_jobs=2,
+        sweep.run_scheduled(fitting.fit, [bad, slow, never], [3.0, 2.0, 1.0], [[], [], []], store, n_jobs=2,
                             progress=False)
     assert is_trained(slow, store) and not is_trained(never, store)
 
@@ -160,13 +160,13 @@ def test_after_a_failed_job_nothing_new_starts_and_the_running_ones_finish(tmp_p
 
 def test_the_papers_u_nets_train_one_per_job_on_a_gpu_so_a_sweep_spreads_over_the_cards(tmp_path):
     paper = profiles.settings("02", "paper", device="cuda", n_jobs=1)
-    jobs, _, _ = zoo.schedule(list(zoo.regimes(paper).values()), Store(tmp_path), device="cuda",
-                              max_stack=zoo.max_stack(paper))
-    assert zoo.max_stack(paper) == 1 and jobs and all(isinstance(j, TrainConfig) for j in jobs)
+    jobs, _, _ = fitting.schedule(list(zoo.regimes(paper).values()), Store(tmp_path), device="cuda",
+                              max_stack=fitting.max_stack(paper))
+    assert fitting.max_stack(paper) == 1 and jobs and all(isinstance(j, TrainConfig) for j in jobs)
     cpu = profiles.settings("02", "cpu", device="cuda", n_jobs=1)
-    assert zoo.max_stack(cpu) is None and zoo.max_stack({**paper, "device": "cpu"}) is None
-    jobs, _, _ = zoo.schedule(list(zoo.regimes(cpu).values()), Store(tmp_path), device="cuda",
-                              max_stack=zoo.max_stack(cpu))
+    assert fitting.max_stack(cpu) is None and fitting.max_stack({**paper, "device": "cpu"}) is None
+    jobs, _, _ = fitting.schedule(list(zoo.regimes(cpu).values()), Store(tmp_path), device="cuda",
+                              max_stack=fitting.max_stack(cpu))
     assert all(isinstance(j, stacked.Stack) for j in jobs)  # the digits U-Nets stack: launch-bound on a GPU
 
 
@@ -204,7 +204,7 @@ def test_a_stack_under_the_math_attention_kernel_a_gpu_uses_trains_each_model_as
     cfgs = _cfgs()
     alone, together = Store(tmp_path / "alone"), Store(tmp_path / "together")
     for cfg in cfgs:
-        zoo.fit(cfg, alone, progress=False)
+        fitting.fit(cfg, alone, progress=False)
     stacked.train_stacked(cfgs, together, progress=False)
     assert used, "the stacked step did not ask for its attention kernels"
     for cfg in cfgs:

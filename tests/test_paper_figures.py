@@ -469,10 +469,10 @@ def test_every_notebooks_models_train_in_one_pool_before_the_first_notebook(tmp_
     monkeypatch.setenv("REPRO_STORE", str(tmp_path / "store"))
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    check = ("from reprolib import notebook, zoo\nrun = notebook.start('05', profile, overrides)\n"
+    check = ("from reprolib import fitting, notebook, zoo\nrun = notebook.start('05', profile, overrides)\n"
              "planned = zoo.plan('05', run.P, run.store)\n"
-             "assert planned and all(zoo.is_fitted(c, run.store) for c in planned)\n"
-             "assert zoo.fit_all(zoo.plan(\"05\", run.P, run.store), run.store, run.P) == {}")
+             "assert planned and all(fitting.is_fitted(c, run.store) for c in planned)\n"
+             "assert fitting.fit_all(zoo.plan(\"05\", run.P, run.store), run.store, run.P) == {}")
     _write(folder, "95_planned", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(check)])
     _write(folder, "96_plain", [new_code_cell("pass")])
     assert _run(folder, tmp_path, "--profile", "smoke") == 0

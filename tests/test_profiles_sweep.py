@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from reprolib import profiles, sweep, zoo
+from reprolib import fitting, profiles, sweep, zoo
 from reprolib.store import Store
 from reprolib.train import TrainConfig, is_trained
 
@@ -160,13 +160,13 @@ def _tiny(seed):
 def test_run_all_trains_each_distinct_config_once_and_skips_finished_ones(tmp_path, n_jobs):
     store = Store(tmp_path)
     configs = [_tiny(0), _tiny(1), _tiny(0)]  # a duplicate must not be trained twice
-    times = sweep.run_all(zoo.fit, configs, store, n_jobs=n_jobs, is_done=zoo.is_fitted, label=zoo.describe,
+    times = sweep.run_all(fitting.fit, configs, store, n_jobs=n_jobs, is_done=fitting.is_fitted, label=fitting.describe,
                           progress=False)
-    assert sorted(times) == sorted({zoo.describe(_tiny(0)), zoo.describe(_tiny(1))})
+    assert sorted(times) == sorted({fitting.describe(_tiny(0)), fitting.describe(_tiny(1))})
     assert all(is_trained(c, store) for c in configs)
-    again = sweep.run_all(zoo.fit, configs + [_tiny(2)], store, n_jobs=n_jobs, is_done=zoo.is_fitted,
-                          label=zoo.describe, progress=False)
-    assert list(again) == [zoo.describe(_tiny(2))]
+    again = sweep.run_all(fitting.fit, configs + [_tiny(2)], store, n_jobs=n_jobs, is_done=fitting.is_fitted,
+                          label=fitting.describe, progress=False)
+    assert list(again) == [fitting.describe(_tiny(2))]
 
 
 def test_notebook_08_settings_are_checked():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from reprolib import data, hyperplane, metrics, regimes, samplers, zoo
+from reprolib import banks, data, hyperplane, metrics, regimes, samplers
 from reprolib.claims import Claims
 from reprolib.train import TrainConfig
 
@@ -22,8 +22,8 @@ def test_training_curves_read_every_snapshot_then_the_final_samples(monkeypatch)
     train = data.load("digits").subset(16).images
     blends = (train[:8] + train[8:16]) / 2  # halfway between two training images: no copy
     final = train[[1, 0, 2, 3, 4, 5, 6, 7]]  # copies, two of them swapped against D*'s
-    monkeypatch.setattr(zoo, "snapshot_samples", lambda cfg, step, store, seeds, P: blends)
-    monkeypatch.setattr(zoo, "samples", lambda cfg, store, seeds, P: final)
+    monkeypatch.setattr(banks, "snapshot_samples", lambda cfg, step, store, seeds, P: blends)
+    monkeypatch.setattr(banks, "samples", lambda cfg, store, seeds, P: final)
     cfg = TrainConfig(n=16, net={"kind": "mlp", "width": 16, "depth": 1}, steps=30, snapshot_every=10)
     models = {(16, 4, 0): cfg, (16, 8, 0): cfg.replace(snapshot_every=None)}
     curves = regimes.training_curves(models, None, range(8), dict(data="digits"), theory={16: train[:8]})

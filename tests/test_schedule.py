@@ -1,11 +1,11 @@
-"""The training pool's scheduler (``sweep.run_scheduled``) and the measured cost model that orders it (``zoo.cost``)."""
+"""The training pool's scheduler (``sweep.run_scheduled``) and the cost model that orders it (``fitting.cost``)."""
 
 from dataclasses import asdict
 
 import _scripts
 import pytest
 
-from reprolib import stacked, sweep, zoo
+from reprolib import banks, fitting, stacked, sweep, zoo
 from reprolib.store import Store, config_key
 from reprolib.train import TrainConfig, is_trained
 
@@ -36,21 +36,21 @@ def test_two_workers_train_every_job_and_a_child_after_its_parent(tmp_path):
     child = _tiny(1).replace(init=asdict(parent))
     jobs = [child, _tiny(2), parent]
     store = Store(tmp_path)
-    times = zoo.fit_all(jobs, store, {"device": "cpu", "n_jobs": 2})
-    assert sorted(times) == sorted(zoo.describe(j) for j in jobs)  # the parent trained once, by its own job
+    times = fitting.fit_all(jobs, store, {"device": "cpu", "n_jobs": 2})
+    assert sorted(times) == sorted(fitting.describe(j) for j in jobs)  # the parent trained once, by its own job
     assert all(is_trained(j, store) for j in jobs)
-    assert zoo.fit_all(jobs, store, {"device": "cpu", "n_jobs": 2}) == {}
+    assert fitting.fit_all(jobs, store, {"device": "cpu", "n_jobs": 2}) == {}
 
 
 def test_cost_is_steps_times_the_measured_step_of_its_kind():
     cfg = _tiny(0)
-    assert zoo.cost(cfg, {zoo.cost_class(cfg): 0.01}) == pytest.approx(0.04)
-    assert zoo.cost(cfg, {}) is None
+    assert fitting.cost(cfg, {fitting.cost_class(cfg): 0.01}) == pytest.approx(0.04)
+    assert fitting.cost(cfg, {}) is None
     stack = stacked.Stack((cfg, cfg.replace(seed=1)))
-    assert zoo.cost_class(stack).startswith("2 stacked ")
+    assert fitting.cost_class(stack).startswith("2 stacked ")
     # where one job's kind was never measured, every job falls back to the same stand-in (steps x width)
     wide = cfg.replace(net={"kind": "mlp", "width": 16, "depth": 1})
-    assert zoo.cost(cfg) is None and zoo.costs([cfg, wide]) == [32.0, 64.0]
+    assert fitting.cost(cfg) is None and fitting.costs([cfg, wide]) == [32.0, 64.0]
 
 
 def test_every_job_of_the_cpu_profile_has_a_measured_cost():
@@ -59,7 +59,7 @@ def test_every_job_of_the_cpu_profile_has_a_measured_cost():
     store = Store("/nonexistent-store-for-planning")
     for nb in ("01", "02", "04", "05", "06", "07"):
         jobs = stacked.group(list({repr(c): c for c in zoo.plan(nb, profiles.settings(nb, "cpu"), store)}.values()))
-        missing = [zoo.cost_class(j) for j in jobs if zoo.cost(j) is None]
+        missing = [fitting.cost_class(j) for j in jobs if fitting.cost(j) is None]
         assert not missing, f"notebook {nb}: no measured step cost for {missing} (benchmarks/bench_jobs.py --write)"
 
 
@@ -70,15 +70,15 @@ def test_the_cpu_plan_starts_the_long_chains_first():
 
     store = Store("/nonexistent-store-for-planning")
     configs = [c for nb in ("01", "06") for c in zoo.plan(nb, profiles.settings(nb, "cpu"), store)]
-    jobs, costs, after = zoo.schedule(configs, store)
+    jobs, costs, after = fitting.schedule(configs, store)
     prio = sweep.priorities(costs, after)
     first = [jobs[j] for j in sorted(range(len(jobs)), key=lambda j: -prio[j])[:2]]
     assert sorted((c.formulation, c.classes) for c in first) == [("ct", None), ("edm", (0, 1, 2, 3, 4))]
     student = next(j for j, c in enumerate(jobs) if c.formulation == "distill4")
-    teacher = next(j for j, c in enumerate(jobs) if c == zoo._ancestors(jobs[student])[-1])
-    rounds = zoo._ancestors(jobs[student])[:-1]
+    teacher = next(j for j, c in enumerate(jobs) if c == fitting.ancestors(jobs[student])[-1])
+    rounds = fitting.ancestors(jobs[student])[:-1]
     assert [c.formulation for c in rounds] == ["distill8", "distill16"]
-    assert costs[student] == pytest.approx(sum(zoo.cost(c) for c in [jobs[student], *rounds]))
+    assert costs[student] == pytest.approx(sum(fitting.cost(c) for c in [jobs[student], *rounds]))
     assert prio[teacher] == pytest.approx(costs[teacher] + costs[student])
 
 
@@ -103,7 +103,7 @@ def test_a_sample_bank_asked_for_twice_at_once_is_drawn_once(tmp_path):
         return torch.full((2, 1, 8, 8), 3.0)
 
     def ask(name):
-        out[name] = zoo._bank(store, {"bank": 1}, draw)
+        out[name] = banks._bank(store, {"bank": 1}, draw)
 
     threads = [threading.Thread(target=ask, args=(k,)) for k in range(2)]
     for t in threads:
@@ -155,7 +155,7 @@ def test_a_model_two_processes_ask_for_at_once_is_trained_once(tmp_path, monkeyp
     key = lambda cfg: config_key(cfg.key_dict())  # noqa: E731
     for jobs, once in (([a, a], [a]), ([stacked.Stack((a, b)), stacked.Stack((c, b))], [b, c])):  # a: trained
         trained.clear()
-        threads = [threading.Thread(target=zoo.fit, args=(job, store), kwargs={"progress": False}) for job in jobs]
+        threads = [threading.Thread(target=fitting.fit, args=(job, store), kwargs={"progress": False}) for job in jobs]
         for t in threads:
             t.start()
         for t in threads:
@@ -188,7 +188,7 @@ def test_the_plan_benchmark_gives_no_paper_sampling_hours_for_another_profile(ca
 
 
 def test_an_edit_to_how_a_bank_is_stored_gives_it_a_new_key(tmp_path, monkeypatch):
-    """zoo._bank's clip lives outside every digested module: its digest (zoo.stored_as) joins the bank's key."""
+    """banks._bank's clip lives outside every digested module: its digest (banks.stored_as) joins the bank's key."""
     import inspect
 
     import torch
@@ -201,12 +201,12 @@ def test_an_edit_to_how_a_bank_is_stored_gives_it_a_new_key(tmp_path, monkeypatc
         draws.append(1)
         return torch.full((2, 1, 8, 8), 3.0)
 
-    assert zoo._bank(store, {"bank": 1}, draw).max() == 1.0 and zoo._bank(store, {"bank": 1}, draw).max() == 1.0
+    assert banks._bank(store, {"bank": 1}, draw).max() == 1.0 and banks._bank(store, {"bank": 1}, draw).max() == 1.0
     assert len(draws) == 1  # stored, then loaded
-    edited = inspect.getsource(zoo._bank).replace("clamp(-1, 1)", "clamp(-2, 2)")  # a reader widens the clip
-    assert edited != inspect.getsource(zoo._bank)
-    sources = "\n".join(inspect.getsource(f) for f in (zoo.table, zoo._once))
-    monkeypatch.setattr(zoo, "stored_as", lambda: codehash.source_digest(edited + "\n" + sources))
-    assert zoo.stored_as() != codehash.source_digest(inspect.getsource(zoo._bank) + "\n" + sources)
-    zoo._bank(store, {"bank": 1}, draw)
+    edited = inspect.getsource(banks._bank).replace("clamp(-1, 1)", "clamp(-2, 2)")  # a reader widens the clip
+    assert edited != inspect.getsource(banks._bank)
+    sources = "\n".join(inspect.getsource(f) for f in (banks.table, banks._once))
+    monkeypatch.setattr(banks, "stored_as", lambda: codehash.source_digest(edited + "\n" + sources))
+    assert banks.stored_as() != codehash.source_digest(inspect.getsource(banks._bank) + "\n" + sources)
+    banks._bank(store, {"bank": 1}, draw)
     assert len(draws) == 2  # a new key: drawn again, not the bank clipped the old way

@@ -5,7 +5,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from reprolib import stacked, zoo
+from reprolib import fitting, stacked, zoo
 from reprolib.store import Store
 from reprolib.train import KIND, TrainConfig, losses, train
 
@@ -218,7 +218,7 @@ def test_fit_all_trains_stacks_and_singles_each_under_its_own_key(tmp_path):
     store = Store(tmp_path)
     w16 = BASE.replace(net={**NET, "width": 16}, steps=12, snapshot_every=None)
     cfgs = [BASE.replace(steps=12, seed=s) for s in range(3)] + [w16]
-    times = zoo.fit_all(cfgs, store, {"device": "cpu", "n_jobs": 1})
+    times = fitting.fit_all(cfgs, store, {"device": "cpu", "n_jobs": 1})
     assert any("stacked" in label for label in times) and len(times) == 2  # one stack of three, one alone
-    assert all(zoo.is_fitted(c, store) for c in cfgs)
-    assert zoo.fit_all(cfgs, store, {"device": "cpu", "n_jobs": 1}) == {}  # nothing left to train
+    assert all(fitting.is_fitted(c, store) for c in cfgs)
+    assert fitting.fit_all(cfgs, store, {"device": "cpu", "n_jobs": 1}) == {}  # nothing left to train

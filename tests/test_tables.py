@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from reprolib import closed_form, editing, hyperplane, regimes, samplers, zoo
+from reprolib import banks, closed_form, editing, hyperplane, regimes, samplers
 from reprolib.store import Store
 from reprolib.train import TrainConfig, train, training_set
 
@@ -24,11 +24,11 @@ def test_a_table_is_computed_once_and_read_back_equal(tmp_path):
     store = Store(tmp_path)
     frame = pd.DataFrame({"n": [16, 32], "order": ["D* above", "model above"], "r2": [0.25, -1.5]})
     calls = []
-    first = zoo.table(store, {"t": 1}, lambda: calls.append(1) or frame)
-    again = zoo.table(store, {"t": 1}, _forbid)
+    first = banks.table(store, {"t": 1}, lambda: calls.append(1) or frame)
+    again = banks.table(store, {"t": 1}, _forbid)
     assert calls == [1] and first is frame
     pd.testing.assert_frame_equal(again, frame)
-    other = zoo.table(store, {"t": 2}, lambda: frame.iloc[:1])  # another key computes its own
+    other = banks.table(store, {"t": 2}, lambda: frame.iloc[:1])  # another key computes its own
     assert len(other) == 1
 
 
@@ -70,15 +70,15 @@ def test_plane_samples_are_the_models_plane_images_drawn_once(tmp_path, monkeypa
     corners = [3, 5, 7]
     grid = hyperplane.plane(corners, P["shape"], plane_p["grid"])
     expected = hyperplane.generate(model, grid, corners, plane_p)
-    first = zoo.plane_samples(TINY, store, corners, plane_p)
+    first = banks.plane_samples(TINY, store, corners, plane_p)
     for got, want in zip(first, expected):  # unclipped, as generate returns them
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert first[0].shape == (3, *P["shape"]) and first[1].shape == (16, *P["shape"])
     monkeypatch.setattr(hyperplane, "generate", _forbid)
-    again = zoo.plane_samples(TINY, store, corners, plane_p)
+    again = banks.plane_samples(TINY, store, corners, plane_p)
     assert all(torch.equal(a, b) for a, b in zip(again, first))
     with pytest.raises(AssertionError, match="computed again"):  # another plane is another bank
-        zoo.plane_samples(TINY, store, [3, 5, 8], plane_p)
+        banks.plane_samples(TINY, store, [3, 5, 8], plane_p)
 
 
 def test_edit_samples_are_the_models_edit_paths_drawn_once(tmp_path, monkeypatch):
@@ -87,10 +87,10 @@ def test_edit_samples_are_the_models_edit_paths_drawn_once(tmp_path, monkeypatch
     seeds, angles = [11, 12, 13], [0, 20, 45]
     direction = samplers.noise([7], P["shape"])[0]
     expected = editing.paths(model, seeds, direction, angles, P["shape"], P["sample_steps"])
-    first = zoo.edit_samples(TINY, store, seeds, 7, angles, P)
+    first = banks.edit_samples(TINY, store, seeds, 7, angles, P)
     torch.testing.assert_close(first, expected, rtol=0, atol=0)
     assert first.shape == (len(angles), len(seeds), *P["shape"])
     monkeypatch.setattr(editing, "paths", _forbid)
-    assert torch.equal(zoo.edit_samples(TINY, store, seeds, 7, angles, P), first)
+    assert torch.equal(banks.edit_samples(TINY, store, seeds, 7, angles, P), first)
     with pytest.raises(AssertionError, match="computed again"):  # another direction is another bank
-        zoo.edit_samples(TINY, store, seeds, 8, angles, P)
+        banks.edit_samples(TINY, store, seeds, 8, angles, P)

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from reprolib import profiles, zoo
+from reprolib import banks, profiles, zoo
 from reprolib.store import Store, config_key
 from reprolib.train import TrainConfig, build, mark_trainable, snapshot, train, training_set
 
@@ -80,8 +80,8 @@ def test_a_longer_run_passes_through_the_shorter_one(tmp_path, part):
     assert any(not torch.equal(v, final.state_dict()[k]) for k, v in first.state_dict().items())
     P = {"sample_steps": 3, "shape": (1, 8, 8), "device": "cpu"}
     seeds = range(4)
-    read_off = zoo.generate(zoo.Variant("partial", longer, snapshot=child.steps), store, seeds, P)
-    assert torch.equal(read_off, zoo.samples(child, store, seeds, P))
+    read_off = banks.generate(zoo.Variant("partial", longer, snapshot=child.steps), store, seeds, P)
+    assert torch.equal(read_off, banks.samples(child, store, seeds, P))
 
 
 def test_section6_trains_its_partial_fine_tunings_once_as_longer_runs(tmp_path):

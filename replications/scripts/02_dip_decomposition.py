@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprolib import data, metrics, profiles, regimes, zoo
+from reprolib import data, fitting, metrics, profiles, regimes, zoo
 from reprolib.store import Store
 
 THRESHOLDS = [0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99]
@@ -40,7 +40,7 @@ def sweep(store_root: str):
     store = regimes.Sealed(Store(store_root))
     try:
         for cfg in models.values():
-            zoo.is_fitted(cfg, store)
+            fitting.is_fitted(cfg, store)
         samples = regimes.sweep_samples(models, store, seeds, P)
     except regimes.Missing as err:
         sys.exit(f"--sweep-store {store_root} lacks notebook 02's cpu sweep at this commit ({err}). Run notebook 02 "
@@ -147,7 +147,7 @@ def designs(args) -> None:
                            steps={n: M4["steps"] for n in M4["sizes"]})
     m3, m4 = zoo.regimes(P3), zoo.regimes(P4)
     say(f"Part 2: training {len(m3) + len(m4)} models into {store.root}, {P['n_jobs']} at a time")
-    zoo.fit_all([*m3.values(), *m4.values()], store, P)
+    fitting.fit_all([*m3.values(), *m4.values()], store, P)
     t_train = time.perf_counter() - t0
     say(f"training done in {t_train:.0f} s; sampling snapshots")
 
@@ -161,7 +161,7 @@ def designs(args) -> None:
             for step in steps:
                 banks[(design, n, w, step)] = x = regimes.bank(cfg, step, store, seeds, P)
                 memorized[step] = float(metrics.memorized(x, train_n).double().mean())
-            losses = zoo.training_losses(cfg, store)
+            losses = fitting.training_losses(cfg, store)
             for step in steps:
                 row = dict(design=design, n=n, width=w, step=step, memorized=memorized[step])
                 if step - 1000 in memorized:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from reprolib import data, machine, metrics, profiles, zoo  # noqa: E402
+from reprolib import banks, data, fitting, machine, metrics, profiles, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 
 MEMORIZED, GENERALIZED = 0.9, 0.1  # the protocol's acceptance bounds
@@ -30,11 +30,11 @@ def pilot(P: dict, store: Store, seeds) -> list[dict]:
     ends = (min(P["sizes"]), max(P["sizes"]))
     configs = {k: cfg for k, cfg in zoo.regimes(P).items() if k[0] in ends}
     t0 = time.perf_counter()
-    zoo.fit_all(list(configs.values()), store, P)
+    fitting.fit_all(list(configs.values()), store, P)
     trained = time.perf_counter() - t0
     full, rows = data.load(P["data"]), []
     for (n, w, s), cfg in sorted(configs.items()):
-        x = zoo.samples(cfg, store, seeds, P)
+        x = banks.samples(cfg, store, seeds, P)
         rows.append(dict(n=n, width=w, seed=s, memorized=float(metrics.memorized(x, full.subset(n).images).double()
                                                                 .mean()), steps=cfg.steps, train_s=trained))
     return rows
