@@ -39,7 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reprolib import baselines, classifier, fitting, profiles, samplers, zoo  # noqa: E402
+from reprolib import banks, baselines, classifier, fitting, profiles, samplers, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 from reprolib.train import TrainConfig, build  # noqa: E402
 
@@ -227,7 +227,7 @@ def _variant(v: zoo.Variant, P: dict) -> Job:
     """``banks.generate``'s bank of a variant for the profile's seeds."""
     if v.snapshot is not None:
         return _heun(v.cfg, P, P["seeds"], v.snapshot)
-    steps = v.steps or (P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1)  # banks.samples
+    steps = v.steps or banks.sample_steps(P, v.sampler)
     if (v.sampler, v.schedule, steps) == ("heun", "karras", P["sample_steps"]):
         return _heun(v.cfg, P, P["seeds"])
     return bank(v.cfg, (v.sampler, v.schedule, steps, P["seeds"]), P["seeds"], samplers.evaluations(v.sampler, steps))

@@ -35,14 +35,19 @@ def samples(cfg: TrainConfig, store: Store, seeds, P: dict, sampler: str = "heun
             steps: int | None = None):
     """Samples of a trained model for ``seeds``, cached in the store beside the model (kind "samples"); ``steps``
     defaults to the profile's ``sample_steps`` (Heun) or as many evaluations (the others)."""
-    if steps is None:
-        steps = P["sample_steps"] if sampler == "heun" else 2 * P["sample_steps"] - 1  # equal evaluations
+    steps = sample_steps(P, sampler) if steps is None else steps
     seeds = [int(s) for s in seeds]
     key = {"model": cfg.key_dict(), "sampler": sampler, "schedule": schedule, "steps": steps,
            "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds,
            "code": codehash.of("samples")}
     return _bank(store, key, lambda: samplers.sample(train(cfg, store, device=P["device"], progress=False), seeds,
                                                      P["shape"], sampler, steps, schedule, device=P["device"]))
+
+
+def sample_steps(P: dict, sampler: str) -> int:
+    """The profile's ``sample_steps`` for Heun (two evaluations a step, one at the last), as many evaluations
+    (2 n - 1 steps) for the one-evaluation samplers."""
+    return P["sample_steps"] if sampler == "heun" else 2 * P["sample_steps"] - 1
 
 
 def snapshot_samples(cfg: TrainConfig, step: int, store: Store, seeds, P: dict):
@@ -66,7 +71,7 @@ def guided_samples(v: Variant, store: Store, seeds, labels, scale: float, P: dic
     of scale ``scale`` (``guidance.Guided``), cached in the store like ``samples``."""
     from .guidance import Guided
 
-    steps = P["sample_steps"] if v.sampler == "heun" else 2 * P["sample_steps"] - 1
+    steps = sample_steps(P, v.sampler)
     seeds, labels = [int(s) for s in seeds], torch.as_tensor(labels, dtype=torch.long)
     key = {"model": v.cfg.key_dict(), "sampler": v.sampler, "schedule": v.schedule, "steps": steps,
            "seeds": seeds, "labels": labels.tolist(), "guidance": float(scale),

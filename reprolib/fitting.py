@@ -41,7 +41,7 @@ def training(cfg, store: Store):
     """Held while this process trains ``cfg`` (each model of a stack): ``Store.computing`` on every model's
     "final", taken in one global order (their store keys), so that processes whose stacks overlap wait for each
     other and never deadlock."""
-    members = cfg.cfgs if isinstance(cfg, stacked.Stack) else [cfg]
+    members = _members(cfg)
     kinds = [KIND if isinstance(c, TrainConfig) else baselines._kind(c) for c in members]
     with ExitStack() as held:
         for kind, key in sorted(((k, c.key_dict()) for k, c in zip(kinds, members)),
