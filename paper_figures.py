@@ -432,24 +432,39 @@ def _plan_ids(path: Path) -> list[str]:
     return _first_arguments(path, "zoo.plan")
 
 
-def prefit(paths: list[Path], profile: str, overrides: dict) -> tuple[int, dict]:
-    """Train every model the notebooks ``paths`` will train (their ``zoo.plan``s), all in one pool before any
-    notebook runs, so that both workers stay busy across notebooks: a notebook's last long training no longer
-    leaves the other worker idle, and the next notebook's trainings fill the gaps. The notebooks then find their
-    models in the store. Returns (the number of configs planned, {label: seconds} of the jobs trained now)."""
+def prefit(paths: list[Path], profile: str, overrides: dict, replicates: int = 1) -> tuple[int, dict]:
+    """Train every model the notebooks ``paths`` will train (their ``zoo.plan``s) in each of ``replicates``
+    training replicates, all in one pool before any notebook runs, so that both workers stay busy across
+    notebooks: a notebook's last long training no longer leaves the other worker idle, and the next notebook's
+    trainings fill the gaps. The notebooks then find their models in the store. Returns (the number of configs
+    planned, {label: seconds} of the jobs trained now)."""
     from reprolib import fitting, profiles, zoo
     from reprolib.store import Store
 
     store, configs, first = Store(), [], None
-    for path in paths:
-        for nid in _plan_ids(path):
-            P = profiles.settings(nid, profile, **_share(nid, profile, overrides, paths))
-            first = first or P
-            configs += zoo.plan(nid, P, store)
+    for r in range(replicates):
+        at = replicate_overrides(overrides, r, replicates)
+        for path in paths:
+            for nid in _plan_ids(path):
+                P = profiles.settings(nid, profile, **_share(nid, profile, at, paths))
+                first = first or P
+                configs += zoo.plan(nid, P, store)
     if not configs:
         return 0, {}
     # no progress bar: the runner's progress line says what the workers train
     return len({repr(c) for c in configs}), fitting.fit_all(configs, store, first, progress=False)
+
+
+def replicate_overrides(overrides: dict, r: int, replicates: int) -> dict:
+    """The overrides of training replicate ``r`` in a run of ``replicates``: as given in a single run (so that its
+    notebooks get what they got before), with ``replicate=r`` in a run of several."""
+    return dict(overrides) if replicates == 1 else {**overrides, "replicate": r}
+
+
+def replicate_dir(folder: Path, r: int) -> Path:
+    """Where replicate ``r``'s executed notebooks or figures go: ``folder`` itself for replicate 0 (the record's
+    own), ``folder/replicate<r>`` for the others."""
+    return folder if r == 0 else folder / f"replicate{r}"
 
 
 def collect_claims(executed: Path, stems: list[str]) -> dict:
@@ -483,7 +498,8 @@ def stale_records(by_stem: dict, ok: set[str], profile: str) -> list[str]:
     return [cid for cid in claims.expected(profile) if cid.split(".")[0] in ran and cid not in checked]
 
 
-def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict, root: Path = ROOT) -> None:
+def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict, root: Path = ROOT,
+            combined: dict | None = None) -> None:
     """Make a finished run the committed one: the executed notebooks become ``notebooks/*.ipynb`` (papermill's
     injected parameters and bookkeeping removed, so each stays the pair of its ``.py``, and its code cells counted
     1, 2, 3, ...), the gallery figures are copied to ``results/gallery/`` and the claims report (``by_stem``:
@@ -519,13 +535,26 @@ def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict,
     here = machine.describe(P)
     write_atomic(results / f"claims_{profile}.md", claims.report(by_stem, profile, here=here))
     write_atomic(results / f"claims_{profile}.json", claims.to_json(by_stem, P))
+    if combined is not None:  # the replicate record, which single runs read for the claims it found unstable
+        from reprolib import replicates
+
+        name = f"claims_{profile}_replicates"
+        write_atomic(results / f"{name}.md", replicates.report(combined, profile, here))
+        write_atomic(results / f"{name}.json", replicates.to_json(combined, {"layout": machine.layout(P),
+                                                                             "describe": here}))
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
     if begin in text and end in text:
         every = [c for cs in by_stem.values() for c in cs]
-        block = [begin, ""] + claims.summary(every, profile, here) + [
-            "", f"The whole report: [results/claims_{profile}.md](results/claims_{profile}.md).", ""]
+        block = [begin, ""] + claims.summary(every, profile, here)
+        if combined is not None:
+            from reprolib import replicates
+
+            block += replicates.summary(combined, profile) + [
+                "", f"Every claim in each replicate: [results/claims_{profile}_replicates.md]"
+                    f"(results/claims_{profile}_replicates.md)."]
+        block += ["", f"The whole report: [results/claims_{profile}.md](results/claims_{profile}.md).", ""]
         block += [" ".join(f"![{name}](results/gallery/{name}.png)" for name in shown), "", end]  # side by side
         text = text[:text.index(begin)] + "\n".join(block) + text[text.index(end) + len(end):]
         write_atomic(readme, text)
@@ -581,6 +610,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--publish", action="store_true",
                    help="after a clean --all run: copy the executed notebooks over notebooks/*.ipynb, the gallery "
                         "figures and the claims report into results/, and refresh the README's results block")
+    p.add_argument("--replicates", type=_positive, default=1, metavar="R",
+                   help="train and run everything in R training replicates (0 .. R-1; 0 is the record) and write "
+                        "claims_<profile>_replicates.md and .json: each claim in every replicate, k of R, the "
+                        "majority's verdict and a two-level interval (replications/training_replicates.md)")
     p.add_argument("--progress-every", type=float, default=20.0, metavar="SECONDS",
                    help="longest silence while a notebook runs, off a terminal (default: 20)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream cell outputs while running")
@@ -622,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish and not args.all:
         parser.error("--publish replaces every committed notebook's outputs: use it with --all")
     overrides = dict(args.override)
+    if args.replicates > 1 and "replicate" in overrides:
+        parser.error("--replicates R runs replicates 0 .. R-1: give it or --override replicate=N, not both")
     problems = check_settings(todo, profile, overrides)
     if problems:  # before any kernel starts: a bad setting must not cost an hour of training first
         parser.exit(2, "error: bad settings, nothing was run:\n" + "\n".join(f"  {m}" for m in problems) + "\n")
@@ -672,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         watch.start("training")
         start, training = time.perf_counter(), None
         try:
-            planned, trained = prefit(todo, profile, overrides)
+            planned, trained = prefit(todo, profile, overrides, args.replicates)
         except Exception as err:  # noqa: BLE001 - each notebook trains what it still lacks and reports its error
             print(f"[training] FAILED ({type(err).__name__}: {err}); each notebook trains what it still needs",
                   flush=True)
@@ -686,13 +721,21 @@ def main(argv: list[str] | None = None) -> int:
             # the workers are idle now; a failed training's last word would otherwise stand in every later line
             for entry in progress_dir.iterdir():
                 entry.unlink(missing_ok=True)
-        results = run_notebooks(todo, jobs, args.fail_fast, lambda path: run_notebook(
-            path, profile, executed, overrides_for(path, profile, overrides, todo), args.kernel, args.verbose, watch))
+        runs = []  # (results, {stem: [Claim]}) of each replicate, 0 first
+        for r in range(args.replicates):
+            at, out = replicate_overrides(overrides, r, args.replicates), replicate_dir(executed, r)
+            if args.replicates > 1:
+                print(f"[replicate {r} of 0-{args.replicates - 1}]", flush=True)
+                replicate_dir(figures, r).mkdir(parents=True, exist_ok=True)
+                os.environ["REPRO_FIGURES"] = str(replicate_dir(figures, r))
+            done = run_notebooks(todo, jobs, args.fail_fast, lambda path: run_notebook(
+                path, profile, out, overrides_for(path, profile, at, todo), args.kernel, args.verbose, watch))
+            runs.append((done, collect_claims(out, [stem for stem, _, _ in done])))
     finally:
         os.environ.pop("REPRO_PROGRESS", None)
         shutil.rmtree(progress_dir, ignore_errors=True)
 
-    by_stem = collect_claims(executed, [stem for stem, _, _ in results])
+    (results, by_stem), later = runs[0], runs[1:]
     every = [c for cs in by_stem.values() for c in cs]
     width = max(len("notebook"), *(len(stem) for stem, _, _ in results))
     print(f"\n{'notebook':<{width}}  status  wall time  claims that hold")
@@ -708,18 +751,44 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(figures / "claims.json", claims.to_json(by_stem, P))
     print(f"\nClaims at {profile} (report: {figures / 'claims.md'}):")
     print("\n".join(claims.summary(every, profile, here, replicate_of)))
+    combined = None
+    if later:
+        from reprolib import replicates
 
-    failed = [stem for stem, status, _ in results if status != "ok"]
+        combined = replicates.combine([by_stem] + [b for _, b in later])
+        name = f"claims_{profile}_replicates"
+        text = replicates.report(combined, profile, here)
+        write_atomic(figures / f"{name}.md", text)
+        write_atomic(figures / f"{name}.json", replicates.to_json(combined, {"layout": machine.layout(P),
+                                                                             "describe": here}))
+        print(f"\nOver {args.replicates} training replicates (report: {figures / (name + '.md')}):")
+        print("\n".join(replicates.summary(combined, profile)))
+
+    failed = [f"{stem}" + (f" (replicate {r})" if r else "") for r, (done, _) in enumerate(runs)
+              for stem, status, _ in done if status != "ok"]
     judged = [c for c in every if c.judged]
-    differ = [c for c in judged if c.unexpected]
+    # a verdict is the majority's over the replicates when there are several; in a single run, a claim the
+    # replicate record found unstable (``Claim.unstable``) is listed with its spread, not failed
+    differ = ([r for rs in combined.values() for r in rs if r.unexpected] if combined is not None
+              else [c for c in judged if c.unexpected and not c.unstable])
+    unstable_now = [c for c in judged if c.unexpected and c.unstable] if combined is None else []
+    if unstable_now:
+        print(f"\nVerdicts that differ from the record for {profile} in claims found unstable across training "
+              "replicates (listed, not failed):")
+        print("\n".join(f"  - {c.id}: {c.value:.3f} ({c.unstable})" for c in unstable_now))
     stale = stale_records(by_stem, {stem for stem, status, _ in results if status == "ok"}, profile)
     reasons = []
-    if failed or len(results) < len(todo):
-        reasons.append(f"notebook(s) failed: {', '.join(failed)}"
-                       + (" (stopped early: --fail-fast)" if len(results) < len(todo) else ""))
+    short = any(len(done) < len(todo) for done, _ in runs)
+    if failed or short:
+        reasons.append(f"notebook(s) failed: {', '.join(failed)}" + (" (stopped early: --fail-fast)" if short else ""))
     # in a replicate a value near its threshold may cross it by the machine's round-off alone: listed with its
     # margin, not failed, unless --strict, or --publish (the run would become a record its verdicts contradict)
-    if differ and (replicate_of is None or args.strict or args.publish):
+    if differ and combined is not None and (replicate_of is None or args.strict or args.publish):
+        reasons.append(f"{len(differ)} majority verdict(s) over {args.replicates} training replicates differ from "
+                       f"reprolib/expected_verdicts.toml [{profile}]: "
+                       + "; ".join(f"{r.id} {'holds' if r.verdict else 'does not hold'} in {r.k} of "
+                                   f"{args.replicates}" for r in differ))
+    elif differ and (replicate_of is None or args.strict or args.publish):
         flag = "--strict" if args.strict else "--publish: it would make a record its verdicts contradict"
         reasons.append(f"{len(differ)} verdict(s) differ from reprolib/expected_verdicts.toml [{profile}]"
                        + (f" in this replicate ({flag})" if replicate_of else "") + ": "
@@ -739,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": round(sum(s for _, _, s in results) + (training or 0), 1), "training_s": round(training or 0, 1),
             "notebooks": {stem: round(seconds, 1) for stem, _, seconds in results}})
     if args.publish:
-        publish(executed, figures, by_stem, profile, P)
+        publish(executed, figures, by_stem, profile, P, combined=combined)
         print("published: notebooks/*.ipynb, results/ (gallery, claims report) and the README's results block")
     return 0
 

@@ -68,7 +68,7 @@ print(f"profile {profile}: {len(seeds)} seeds, {len(seeds) // 10} per class, gui
 # CIFAR-10's test set) is how far to trust a class it assigns.
 
 # %%
-judge = conditional.judge(P["data"], store, P["device"], **P["judge"])
+judge = conditional.judge(P["data"], store, P["device"], **zoo.judge(P))
 print(f"classifier accuracy on held-out real {P['data']}: {judge.accuracy:.3f}")
 
 # %% [markdown]

@@ -104,7 +104,7 @@ samples = {name: banks.generate(v, store, seeds, P) for name, v in variants.item
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({k: v[:16] for k, v in samples.items()})
 plotting.save(fig, "06_same_noise_grid")
-clf = conditional.judge(P["data"], store, P["device"], **P["judge"]) if P["data"] in ("digits", "mnist") else None
+clf = conditional.judge(P["data"], store, P["device"], **zoo.judge(P)) if P["data"] in ("digits", "mnist") else None
 if clf is not None:
     print(f"digit classifier: {clf.accuracy:.1%} on held-out real digits")
     target = torch.tensor(P["target"])

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import machine
+from . import machine, replicates
 from .paths import repo_root
 
 MIME = "application/vnd.reprolib.claims+json"
@@ -58,6 +58,10 @@ class Claim:
     replicate: bool = False  # measured on another machine layout than the record's (``record``)
     low: float | None = None  # the value's 95% bootstrap interval over the seeds (``bootstrap``), where given
     high: float | None = None
+    # the bootstrap distribution over the seeds that interval was read off, as DRAW_QUANTILES of its quantiles:
+    # what a second level of resampling draws from (``replicates.two_level``)
+    draws: tuple | None = None
+    unstable: str = ""  # its verdict differs between training replicates (``replicates``): k of R hold, and the range
 
     @property
     def ours(self) -> bool:
@@ -89,7 +93,11 @@ class Claim:
             word += " (marginal)"
         if not self.judged:
             return f"{word} (not judged at {self.profile})"
+        if self.unstable:
+            word += f" (unstable across training replicates: {self.unstable})"
         recorded = f"recorded as {'holding' if self.expected else 'not holding'} at {self.profile}"
+        if self.unexpected and self.unstable:
+            return f"{word}: differs from the majority of the replicates ({recorded})"
         if self.unexpected and self.replicate:
             return f"{word}: differs from the record (a replicate on another machine layout; {recorded})"
         if self.unexpected:
@@ -154,7 +162,8 @@ def record(profile: str, path: Path | str | None = None) -> Record:
 
 def is_replicate(layout: dict, rec: Record) -> bool:
     """Whether a run on ``layout`` replicates the record on another machine layout (a record that names none
-    is taken to be this one's)."""
+    is taken to be this one's; one whose layout names no CPU, made before layouts did, was made on a CPU
+    nobody wrote down, so on another machine as far as anyone can tell)."""
     return rec.layout is not None and rec.layout != layout
 
 
@@ -166,6 +175,7 @@ class Claims:
                  replicate: bool = False):
         self.notebook, self.profile, self.judged, self.replicate = notebook, profile, judged, replicate
         self._not_holding = expected(profile, expected_file)
+        self._unstable = replicates.unstable(profile)
         self.items: list[Claim] = []
 
     def check(self, name: str, statement: str, value, op: str, threshold, *, source: str = "paper",
@@ -187,10 +197,12 @@ class Claims:
         low, high = (None, None) if interval is None else map(float, interval)
         if low is None or not (math.isfinite(low) and math.isfinite(high)):
             low = high = None
+        draws = getattr(interval, "draws", None) if low is not None else None
         claim = Claim(id=cid, statement=statement, source=source, value=value, op=op, threshold=threshold,
                       holds=not math.isnan(value) and bool(_OPS[op](value, threshold)), profile=self.profile,
                       judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail,
-                      replicate=self.replicate, low=low, high=high)
+                      replicate=self.replicate, low=low, high=high, draws=draws,
+                      unstable=self._unstable.get(cid, ""))
         self.items.append(claim)
         return claim
 
@@ -210,7 +222,23 @@ class Claims:
             print(f"At the {self.profile} profile the models are barely trained: verdicts are shown, not meaningful.")
 
 
-def bootstrap(statistic, n: int, replicates: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+DRAW_QUANTILES = 50  # how many quantiles of a seed bootstrap a claim keeps (``Claim.draws``)
+
+
+class Interval(tuple):
+    """(low, high) of a bootstrap, with ``draws``: DRAW_QUANTILES evenly spaced quantiles of the resampled values
+    it was read off, which a claim keeps for a second level of resampling (``replicates.two_level``)."""
+
+    draws: tuple | None
+
+    def __new__(cls, low: float, high: float, values=None):
+        self = super().__new__(cls, (low, high))
+        self.draws = None if values is None or len(values) == 0 else tuple(
+            round(float(q), 6) for q in np.quantile(values, (np.arange(DRAW_QUANTILES) + 0.5) / DRAW_QUANTILES))
+        return self
+
+
+def bootstrap(statistic, n: int, replicates: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
     """The percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13) of a claim's value over its ``n``
     seeds: ``statistic(idx)`` recomputes the value on the seeds ``idx`` (``replicates`` resamples with
     replacement, from a fixed generator, so a run's interval is reproducible). For a value that is a minimum over
@@ -219,9 +247,9 @@ def bootstrap(statistic, n: int, replicates: int = 1000, level: float = 0.95, se
     values = np.array([statistic(rng.integers(0, n, n)) for _ in range(replicates)], dtype=float)
     values = values[~np.isnan(values)]  # a resample that leaves a group without seeds has no value
     if values.size == 0:
-        return math.nan, math.nan
+        return Interval(math.nan, math.nan)
     tail = (1 - level) / 2
-    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+    return Interval(float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)), values)
 
 
 def agreement(sim, pairs, sets: dict, threshold: float, chance: bool = False) -> np.ndarray:
@@ -293,7 +321,9 @@ def _jsonable(c: Claim) -> dict:
 
 
 def _from_json(d: dict) -> Claim:
-    return Claim(**{**d, "value": math.nan if d["value"] is None else float(d["value"])})
+    draws = d.get("draws")
+    return Claim(**{**d, "value": math.nan if d["value"] is None else float(d["value"]),
+                    "draws": None if draws is None else tuple(draws)})
 
 
 def from_notebook(nb: dict) -> list[Claim]:

@@ -72,14 +72,15 @@ def class_fidelity(predicted, labels) -> float:
     return float((torch.as_tensor(predicted) == torch.as_tensor(labels)).double().mean())
 
 
-def judge(data_name: str, store=None, device="cpu", **config):
-    """The classifier that judges a sample's class: ``classifier.digit_classifier`` for digits, the CNN of
-    ``classifier.train_cnn`` for CIFAR-10 and MNIST (``config``: ``CNNConfig`` fields over the data set's
-    ``classifier.CNN_DEFAULTS``; cached in ``store``)."""
+def judge(data_name: str, store=None, device="cpu", seed: int = 0, **config):
+    """The classifier that judges a sample's class: ``classifier.digit_classifier`` for digits (``seed`` draws its
+    held-out split), the CNN of ``classifier.train_cnn`` for CIFAR-10 and MNIST (``seed`` and ``config``:
+    ``CNNConfig`` fields over the data set's ``classifier.CNN_DEFAULTS``; cached in ``store``)."""
     from . import classifier
 
     if data_name == "digits":
-        return classifier.digit_classifier()
+        return classifier.digit_classifier(seed)
+    config = {**config, "seed": seed} if seed else config  # seed 0 is CNNConfig's default: the same key as before
     if data_name in classifier.CNN_DEFAULTS:
         cfg = classifier.CNNConfig(data=data_name, **{**classifier.CNN_DEFAULTS[data_name], **config})
         return classifier.train_cnn(cfg, store, device, progress=False)

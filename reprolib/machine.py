@@ -14,7 +14,9 @@ Every training worker computes on ``TRAIN_THREADS`` (one) thread whatever the ma
 its kernels' ``threads`` to the count its record was made with: a float32 reduction is split by thread count,
 so a model's weights and a sample's bits depend on it (a U-Net's Heun samples differ at 3 or more threads from
 those at 1 or 2), and with both pinned a 64-core machine computes the committed 2-core numbers. What a number
-depends on is ``layout``; a run whose layout differs from its record's is a replicate (``claims``).
+depends on is ``layout``, which names the CPU too (its vendor and model, and the kernels torch picks for it:
+ATen, oneDNN and MKL each choose theirs per CPU, so the same code on another CPU family trains other bits); a run
+whose layout differs from its record's is a replicate (``claims``).
 """
 
 from __future__ import annotations
@@ -112,18 +114,35 @@ def accelerator(on: str) -> str | None:
     return torch.cuda.get_device_name(torch.device(on)) if torch.cuda.is_available() else None
 
 
+def cpu() -> str:
+    """The CPU's vendor and model as the operating system names it ("Intel(R) Xeon(R) Processor", "AMD EPYC
+    7B13"), and the widest vector kernels torch's ATen dispatches to on it (``get_cpu_capability``: "AVX2",
+    "AVX512", ...), e.g. "Intel(R) Xeon(R) Processor (AVX512)"."""
+    import platform
+
+    import torch
+
+    name = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            name = next((line.partition(":")[2].strip() for line in f if line.startswith("model name")), "")
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def layout(P: dict) -> dict:
-    """What a run's numbers depend on besides its settings and code: the device, the GPU model, and the thread
-    counts of the training workers and of the kernel."""
+    """What a run's numbers depend on besides its settings and code: the device, the CPU (``cpu``), the GPU
+    model, and the thread counts of the training workers and of the kernel."""
     on = P.get("device", "cpu")
-    return {"device": on.partition(":")[0], "accelerator": accelerator(on), "train_threads": TRAIN_THREADS,
-            "threads": P.get("threads")}
+    return {"device": on.partition(":")[0], "cpu": cpu(), "accelerator": accelerator(on),
+            "train_threads": TRAIN_THREADS, "threads": P.get("threads")}
 
 
 def describe(P: dict) -> str:
-    """One line: where a run computes, e.g. "cpu · 2 training workers of 1 thread · kernel 2 threads"."""
+    """One line: where a run computes, e.g. "cpu (Intel(R) Xeon(R) Processor (AVX512)) · 2 training workers of 1
+    thread · kernel 2 threads"; on a GPU its model names the device."""
     on = P.get("device", "cpu")
-    name = accelerator(on)
+    name = accelerator(on) or (cpu() if on == "cpu" else None)
     parts = [on + (f" ({name})" if name else "")]
     if "n_jobs" in P:
         parts.append(f"{P['n_jobs']} training worker{'s' if P['n_jobs'] != 1 else ''} of {TRAIN_THREADS} thread")

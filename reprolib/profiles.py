@@ -162,9 +162,25 @@ for _profile in _S7.values():  # the privacy study reads notebook 02's sweep und
 #   01's rule: random pairs of different real images exceed it with probability 0.75% (digits: 0.90; MNIST: 0.73,
 #   ``metrics.threshold_for_chance(sim, mnist training images, 0.0075)`` = 0.728, 20,000 pairs). SSCD keeps 0.6.
 PIXEL_THRESHOLD = {"smoke": 0.9, "cpu": 0.9, "mnist": 0.73, "paper": 0.9}
+# - ``replicate``: which training replicate (replications/training_replicates.md); 0 is the record. Replicate r moves
+#   every training seed the catalogue sets by ``REPLICATE_STRIDE`` * r (``training_seed``), never a sampling seed.
 for _notebook in SETTINGS.values():
     for _name, _profile in _notebook.items():
-        _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name])
+        _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name],
+                        replicate=0)
+
+# Far above every training seed the catalogue sets (0-10, and notebook 02's ``train_seeds``), so that no replicate
+# shares a seed with another, or with another model of its own run.
+REPLICATE_STRIDE = 1000
+
+
+def training_seed(P: dict, seed: int) -> int:
+    """The training seed of a model whose seed in the record (replicate 0) is ``seed``, in ``P["replicate"]``: all
+    of a training's randomness (initial weights, minibatch order, noise levels and noise, label dropout, a GAN's
+    or VAE's latents while it trains, a judge's split or its minibatches) comes from its seed, so this moves all of
+    it; the training data (``subset_seed``) and the sampling seeds stay, so that replicates are compared on the
+    same noise."""
+    return seed + REPLICATE_STRIDE * int(P.get("replicate", 0))
 
 # Machine settings (``machine.py``), resolved by ``settings``: ``device`` "auto" (the GPU when there is one),
 # ``n_jobs`` "auto" (one training worker per usable core, or ``GPU_WORKERS`` on a GPU) and ``threads``, the torch
@@ -381,7 +397,7 @@ def _named_rule(name: str) -> _Rule | None:
         return _number(False, 0)
     if name in ("judge_accuracy", "pixel_threshold"):
         return _number(False, 0, high=1)
-    if name == "direction_seed":
+    if name in ("direction_seed", "replicate"):
         return _number(True, 0)
     if name == "nets":
         return _nets_rule()
@@ -496,5 +512,6 @@ _S8 = {
 }
 for _name, _profile in _S8.items():  # it trains nothing, so it has no n_jobs; it reads 02's sweep as 07 does
     _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name], sweep={},
+                    replicate=0,
                     **{k: v for k, v in _MACHINE[_name].items() if k != "n_jobs"})
 SETTINGS["08"] = _S8

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import baselines, fitting
+from .profiles import training_seed
 from .store import Store
 from .train import TrainConfig
 
@@ -79,8 +80,8 @@ def section1(P: dict) -> list[Variant]:
     def cfg(kind, form, steps, seed=0, snapshots=False):
         every = max(int(SNAPSHOT_EVERY * P["steps_scale"]), 1) if snapshots else None
         return configured(TrainConfig(data=P["data"], net=net[kind], formulation=form,
-                                      steps=max(int(steps * P["steps_scale"]), 1), seed=seed, batch=128,
-                                      snapshot_every=every), P)
+                                      steps=max(int(steps * P["steps_scale"]), 1), seed=training_seed(P, seed),
+                                      batch=128, snapshot_every=every), P)
 
     teacher = cfg("unet", "edm", 3000, snapshots=True)
     ct = cfg("unet", "ct", 6000)
@@ -123,9 +124,9 @@ def section1_baselines(P: dict):
     agree above chance even across architectures (measured when baselines.py was written).
     """
     scale = P["steps_scale"]
-    gans = [baselines.GANConfig(data=P["data"], arch=a, steps=max(int(s * scale), 1), seed=k)
+    gans = [baselines.GANConfig(data=P["data"], arch=a, steps=max(int(s * scale), 1), seed=training_seed(P, k))
             for k, (a, s) in enumerate((("mlp", 6000), ("conv", 3000)))]
-    vaes = [baselines.VAEConfig(data=P["data"], arch=a, steps=max(int(s * scale), 1), seed=k)
+    vaes = [baselines.VAEConfig(data=P["data"], arch=a, steps=max(int(s * scale), 1), seed=training_seed(P, k))
             for k, (a, s) in enumerate((("mlp", 6000), ("conv", 4000)))]
     return gans, vaes
 
@@ -147,8 +148,9 @@ def regimes(P: dict) -> dict:
             for seed in range(P["train_seeds"]):
                 net = {**DDPMPP, **base, "width": w}
                 steps = max(int(P["steps"][n] * scale), 1)
-                out[(n, w, seed)] = configured(TrainConfig(data=P["data"], n=n, net=net, steps=steps, seed=seed,
-                                                           batch=P["batch"], lr=P["lr"], snapshot_every=every), P)
+                out[(n, w, seed)] = configured(TrainConfig(data=P["data"], n=n, net=net, steps=steps,
+                                                           seed=training_seed(P, seed), batch=P["batch"], lr=P["lr"],
+                                                           snapshot_every=every), P)
     return out
 
 
@@ -169,6 +171,12 @@ def unconditional(P: dict) -> list[Variant]:
 _BACKBONES = ("U-Net EDM (Heun)", "MLP EDM (Heun)")
 
 
+def judge(P: dict) -> dict:
+    """The keywords of ``conditional.judge`` at ``P``: the ``judge`` setting, its training seed in ``P``'s
+    replicate."""
+    return {**P["judge"], "seed": training_seed(P, P["judge"].get("seed", 0))}
+
+
 def section6(P: dict) -> dict[str, Variant]:
     """Section 6's fine-tuning study: a U-Net pre-trained on ``P["source"]`` classes, fine-tuned on
     ``P["target"]`` fully, decoder only, encoder only, head only and through LoRA adapters, beside two
@@ -185,12 +193,14 @@ def section6(P: dict) -> dict[str, Variant]:
         return max(int(k * P["steps_scale"]), 1)
 
     src, tgt = tuple(P["source"]), tuple(P["target"])
-    parent = configured(TrainConfig(data=P["data"], net=net, classes=src, steps=steps(2500), seed=10, batch=128), P)
-    scratch = configured(TrainConfig(data=P["data"], net=net, classes=tgt, steps=steps(2500), seed=0, batch=128), P)
-    tune = scratch.replace(init=asdict(parent), steps=steps(1500), seed=2)
+    parent = configured(TrainConfig(data=P["data"], net=net, classes=src, steps=steps(2500), seed=training_seed(P, 10),
+                                    batch=128), P)
+    scratch = configured(TrainConfig(data=P["data"], net=net, classes=tgt, steps=steps(2500), seed=training_seed(P, 0),
+                                     batch=128), P)
+    tune = scratch.replace(init=asdict(parent), steps=steps(1500), seed=training_seed(P, 2))
     variants = {
         "scratch": Variant("scratch", scratch),
-        "scratch, seed 2": Variant("scratch, seed 2", scratch.replace(seed=1)),
+        "scratch, seed 2": Variant("scratch, seed 2", scratch.replace(seed=training_seed(P, 1))),
         "pre-trained": Variant("pre-trained", parent),
         "full fine-tune": Variant("full fine-tune", tune),
         "decoder fine-tune": Variant("decoder fine-tune", tune.replace(trainable=("net.up", "net.head"))),
@@ -239,7 +249,7 @@ def sweep_settings(P: dict) -> dict:
     that reuse its models (07, 08)."""
     from . import profiles
 
-    own = {k: P[k] for k in ("nets", "precision", "device") if k in P}
+    own = {k: P[k] for k in ("nets", "precision", "device", "replicate") if k in P}
     return profiles.settings("02", P["profile"], **{**P.get("sweep", {}), **own})
 
 
