@@ -50,6 +50,8 @@ class Run:
 
         parts = [f"profile **{self.P['profile']}**", f"commit `{self.rev or 'unknown'}`", f"executed {self.stamp}",
                  f"wall time {wall}", f"reprolib {__version__}, torch {torch.__version__}", self.where()]
+        if self.P.get("replicate"):
+            parts.insert(1, f"training replicate {self.P['replicate']}")
         return f"Notebook {self.notebook}: " + " · ".join(parts)
 
     def where(self) -> str:
@@ -98,14 +100,19 @@ def start(notebook: str, profile: str | None = None, overrides: dict | None = No
     P = profiles.settings(notebook, profile, **(overrides or {}))
     machine.apply(P)  # the kernel's thread count, on which its samples' bits depend
     record = claims.record(P["profile"])
-    replicate = claims.is_replicate(machine.layout(P), record)
+    # another machine, or another training replicate (its verdicts are combined with the others' by the runner)
+    replicate = claims.is_replicate(machine.layout(P), record) or P.get("replicate", 0) > 0
     run = Run(notebook, P, Store(), claims.Claims(notebook, P["profile"], judged=P["claims_strict"],
                                                   replicate=replicate),
               stamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), rev=commit())
     from IPython.display import display
 
     run._handle = display(_markdown(run.header()), display_id=True)
-    if replicate:
+    if P.get("replicate"):
+        print(f"training replicate {P['replicate']}: every training seed moved by {profiles.REPLICATE_STRIDE} x "
+              f"{P['replicate']} (replications/training_replicates.md); a verdict that differs from the record is "
+              "marked in the claims table, and judged over the replicates by `paper_figures.py --replicates`")
+    elif replicate:
         print(f"a replicate: the record of {P['profile']} was made on {record.machine}; a verdict that differs from "
               "it is marked in the claims table, not taken for a regression")
     if overrides:

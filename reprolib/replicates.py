@@ -87,8 +87,14 @@ class Replicated:
 
     @property
     def verdict(self) -> bool:
-        """The majority's verdict (replications/training_replicates.md); a tie does not hold."""
+        """The majority's verdict (replications/training_replicates.md); a tie does not hold (and is not
+        ``decided``)."""
         return 2 * self.k > len(self.holds)
+
+    @property
+    def decided(self) -> bool:
+        """Whether the replicates have a majority (an even count can split evenly)."""
+        return 2 * self.k != len(self.holds)
 
     @property
     def unstable(self) -> bool:
@@ -96,7 +102,8 @@ class Replicated:
 
     @property
     def unexpected(self) -> bool:
-        return self.judged and self.verdict != self.expected
+        """The majority's verdict differs from the record's: what changes ``expected_verdicts.toml``."""
+        return self.judged and self.decided and self.verdict != self.expected
 
     def spread(self) -> str:
         """"k of R hold, range a-b": what a single run's table says of an unstable claim."""
@@ -146,7 +153,8 @@ def summary(by_stem: dict[str, list[Replicated]], profile: str) -> list[str]:
     unstable = [r for r in rows if r.unstable]
     lines = [f"- Over {R} training replicates (replications/training_replicates.md), by the majority's verdict: the "
              f"paper's claims {sum(r.verdict for r in paper)} of {len(paper)} hold, ours {sum(r.verdict for r in ours)}"
-             f" of {len(ours)}.",
+             f" of {len(ours)}" + (f"; {sum(not r.decided for r in rows)} split evenly (no majority)"
+                                   if any(not r.decided for r in rows) else "") + ".",
              f"- Unstable (the replicates' verdicts differ): {len(unstable)}"]
     lines += [f"  - {r.id}: {r.spread()}, needs {r.op} {_num(r.threshold)}" for r in unstable]
     changed = [r for r in rows if r.unexpected]
@@ -174,7 +182,7 @@ def report(by_stem: dict[str, list[Replicated]], profile: str, here: str = "") -
         lines += ["", f"## {stem}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rs:
             interval = f" [{_num(r.low)}, {_num(r.high)}]" if r.low is not None else ""
-            word = "holds" if r.verdict else "does not hold"
+            word = ("holds" if r.verdict else "does not hold") if r.decided else "tie"
             word += " (unstable)" if r.unstable else ""
             word += " (differs from the record)" if r.unexpected else ""
             lines.append("| " + " | ".join([r.id, f"{r.op} {_num(r.threshold)}", *map(_num, r.values),

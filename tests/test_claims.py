@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from reprolib import claims, metrics
+from reprolib import claims, machine, metrics
 
 
 @pytest.fixture
@@ -128,8 +128,8 @@ def test_margin_of_an_unmeasured_value_is_nan(record):
         "x", "x", None, "<", 1).margin)
 
 
-LAYOUT = {"device": "cpu", "accelerator": None, "train_threads": 1, "threads": 2}
-HERE = "cpu · 2 training workers of 1 thread · kernel 2 threads"
+LAYOUT = {"device": "cpu", "cpu": machine.cpu(), "accelerator": None, "train_threads": 1, "threads": 2}
+HERE = f"cpu ({machine.cpu()}) · 2 training workers of 1 thread · kernel 2 threads"
 
 
 def test_json_names_the_machine_and_old_records_still_read(record, tmp_path):
@@ -163,8 +163,8 @@ def test_a_replicate_lists_differing_verdicts_beside_the_record(record):
     new = c.check("new", "RP <= 0.05", 0.06, "<=", 0.05)  # not in the record's values
     assert moved.unexpected and moved.replicate and new.unexpected and new.replicate
     assert "UNEXPECTED" not in moved.verdict()
-    assert moved.verdict() == ("holds: differs from the record (a replicate on another machine layout; recorded as "
-                               "not holding at cpu)")
+    assert moved.verdict() == ("holds: differs from the record (a replicate: another machine layout or training run; "
+                               "recorded as not holding at cpu)")
     here = "cpu · kernel 64 threads"
     lines = claims.summary(c.items, "cpu", here, rec)
     assert lines[0] == f"- Machine: {here}; a replicate: the record was made on {HERE}"

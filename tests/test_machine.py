@@ -101,11 +101,13 @@ def test_bad_machine_settings_are_refused(name, value):
 
 def test_layout_says_what_numbers_depend_on():
     P = profiles.settings("02", "cpu", device="cpu")
-    assert machine.layout(P) == {"device": "cpu", "accelerator": None, "train_threads": 1, "threads": 2}
+    assert machine.layout(P) == {"device": "cpu", "cpu": machine.cpu(), "accelerator": None, "train_threads": 1,
+                                 "threads": 2}
     assert machine.layout({**P, "threads": 16}) != machine.layout(P)
     assert machine.layout({**P, "n_jobs": 7}) == machine.layout(P)  # how many workers changes no number
     line = machine.describe(P)
-    assert line.startswith("cpu · ") and f"{P['n_jobs']} training worker" in line and "kernel 2 threads" in line
+    assert line.startswith(f"cpu ({machine.cpu()}) · ") and f"{P['n_jobs']} training worker" in line
+    assert "kernel 2 threads" in line
 
 
 def test_kernels_pin_their_threads(monkeypatch):

@@ -255,6 +255,7 @@ def claimsdir(tmp_path, monkeypatch):
     record = tmp_path / "expected.toml"
     monkeypatch.setenv("REPRO_EXPECTED", str(record))
     monkeypatch.setenv("REPRO_RECORD", str(tmp_path / "record.json"))
+    monkeypatch.setenv("REPRO_REPLICATES", str(tmp_path / "replicates.json"))
     return folder, record
 
 
@@ -607,7 +608,7 @@ def test_the_progress_of_a_failed_training_is_dropped_before_the_notebooks(tmp_p
     training stage ends, so the runner empties the progress folder before the first notebook starts."""
     seen = []
 
-    def prefit(paths, profile, overrides):
+    def prefit(paths, profile, overrides, replicates=1):
         folder = Path(os.environ["REPRO_PROGRESS"])
         (folder / f"{os.getpid()}.json").write_text(json.dumps({"work": {"train": ["toy", 0, 5000]}}))
         raise RuntimeError("a training failed")
@@ -656,3 +657,74 @@ def test_a_verdict_that_differs_in_a_replicate_is_listed_not_failed(claimsdir, t
     assert _run(folder, tmp_path, "--profile", "cpu", "--override", "value=0.7") == 1
     out = capsys.readouterr().out
     assert "replicate" not in out and "FAILED: 1 verdict(s) differ" in out
+
+
+def test_a_record_made_on_another_cpu_makes_this_run_a_replicate(claimsdir, tmp_path, capsys):
+    """A run faked as another CPU (the record names another one, as an AMD record read on an Intel machine):
+    exit 0, its differing verdicts listed; a record whose layout names no CPU at all is another machine too."""
+    folder, expected = claimsdir
+    expected.write_text('[cpu."91.low"]\nholds = false\n')
+    here = machine.layout(pf.run_settings([folder / "91_claims.ipynb"], "cpu", {}))
+    record = Path(os.environ["REPRO_RECORD"])
+    for layout in ({**here, "cpu": "AMD EPYC 7B13 (AVX2)"}, {k: v for k, v in here.items() if k != "cpu"}):
+        _record(record, layout, 0.41)
+        assert _run(folder, tmp_path, "--profile", "cpu", "--override", "value=0.7") == 0
+        out = capsys.readouterr().out
+        assert "(a replicate: the record was made on the record's machine)" in out
+        assert "91.low: record 0.410 (does not hold), this run 0.700 (holds)" in out and "FAILED" not in out
+
+
+REPLICATES_CELL = (
+    "from reprolib.claims import Claims\n"
+    "value = overrides.get('values', [0.4])[overrides.get('replicate', 0)]\n"
+    "C = Claims('91', profile, judged=True)\n"
+    "C.check('low', 'RP >= 0.6', value, '>=', 0.6)\n"
+    "C.show()"
+)
+
+
+def _replicates_notebook(folder: Path) -> None:
+    _write(folder, "91_claims", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(REPLICATES_CELL)])
+
+
+def test_replicates_run_every_notebook_in_each_and_judge_by_the_majority(claimsdir, tmp_path, capsys):
+    folder, expected = claimsdir
+    _replicates_notebook(folder)
+    expected.write_text('[cpu."91.low"]\nholds = false\n')
+    # replicate 1 alone holds: unstable, the majority does not hold, as recorded
+    assert _run(folder, tmp_path, "--profile", "cpu", "--replicates", "3", "--override", "values=[0.4, 0.7, 0.45]") == 0
+    out = capsys.readouterr().out
+    assert "[replicate 2 of 0-2]" in out and "Over 3 training replicates" in out
+    assert "91.low: 1 of 3 replicates hold, range 0.400-0.700, needs >= 0.600" in out
+    for r in (1, 2):
+        assert (tmp_path / "executed" / f"replicate{r}" / "91_claims.ipynb").exists()
+    report = (tmp_path / "figs" / "claims_cpu_replicates.md").read_text()
+    assert "| 91.low | >= 0.600 | 0.400 | 0.700 | 0.450 |" in report and "1 of 3 | does not hold (unstable)" in report
+    data = json.loads((tmp_path / "figs" / "claims_cpu_replicates.json").read_text())
+    assert data["claims"]["91_claims"][0]["unstable"] is True
+    # the majority holds where the record says it does not: a regression, whatever replicate 0 says
+    assert _run(folder, tmp_path, "--profile", "cpu", "--replicates", "3", "--override", "values=[0.4, 0.7, 0.8]") == 1
+    assert "FAILED: 1 majority verdict(s) over 3 training replicates differ" in capsys.readouterr().out
+
+
+def test_a_single_run_lists_an_unstable_claims_verdict_and_fails_a_stable_ones(claimsdir, tmp_path, capsys):
+    folder, expected = claimsdir
+    _replicates_notebook(folder)
+    expected.write_text('[cpu."91.low"]\nholds = false\n')
+    assert _run(folder, tmp_path, "--profile", "cpu", "--replicates", "3", "--override", "values=[0.4, 0.7, 0.45]") == 0
+    Path(os.environ["REPRO_REPLICATES"]).write_text((tmp_path / "figs" / "claims_cpu_replicates.json").read_text())
+    capsys.readouterr()
+    assert _run(folder, tmp_path, "--profile", "cpu", "--override", "values=[0.7]") == 0  # unstable: listed
+    out = capsys.readouterr().out
+    assert "91.low: 0.700 (1 of 3 replicates hold, range 0.400-0.700)" in out and "FAILED" not in out
+    assert _run(folder, tmp_path, "--profile", "cpu", "--replicates", "3", "--override", "values=[0.4, 0.5, 0.45]") == 0
+    Path(os.environ["REPRO_REPLICATES"]).write_text((tmp_path / "figs" / "claims_cpu_replicates.json").read_text())
+    assert _run(folder, tmp_path, "--profile", "cpu", "--override", "values=[0.7]") == 1  # stable: a regression
+    assert "FAILED: 1 verdict(s) differ" in capsys.readouterr().out
+
+
+def test_replicates_and_a_replicate_override_together_are_refused(claimsdir, tmp_path, capsys):
+    folder, _ = claimsdir
+    with pytest.raises(SystemExit) as exit_:
+        _run(folder, tmp_path, "--profile", "cpu", "--replicates", "2", "--override", "replicate=1")
+    assert exit_.value.code == 2 and "not both" in capsys.readouterr().err
