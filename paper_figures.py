@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -373,14 +375,18 @@ def ignored(paths: list[Path], profile: str, overrides: dict) -> str:
 
 def check_inputs(paths: list[Path], profile: str, overrides: dict) -> list[str]:
     """One message per input a run of ``paths`` lacks, found before any kernel starts: each data set its notebooks
-    read (training and test split) that is not on disk or cannot be read, with the command that fetches it, and a
-    store that cannot be written."""
-    from reprolib import data, profiles
+    read (training and test split) that is not on disk or cannot be read, with the command that fetches it, a
+    device torch does not see or more threads than cores (``machine.unusable``), and a store that cannot be
+    written."""
+    from reprolib import data, machine, profiles
     from reprolib.paths import store_dir
 
-    names = {profiles.settings(nid, profile, **_share(nid, profile, overrides)).get("data")
-             for nid in map(_settings_id, paths) if nid in profiles.SETTINGS}
+    resolved = [(profiles.settings(nid, profile, **_share(nid, profile, overrides)), _share(nid, profile, overrides))
+                for nid in map(_settings_id, paths) if nid in profiles.SETTINGS]
+    names = {P.get("data") for P, _ in resolved}
     problems = []
+    for P, share in resolved:  # a device or thread count this machine cannot give, said once
+        problems += [m for m in machine.unusable(P, share) if m not in problems]
     for name in sorted(filter(None, names)):
         try:
             for train in (True, False):
@@ -392,7 +398,10 @@ def check_inputs(paths: list[Path], profile: str, overrides: dict) -> list[str]:
     store = store_dir()
     try:
         store.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=store).close()
+        with tempfile.TemporaryFile(dir=store) as probe:  # bytes, not an empty file: a full disk still makes one
+            probe.write(b"\0" * 2**16)
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as err:
         problems.append(f"the store {store} cannot be written ({err.strerror or err}): set REPRO_STORE to a folder "
                         f"you can write.")
@@ -465,6 +474,51 @@ def replicate_dir(folder: Path, r: int) -> Path:
     """Where replicate ``r``'s executed notebooks or figures go: ``folder`` itself for replicate 0 (the record's
     own), ``folder/replicate<r>`` for the others."""
     return folder if r == 0 else folder / f"replicate{r}"
+
+
+def _storage(err: BaseException) -> str:
+    """The store's message when ``err`` (or what caused it, through a worker) is a failed write of the store."""
+    from reprolib.store import StoreError
+
+    while err is not None:
+        if isinstance(err, StoreError):
+            return str(err)
+        err = err.__cause__ or err.__context__
+    return ""
+
+
+def _stop_children(grace: float = 3.0) -> None:
+    """Terminate every process this one started (notebook kernels, training workers), killing what is still
+    there after ``grace`` seconds: a kernel runs in a session of its own, so Ctrl-C in the terminal misses it."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def _on_interrupt(executed: Path, progress_dir: Path):
+    """Make Ctrl-C (SIGINT) end the run at once, with one line: the kernels and workers stopped, the executed
+    copy being written and the progress folder removed (what finished is stored: trainings resume from their
+    checkpoints, notebooks rerun). Returns the handler it replaces, or None where none can be set (another
+    thread than the main one)."""
+    def handler(signum, frame):
+        _stop_children()
+        for partial in executed.rglob(".*.partial.ipynb"):
+            partial.unlink(missing_ok=True)
+        shutil.rmtree(progress_dir, ignore_errors=True)
+        print("\ninterrupted: what finished is stored; the same command resumes", flush=True)
+        os._exit(130)  # at once: the thread that waits on a notebook would hold an ordinary exit
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return None
 
 
 def collect_claims(executed: Path, stems: list[str]) -> dict:
@@ -662,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "error: bad settings, nothing was run:\n" + "\n".join(f"  {m}" for m in problems) + "\n")
     missing = check_inputs(todo, profile, overrides)
     if missing:
-        parser.exit(2, "error: missing inputs, nothing was run:\n" + "\n".join(f"  {m}" for m in missing) + "\n")
+        parser.exit(2, "error: missing inputs or a machine that cannot give what was asked, nothing was run:\n"
+                    + "\n".join(f"  {m}" for m in missing) + "\n")
     P = run_settings(todo, profile, overrides)
     jobs = notebooks_at_once(args.jobs, len(todo), P)
     from reprolib import claims, machine
@@ -703,12 +758,17 @@ def main(argv: list[str] | None = None) -> int:
     cold = args.all and store.is_empty()  # a whole run from an empty store: its wall time is the cold time
     results: list[tuple[str, str, float]] = []
     training = None
+    before = _on_interrupt(executed, progress_dir)
     try:
         watch.start("training")
         start, training = time.perf_counter(), None
         try:
             planned, trained = prefit(todo, profile, overrides, args.replicates)
         except Exception as err:  # noqa: BLE001 - each notebook trains what it still lacks and reports its error
+            if _storage(err):  # every notebook would fail on it again, after training what it could
+                print(f"[training] FAILED: {_storage(err)}\nFAILED: the store cannot be written; no notebook was "
+                      "started", flush=True)
+                return 1
             print(f"[training] FAILED ({type(err).__name__}: {err}); each notebook trains what it still needs",
                   flush=True)
         else:
@@ -732,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
                 path, profile, out, overrides_for(path, profile, at, todo), args.kernel, args.verbose, watch))
             runs.append((done, collect_claims(out, [stem for stem, _, _ in done])))
     finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
         os.environ.pop("REPRO_PROGRESS", None)
         shutil.rmtree(progress_dir, ignore_errors=True)
 

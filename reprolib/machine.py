@@ -100,6 +100,32 @@ def gpu(on: str, folder: str | Path | None = None, count: int | None = None):
             return
 
 
+def unusable(P: dict, given=()) -> list[str]:
+    """One message per machine setting of ``P`` (resolved, ``profiles.settings``) that this machine cannot honour,
+    found before any work: a device torch does not see (naming those it does), unless a cluster backend trains
+    (``REPRO_SWEEP_BACKEND``: its workers' devices are checked when it connects); a thread count above the usable
+    cores among the settings ``given`` (a profile's own pinned count is the record's, and runs on fewer cores)."""
+    import torch
+
+    on, problems = P.get("device", "cpu"), []
+    kind, _, index = on.partition(":")
+    seen = [f"cuda:{k} ({torch.cuda.get_device_name(k)})" for k in range(gpus())]
+    if torch.backends.mps.is_available():
+        seen.append("mps")
+    sees = "torch sees " + ", ".join(["cpu"] + seen)
+    if not os.environ.get("REPRO_SWEEP_BACKEND"):
+        if kind == "cuda" and (gpus() == 0 or (index and int(index) >= gpus())):
+            problems.append(f"device={on}: no such CUDA device here ({sees}). Leave device at 'auto' or name one "
+                            "torch sees.")
+        elif kind == "mps" and not torch.backends.mps.is_available():
+            problems.append(f"device=mps: Apple's Metal backend is not available here ({sees}).")
+    cores = usable_cores()
+    if "threads" in given and isinstance(P.get("threads"), int) and P["threads"] > cores:
+        problems.append(f"threads={P['threads']}: this process may use {cores} core(s); more threads than cores "
+                        f"only contend for them. Give threads <= {cores}, or 'auto'.")
+    return problems
+
+
 def threads(setting) -> int:
     """Torch threads of a kernel: ``setting``, or every usable core for "auto"."""
     return usable_cores() if setting == AUTO else int(setting)

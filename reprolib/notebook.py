@@ -98,6 +98,9 @@ def start(notebook: str, profile: str | None = None, overrides: dict | None = No
     replicate when this machine's layout is not the record's, ``claims.is_replicate``), and a header (profile,
     commit, date, versions, machine) shown now and completed with the wall time by ``Run.finish``."""
     P = profiles.settings(notebook, profile, **(overrides or {}))
+    problems = machine.unusable(P, overrides or {})
+    if problems:  # before any work, as the runner would have refused them
+        raise ValueError("\n".join(problems))
     machine.apply(P)  # the kernel's thread count, on which its samples' bits depend
     record = claims.record(P["profile"])
     # another machine, or another training replicate (its verdicts are combined with the others' by the runner)

@@ -184,10 +184,12 @@ class Store:
             Store.written += 1
         except OSError as err:
             raise StoreError(_unwritable(path, err.strerror or str(err))) from err
-        except RuntimeError as err:  # torch's writer reports a failed write (a full disk) as a RuntimeError
-            if "write" not in str(err):
-                raise
-            raise StoreError(_unwritable(path, str(err).strip().splitlines()[-1])) from err
+        except RuntimeError as err:
+            # torch's zip writer reports a failed write (a full disk) as a RuntimeError whose text names no cause
+            # ("[enforce fail at inline_container.cc:672] . unexpected pos ..."); the payload of tensors and lists
+            # cannot fail to serialise, so a RuntimeError here is the file's
+            line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise StoreError(_unwritable(path, f"the write failed: {line}")) from err
         return path
 
     def load(self, kind: str, config: dict, name: str) -> dict:
@@ -224,11 +226,20 @@ class Store:
 
     def cold_run(self, profile: str) -> dict | None:
         """The record ``paper_figures.py --all`` wrote when it filled this store from empty at ``profile``
-        (``COLD_RUNS``: its wall time, commit, date and machine), if any."""
+        (``COLD_RUNS``: its wall time, commit, date and machine), if any; a file that is not such a record is
+        ignored, with a line that says so."""
+        path = self.root / COLD_RUNS / f"{profile}.json"
         try:
-            return json.loads((self.root / COLD_RUNS / f"{profile}.json").read_text())
-        except (OSError, ValueError):
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as err:
+            print(f"ignored {path}: not a readable cold-run record ({type(err).__name__})")
+            return None
+        if not _is_cold_run(record):
+            print(f"ignored {path}: not a cold-run record (it needs {', '.join(_COLD_FIELDS)} of the right types)")
+            return None
+        return record
 
     def record_cold_run(self, profile: str, record: dict) -> None:
         """Keep ``record`` as the run that filled this store from empty at ``profile`` (``cold_run`` reads it)."""
@@ -240,6 +251,17 @@ class Store:
     def clear_leftovers(self, kind: str, config: dict) -> list[Path]:
         """Temporary files a killed process left in this artifact's folder, removed (see ``clear_leftovers``)."""
         return clear_leftovers(self.folder(kind, config))
+
+
+_COLD_FIELDS = {"commit": (str, type(None)), "date": str, "machine": str, "wall_s": (int, float),
+                "notebooks": dict}
+
+
+def _is_cold_run(record) -> bool:
+    """Whether ``record`` has the fields a notebook's header reads, of their types."""
+    return isinstance(record, dict) and all(
+        isinstance(record.get(k), t) and not isinstance(record.get(k), bool) for k, t in _COLD_FIELDS.items()) and all(
+        isinstance(v, (int, float)) for v in record["notebooks"].values())
 
 
 def load_artifact(path: Path, key: str | None = None) -> dict:
