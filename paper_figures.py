@@ -466,8 +466,9 @@ def prefit(paths: list[Path], profile: str, overrides: dict, replicates: int = 1
 
 def replicate_overrides(overrides: dict, r: int, replicates: int) -> dict:
     """The overrides of training replicate ``r`` in a run of ``replicates``: as given in a single run (so that its
-    notebooks get what they got before), with ``replicate=r`` in a run of several."""
-    return dict(overrides) if replicates == 1 else {**overrides, "replicate": r}
+    notebooks get what they got before), with ``replicate=r`` and the count, ``replicates`` (notebook 01 compares
+    each model with itself in the next replicate), in a run of several."""
+    return dict(overrides) if replicates == 1 else {**overrides, "replicate": r, "replicates": replicates}
 
 
 def replicate_dir(folder: Path, r: int) -> Path:
@@ -709,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish and not args.all:
         parser.error("--publish replaces every committed notebook's outputs: use it with --all")
     overrides = dict(args.override)
-    if args.replicates > 1 and "replicate" in overrides:
+    if args.replicates > 1 and {"replicate", "replicates"} & set(overrides):
         parser.error("--replicates R runs replicates 0 .. R-1: give it or --override replicate=N, not both")
     problems = check_settings(todo, profile, overrides)
     if problems:  # before any kernel starts: a bad setting must not cost an hour of training first

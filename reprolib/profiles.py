@@ -164,10 +164,14 @@ for _profile in _S7.values():  # the privacy study reads notebook 02's sweep und
 PIXEL_THRESHOLD = {"smoke": 0.9, "cpu": 0.9, "mnist": 0.73, "paper": 0.9}
 # - ``replicate``: which training replicate (replications/training_replicates.md); 0 is the record. Replicate r moves
 #   every training seed the catalogue sets by ``REPLICATE_STRIDE`` * r (``training_seed``), never a sampling seed.
+#   Notebook 01's ``replicates``, the run's count of them (``paper_figures.py --replicates`` sets it): from 2 on, it
+#   compares each model with itself in the next replicate.
 for _notebook in SETTINGS.values():
     for _name, _profile in _notebook.items():
         _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name],
                         replicate=0)
+for _profile in _S1.values():
+    _profile.update(replicates=1)
 
 # Far above every training seed the catalogue sets (0-10, and notebook 02's ``train_seeds``), so that no replicate
 # shares a seed with another, or with another model of its own run.
@@ -439,6 +443,10 @@ def _cross_checks(P: dict, profile: str) -> list[tuple[str, str | None, str]]:
     if "theory_seeds" in P and "seeds" in sweep and _is_int(P["theory_seeds"]) and P["theory_seeds"] > sweep["seeds"]:
         out.append(("theory_seeds", "sweep", f"at most notebook 02's seeds at profile {profile}, {sweep['seeds']}: "
                                              "the theories are compared on the first of 02's seeds"))
+    if _is_int(P.get("replicates")) and _is_int(P.get("replicate")) and P["replicates"] > 1 \
+            and P["replicate"] >= P["replicates"]:
+        out.append(("replicate", "replicates", f"a run of {P['replicates']} replicates has replicates 0 to "
+                                               f"{P['replicates'] - 1}"))
     for name, of in (("privacy_sizes", "sizes"), ("privacy_widths", "widths")):
         if name in P and of in sweep and not set(P[name]) <= set(sweep[of]):
             out.append((name, "sweep", f"each one of notebook 02's {of} at profile {profile}, {sweep[of]}: the "
