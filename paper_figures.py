@@ -442,26 +442,29 @@ def _plan_ids(path: Path) -> list[str]:
 
 
 def prefit(paths: list[Path], profile: str, overrides: dict, replicates: int = 1) -> tuple[int, dict]:
-    """Train every model the notebooks ``paths`` will train (their ``zoo.plan``s) in each of ``replicates``
-    training replicates, all in one pool before any notebook runs, so that both workers stay busy across
-    notebooks: a notebook's last long training no longer leaves the other worker idle, and the next notebook's
-    trainings fill the gaps. The notebooks then find their models in the store. Returns (the number of configs
-    planned, {label: seconds} of the jobs trained now)."""
+    """Train every model the notebooks ``paths`` will train (their ``zoo.plan``s), all in one pool before any
+    notebook runs, so that both workers stay busy across notebooks: a notebook's last long training no longer
+    leaves the other worker idle, and the next notebook's trainings fill the gaps. The notebooks then find their
+    models in the store. With several training ``replicates``, one pool per replicate, one after the other: the
+    pool stacks same-shape models into one training, and a stack's members' bits depend on its company (by
+    round-off), so a replicate's models are stacked as a run of that replicate alone stacks them. Returns (the
+    number of configs planned, {label: seconds} of the jobs trained now)."""
     from reprolib import fitting, profiles, zoo
     from reprolib.store import Store
 
-    store, configs, first = Store(), [], None
+    store, planned, trained = Store(), set(), {}
     for r in range(replicates):
-        at = replicate_overrides(overrides, r, replicates)
+        at, configs, first = replicate_overrides(overrides, r, replicates), [], None
         for path in paths:
             for nid in _plan_ids(path):
                 P = profiles.settings(nid, profile, **_share(nid, profile, at, paths))
                 first = first or P
                 configs += zoo.plan(nid, P, store)
-    if not configs:
-        return 0, {}
-    # no progress bar: the runner's progress line says what the workers train
-    return len({repr(c) for c in configs}), fitting.fit_all(configs, store, first, progress=False)
+        if configs:
+            planned |= {repr(c) for c in configs}
+            # no progress bar: the runner's progress line says what the workers train
+            trained.update(fitting.fit_all(configs, store, first, progress=False))
+    return len(planned), trained
 
 
 def replicate_overrides(overrides: dict, r: int, replicates: int) -> dict:

@@ -2,7 +2,7 @@
 simulated) over the measured CPU seconds per step (``reprolib/step_costs.json``, one thread), for several W, with
 the longest chain of dependent jobs (no number of workers trains faster than it) and the total.
 
-    python benchmarks/bench_plan.py [--workers 2 4 8 16 32] [--profile cpu] [--write]
+    python benchmarks/bench_plan.py [--workers 2 4 8 16 32] [--profile cpu] [--replicates 3] [--write]
     python benchmarks/bench_plan.py --profile paper --gpu-rates benchmarks/gpu_rates_h200.json [--precision bf16]
 
 A prediction on the machine the step costs were measured on: two or more workers side by side each run slower
@@ -13,6 +13,10 @@ With ``--gpu-rates`` a worker is one GPU (the paper profile trains one model per
 a stack of K models costs K of its models' steps (no gain assumed: an upper bound where small models stack). The
 paper profile's sampling (``gpu_hours.py``'s sample jobs) comes after and is given as GPU hours, split over the
 GPUs at best.
+
+With ``--replicates R`` the runner trains R training replicates one pool after another (``paper_figures.prefit``),
+each as a run of that replicate alone would: R times one replicate's time (their costs are the same; only their
+seeds differ).
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="cpu", choices=profiles.NAMES)
     ap.add_argument("--gpu-rates", metavar="JSON", help="a worker is a GPU at these measured rates (gpu_hours.py)")
     ap.add_argument("--precision", default="tf32", choices=("tf32", "bf16"), help="training precision on the GPU")
+    ap.add_argument("--replicates", type=int, default=1,
+                    help="training replicates, one pool after another (paper_figures.py --replicates)")
     ap.add_argument("--write", action="store_true", help="append the table to benchmarks/results.md")
     a = ap.parse_args(argv)
     if a.gpu_rates:
@@ -115,7 +121,9 @@ def main(argv=None) -> int:
         basis = "the one-thread step costs of `reprolib/step_costs.json`"
     who, per, scale, kind = unit
     length, chain = critical_path(costs, after)
-    rows = [f"| {w} | {sweep.makespan(costs, after, w)[0] / scale:.1f} |" for w in workers]
+    R = a.replicates
+    rows = [f"| {w} | {sweep.makespan(costs, after, w)[0] / scale:.1f} |"
+            + (f" {R * sweep.makespan(costs, after, w)[0] / scale:.1f} |" if R > 1 else "") for w in workers]
     chained = {repr(c) for j in chain for c in getattr(jobs[j], "cfgs", [jobs[j]])}
     notebooks = sorted(nb for nb, cfgs in plans(a.profile, device).items() if chained & set(map(repr, cfgs)))
     text = "\n".join([
@@ -123,7 +131,8 @@ def main(argv=None) -> int:
         f"(benchmarks/bench_plan.py)\n",
         f"{len(jobs)} jobs, {sum(costs) / scale:,.1f} {kind} {per} at {basis}; the scheduler simulated with exact "
         "costs.\n",
-        f"| {who}s | training ({per}) |", "|---|---|", *rows, "",
+        f"| {who}s | training ({per}) |" + (f" {R} replicates ({per}) |" if R > 1 else ""),
+        "|---|---|" + ("---|" if R > 1 else ""), *rows, "",
         f"No number of {who}s does better than the longest chain, **{length / scale:.1f} {per}** (notebook "
         f"{', '.join(notebooks)}): " + " -> ".join(f"{fitting.describe(jobs[j])} ({costs[j] / scale:.1f} {per})"
                                                   for j in chain) + ".\n"])
