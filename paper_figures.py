@@ -75,9 +75,9 @@ def unreadable(paths: list[Path]) -> list[str]:
             nbformat.validate(nbformat.read(path, as_version=4))
         except Exception as err:  # noqa: BLE001 - JSON, nbformat and validation errors alike: the file is bad
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            problems.append(f"{path}: not a readable notebook ({reason}). Restore it, e.g. "
-                            f"`git checkout -- {path.name}`, or rebuild it from its pair: `jupytext --sync "
-                            f"{path.with_suffix('.py').name}`.")
+            problems.append(f"{path}: not a readable notebook ({reason}). Restore it with its outputs, "
+                            f"`git checkout -- {path}`, or rebuild it without them from its pair, `jupytext --to "
+                            f"ipynb {path.with_suffix('.py')}`.")
     return problems
 
 

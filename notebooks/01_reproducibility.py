@@ -261,7 +261,7 @@ if P["replicates"] > 1:
     for name, (r, c) in self_rp.items():
         print(f"{name:26s} RP with its replicate {r:.3f} (chance {c:.3f})")
 else:
-    print("one training replicate in this run: run `python paper_figures.py --all --replicates 3` to compare "
+    print("one training replicate in this run: run `python paper_figures.py --all --profile cpu --replicates 3` to compare "
           "each model with itself trained again")
 
 # %% [markdown]
