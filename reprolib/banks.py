@@ -2,13 +2,14 @@
 draws, computed once and kept in the store beside the model.
 
 Every bank's key holds its model's key, the sampler's settings, the seeds and the digest of the code that draws it
-(``codehash``), plus the digest of the storing code here (``stored_as``). Another process asking for a bank being
+(``codehash``), plus the digest of this module's code, which draws and stores it (``stored_as``). Another process asking for a bank being
 computed waits for it and loads it (``_once``).
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -125,11 +126,16 @@ def _bank(store: Store, key: dict, draw, clip: bool = True):
 
 @lru_cache(maxsize=None)
 def stored_as() -> str:
-    """The digest (``codehash.source_digest``) of the code between a computation and the store, which lives here,
-    outside every artifact's digested modules: ``_bank``'s clip, ``table``'s and ``_once``'s encodings. It joins
-    every bank's and table's key, so that an edit to how a result is stored recomputes it, as an edit to the code
-    that computes it does. Read once per process, like ``codehash``."""
-    return codehash.source_digest("\n".join(inspect.getsource(f) for f in (_bank, table, _once)))
+    """The digest of this module's code (``storing_digest``), which lives outside every artifact's digested modules:
+    how each bank is drawn (the sampler's arguments, the model and snapshot it loads), ``_bank``'s clip, ``table``'s
+    and ``_once``'s encodings. It joins every bank's and table's key, so that an edit here recomputes what it
+    touches, as an edit to the code that computes it does. Read once per process, like ``codehash``."""
+    return storing_digest(inspect.getsource(sys.modules[__name__]))
+
+
+def storing_digest(source: str) -> str:
+    """``codehash.source_digest`` of this module's ``source``: its code without docstrings and comments."""
+    return codehash.source_digest(source)
 
 
 def table(store: Store, key: dict, compute):

@@ -117,9 +117,12 @@ def current() -> set[str]:
     return {of(kind) for kind in CODE}
 
 
-def _is_current(config, keep: set) -> bool:
-    """Whether a stored config.json holds current code digests: its own, and its model's for a sample bank."""
+def _is_current(config, keep: set, stored: str | None = None) -> bool:
+    """Whether a stored config.json holds current code digests: its own, its model's for a sample bank, and for a
+    bank or table the digest of the code that draws and stores it (``banks.stored_as``)."""
     if not isinstance(config, dict) or config.get("code") not in keep:
+        return False
+    if "stored" in config and config["stored"] != stored:
         return False
     return not isinstance(config.get("model"), dict) or _is_current(config["model"], keep)
 
@@ -129,13 +132,15 @@ def stale(root) -> list[Path]:
     (an edit since, another checkout) or before keys covered code. Folders without a config.json are left."""
     import json
 
-    keep, out = current(), []
+    from .banks import stored_as
+
+    keep, stored, out = current(), stored_as(), []
     for cfg in sorted(Path(root).glob("*/*/config.json")):
         try:
             config = json.loads(cfg.read_text())
         except (OSError, ValueError):
             continue
-        if not _is_current(config, keep):
+        if not _is_current(config, keep, stored):
             out.append(cfg.parent)
     return out
 

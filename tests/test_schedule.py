@@ -187,13 +187,13 @@ def test_the_plan_benchmark_gives_no_paper_sampling_hours_for_another_profile(ca
     assert "GPU h (float32)" not in out and "sampling is not estimated here" in out
 
 
-def test_an_edit_to_how_a_bank_is_stored_gives_it_a_new_key(tmp_path, monkeypatch):
-    """banks._bank's clip lives outside every digested module: its digest (banks.stored_as) joins the bank's key."""
+def test_an_edit_to_how_a_bank_is_drawn_or_stored_gives_it_a_new_key(tmp_path, monkeypatch):
+    """banks.py lives outside every digested module: the digest of its code (banks.stored_as) joins every bank's
+    and table's key, so an edit to how a bank is drawn (the sampler's arguments) or stored (the clip) re-keys it."""
     import inspect
+    import sys
 
     import torch
-
-    from reprolib import codehash
 
     store, draws = Store(tmp_path), []
 
@@ -201,12 +201,23 @@ def test_an_edit_to_how_a_bank_is_stored_gives_it_a_new_key(tmp_path, monkeypatc
         draws.append(1)
         return torch.full((2, 1, 8, 8), 3.0)
 
-    assert banks._bank(store, {"bank": 1}, draw).max() == 1.0 and banks._bank(store, {"bank": 1}, draw).max() == 1.0
+    from reprolib import codehash
+
+    key, before = {"bank": 1, "code": codehash.of("samples")}, banks.stored_as()
+    assert banks._bank(store, key, draw).max() == 1.0 and banks._bank(store, key, draw).max() == 1.0
     assert len(draws) == 1  # stored, then loaded
-    edited = inspect.getsource(banks._bank).replace("clamp(-1, 1)", "clamp(-2, 2)")  # a reader widens the clip
-    assert edited != inspect.getsource(banks._bank)
-    sources = "\n".join(inspect.getsource(f) for f in (banks.table, banks._once))
-    monkeypatch.setattr(banks, "stored_as", lambda: codehash.source_digest(edited + "\n" + sources))
-    assert banks.stored_as() != codehash.source_digest(inspect.getsource(banks._bank) + "\n" + sources)
-    banks._bank(store, {"bank": 1}, draw)
+    source = inspect.getsource(sys.modules["reprolib.banks"])
+    assert banks.stored_as() == banks.storing_digest(source)
+    for old, new in (("clamp(-1, 1)", "clamp(-2, 2)"),  # a reader widens the clip
+                     ("P['shape'], sampler, steps, schedule", "P['shape'], sampler, steps + 1, schedule"),
+                     ('P["shape"], sampler, steps, schedule', 'P["shape"], sampler, steps + 1, schedule')):
+        if old in source:  # the draw code of ``samples`` or the clip of ``_bank``
+            assert banks.storing_digest(source.replace(old, new)) != banks.stored_as()
+    assert banks.storing_digest(source.replace('"""Samples of a trained', '"""Samples drawn from a trained')) \
+        == banks.stored_as()  # a docstring is no code
+    edited = banks.storing_digest(source.replace("clamp(-1, 1)", "clamp(-2, 2)"))
+    monkeypatch.setattr(banks, "stored_as", lambda: edited)
+    banks._bank(store, key, draw)
     assert len(draws) == 2  # a new key: drawn again, not the bank clipped the old way
+    # and `python -m reprolib.codehash` lists the bank drawn by the old code as stale, not the new one
+    assert codehash.stale(tmp_path) == [store.folder("samples", {**key, "stored": before})]
