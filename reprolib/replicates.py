@@ -175,7 +175,8 @@ def report(by_stem: dict[str, list[Replicated]], profile: str, here: str = "") -
         lines.append(f"- Machine: {here}")
     lines.append("- Each replicate trains every model again with its training seeds moved (initial weights, "
                  "minibatches, training noise), on the same data, and samples it on the same seeds. A verdict is "
-                 "the majority's; the interval resamples the replicates, then the seeds within each (``two_level``).")
+                 "the majority's; the interval resamples the replicates, then the seeds within each "
+                 "(`replicates.two_level`).")
     lines += summary(by_stem, profile)
     head = ["claim", "threshold"] + [f"r{i}" for i in range(R)] + ["mean [two-level 95%]", "k of R", "verdict"]
     for stem, rs in by_stem.items():
@@ -198,8 +199,8 @@ def to_json(by_stem: dict[str, list[Replicated]], machine: dict) -> str:
                 "mean": None if math.isnan(r.mean) else r.mean, "low": r.low, "high": r.high, "k": r.k,
                 "verdict": r.verdict, "unstable": r.unstable, "spread": r.spread()}
 
-    return json.dumps({"machine": machine, "replicates": len(next(iter(by_stem.values()), [None])[0].values)
-                       if any(by_stem.values()) else 0,
+    rows = [r for rs in by_stem.values() for r in rs]
+    return json.dumps({"machine": machine, "replicates": len(rows[0].values) if rows else 0,
                        "claims": {stem: [row(r) for r in rs] for stem, rs in by_stem.items()}}, indent=1,
                       allow_nan=False)
 
