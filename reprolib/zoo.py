@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import baselines, fitting
+from . import baselines, fitting, profiles
 from .profiles import training_seed
 from .store import Store
 from .train import TrainConfig
@@ -245,10 +245,8 @@ def snapshot_steps(cfg: TrainConfig, count: int) -> list[int]:
 
 def sweep_settings(P: dict) -> dict:
     """Notebook 02's settings at ``P``'s profile under ``P["sweep"]`` (the overrides 02 itself was given: the runner
-    passes them) and ``P``'s backbone, precision and device settings: the sweep as 02 trains it, for the notebooks
-    that reuse its models (07, 08)."""
-    from . import profiles
-
+    passes them) and ``P``'s backbone, precision, device and replicate settings: the sweep as 02 trains it, for the
+    notebooks that reuse its models (07, 08)."""
     own = {k: P[k] for k in ("nets", "precision", "device", "replicate") if k in P}
     return profiles.settings("02", P["profile"], **{**P.get("sweep", {}), **own})
 
