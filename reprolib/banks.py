@@ -2,8 +2,8 @@
 draws, computed once and kept in the store beside the model.
 
 Every bank's key holds its model's key, the sampler's settings, the seeds and the digest of the code that draws it
-(``codehash``), plus the digest of this module's code, which draws and stores it (``stored_as``). Another process asking for a bank being
-computed waits for it and loads it (``_once``).
+(``codehash``), plus the digest of this module's code, which draws and stores it (``stored_as``). Another process
+asking for a bank being computed waits for it and loads it (``_once``).
 """
 
 from __future__ import annotations

@@ -159,7 +159,8 @@ def summary(by_stem: dict[str, list[Replicated]], profile: str) -> list[str]:
     lines += [f"  - {r.id}: {r.spread()}, needs {r.op} {_num(r.threshold)}" for r in unstable]
     changed = [r for r in rows if r.unexpected]
     if changed:
-        lines.append(f"- Majority verdicts that differ from reprolib/expected_verdicts.toml [{profile}]: {len(changed)}")
+        lines.append(f"- Majority verdicts that differ from reprolib/expected_verdicts.toml [{profile}]: "
+                     f"{len(changed)}")
         lines += [f"  - {r.id}: {'holds' if r.verdict else 'does not hold'} in {r.k} of {R}, recorded as "
                   f"{'holding' if r.expected else 'not holding'}" for r in changed]
     return lines
