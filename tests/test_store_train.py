@@ -168,8 +168,8 @@ def test_a_full_disk_says_where_and_why_and_leaves_no_half_file(tmp_path, monkey
                            "PytorchStreamWriter failed writing file data/0: file write failed")
 
     monkeypatch.setattr(store_lib.torch, "save", full)
-    with pytest.raises(StoreError, match=r"Cannot write .*final\.pt \(PytorchStreamWriter failed writing file "
-                                         r"data/0: file write failed; [\d,]+ MiB free there\)"):
+    with pytest.raises(StoreError, match=r"Cannot write .*final\.pt \(the write failed: PytorchStreamWriter failed "
+                                         r"writing file data/0: file write failed; [\d,]+ MiB free there\)"):
         Store(tmp_path).save("k", {"a": 1}, "final", {"v": 1})
     assert _tmp_files(tmp_path) == [] and not list(tmp_path.rglob("final.pt"))
 
