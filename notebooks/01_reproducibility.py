@@ -238,9 +238,8 @@ if P["replicates"] > 1:
     Q = {**P, "replicate": (P["replicate"] + 1) % P["replicates"]}
     fitting.fit_all(zoo.plan("01", Q, store), store, Q)  # nothing to train in a run of replicates
     twins = {v.name: banks.generate(v, store, seeds, P) for v in zoo.section1(Q) if v.name in deterministic}
-    for kind, (ours_cfgs, their_cfgs) in (("GAN", (gan_cfgs, zoo.section1_baselines(Q)[0])),
-                                          ("VAE", (vae_cfgs, zoo.section1_baselines(Q)[1]))):
-        for k, cfg in enumerate(their_cfgs):
+    for kind, cfgs in zip(("GAN", "VAE"), zoo.section1_baselines(Q)):
+        for k, cfg in enumerate(cfgs):
             model = fitting.fit(cfg, store, progress=False, device=P["device"])
             twins[f"{kind} {k + 1} ({cfg.arch})"] = baselines.generate(model, seeds, cfg.latent)
     mine = {**samples, **others}
@@ -261,8 +260,8 @@ if P["replicates"] > 1:
     for name, (r, c) in self_rp.items():
         print(f"{name:26s} RP with its replicate {r:.3f} (chance {c:.3f})")
 else:
-    print("one training replicate in this run: run `python paper_figures.py --all --profile cpu --replicates 3` to compare "
-          "each model with itself trained again")
+    print("one training replicate in this run: `python paper_figures.py --all --profile cpu --replicates 3` "
+          "compares each model with itself trained again")
 
 # %% [markdown]
 # ## Claims

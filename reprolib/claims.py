@@ -99,7 +99,8 @@ class Claim:
         if self.unexpected and self.unstable:
             return f"{word}: differs from the majority of the replicates ({recorded})"
         if self.unexpected and self.replicate:
-            return f"{word}: differs from the record (a replicate: another machine layout or training run; {recorded})"
+            return (f"{word}: differs from the record (a replicate: another machine layout or training run; "
+                    f"{recorded})")
         if self.unexpected:
             return f"{word}: UNEXPECTED, {recorded}"
         return word if self.holds else f"{word} (recorded finding at {self.profile})"
