@@ -9,7 +9,7 @@ every notebook at replicates 0 .. R-1 and hands their claims to ``combine``, whi
 - its verdict by the rule pre-registered in replications/training_replicates.md: the verdict of the majority of
   the replicates; a claim whose verdict differs between replicates is *unstable*.
 
-The combined record, ``results/claims_<profile>_replicates.json`` (``write_json``), names the unstable claims, which
+The combined record, ``results/claims_<profile>_replicates.json`` (``to_json``), names the unstable claims, which
 a single-replicate run reads (``unstable``) so that a verdict one training run decides is listed, not failed.
 """
 
