@@ -381,8 +381,9 @@ def check_inputs(paths: list[Path], profile: str, overrides: dict) -> list[str]:
     from reprolib import data, machine, profiles
     from reprolib.paths import store_dir
 
-    resolved = [(profiles.settings(nid, profile, **_share(nid, profile, overrides)), _share(nid, profile, overrides))
-                for nid in map(_settings_id, paths) if nid in profiles.SETTINGS]
+    nids = [nid for nid in map(_settings_id, paths) if nid in profiles.SETTINGS]
+    shares = [_share(nid, profile, overrides) for nid in nids]
+    resolved = [(profiles.settings(nid, profile, **share), share) for nid, share in zip(nids, shares)]
     names = {P.get("data") for P, _ in resolved}
     problems = []
     for P, share in resolved:  # a device or thread count this machine cannot give, said once
@@ -594,12 +595,7 @@ def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict,
     write_atomic(results / f"claims_{profile}.md", claims.report(by_stem, profile, here=here))
     write_atomic(results / f"claims_{profile}.json", claims.to_json(by_stem, P))
     if combined is not None:  # the replicate record, which single runs read for the claims it found unstable
-        from reprolib import replicates
-
-        name = f"claims_{profile}_replicates"
-        write_atomic(results / f"{name}.md", replicates.report(combined, profile, here))
-        write_atomic(results / f"{name}.json", replicates.to_json(combined, {"layout": machine.layout(P),
-                                                                             "describe": here}))
+        write_replicate_report(results, combined, profile, P)
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
@@ -616,6 +612,17 @@ def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict,
         block += [" ".join(f"![{name}](results/gallery/{name}.png)" for name in shown), "", end]  # side by side
         text = text[:text.index(begin)] + "\n".join(block) + text[text.index(end) + len(end):]
         write_atomic(readme, text)
+
+
+def write_replicate_report(folder: Path, combined: dict, profile: str, P: dict) -> Path:
+    """``claims_<profile>_replicates.md`` and ``.json`` of claims ``combined`` over training replicates
+    (``replicates.combine``) in ``folder``, naming the machine of ``P``; returns the report's path."""
+    from reprolib import machine, replicates
+
+    here, name = machine.describe(P), f"claims_{profile}_replicates"
+    write_atomic(folder / f"{name}.md", replicates.report(combined, profile, here))
+    write_atomic(folder / f"{name}.json", replicates.to_json(combined, {"layout": machine.layout(P), "describe": here}))
+    return folder / f"{name}.md"
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -822,12 +829,8 @@ def main(argv: list[str] | None = None) -> int:
         from reprolib import replicates
 
         combined = replicates.combine([by_stem] + [b for _, b in later])
-        name = f"claims_{profile}_replicates"
-        text = replicates.report(combined, profile, here)
-        write_atomic(figures / f"{name}.md", text)
-        write_atomic(figures / f"{name}.json", replicates.to_json(combined, {"layout": machine.layout(P),
-                                                                             "describe": here}))
-        print(f"\nOver {args.replicates} training replicates (report: {figures / (name + '.md')}):")
+        report = write_replicate_report(figures, combined, profile, P)
+        print(f"\nOver {args.replicates} training replicates (report: {report}):")
         print("\n".join(replicates.summary(combined, profile)))
 
     failed = [f"{stem}" + (f" (replicate {r})" if r else "") for r, (done, _) in enumerate(runs)
