@@ -30,7 +30,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # e.g. {"seeds": 200}; names as in reprolib.profiles.SETTINGS["01"]
+overrides = {}  # e.g. {"seeds": 200}; settings of reprolib.profiles.Reproducibility
 
 # %%
 import subprocess
@@ -50,8 +50,8 @@ from reprolib import banks, baselines, claims, data, fitting, hub, metrics, note
 
 run = notebook.start("01", profile, overrides)
 P, store = run.P, run.store
-train_set = data.load(P["data"])
-seeds = list(range(100_000, 100_000 + P["seeds"]))  # the paper's seeds start at 100000
+train_set = data.load(P.data)
+seeds = list(range(100_000, 100_000 + P.seeds))  # the paper's seeds start at 100000
 print(f"{len(train_set)} training images of shape {train_set.shape}, {len(seeds)} seeds")
 
 # %% [markdown]
@@ -69,7 +69,7 @@ print(f"{len(train_set)} training images of shape {train_set.shape}, {len(seeds)
 # the paper's 0.6 instead (`metrics.SSCDSimilarity`).
 
 # %%
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 thresholds = np.linspace(0.5, 1.0, 51)
@@ -135,11 +135,11 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 # %%
 t0 = time.perf_counter()
 samples = {v.name: banks.generate(v, store, seeds, P) for v in variants}
-public = hub.rows(P["public_checkpoints"], store, seeds, P)  # {} unless checkpoints are listed
+public = hub.rows(P.public_checkpoints, store, seeds, P)  # {} unless checkpoints are listed
 others = {}
 for kind, cfgs in (("GAN", gan_cfgs), ("VAE", vae_cfgs)):
     for k, cfg in enumerate(cfgs):
-        model = fitting.fit(cfg, store, progress=False, device=P["device"])
+        model = fitting.fit(cfg, store, progress=False, device=P.device)
         others[f"{kind} {k + 1} ({cfg.arch})"] = baselines.generate(model, seeds, cfg.latent)
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({k: v[:16] for k, v in {**samples, **public, **others}.items()})
@@ -234,13 +234,13 @@ for a in [n for n in names if families[n]]:
 
 # %%
 self_rp, self_hits = {}, {}
-if P["replicates"] > 1:
-    Q = {**P, "replicate": (P["replicate"] + 1) % P["replicates"]}
+if P.replicates > 1:
+    Q = P.replace(replicate=(P.replicate + 1) % P.replicates)
     fitting.fit_all(zoo.plan("01", Q, store), store, Q)  # nothing to train in a run of replicates
     twins = {v.name: banks.generate(v, store, seeds, P) for v in zoo.section1(Q) if v.name in deterministic}
     for kind, cfgs in zip(("GAN", "VAE"), zoo.section1_baselines(Q)):
         for k, cfg in enumerate(cfgs):
-            model = fitting.fit(cfg, store, progress=False, device=P["device"])
+            model = fitting.fit(cfg, store, progress=False, device=P.device)
             twins[f"{kind} {k + 1} ({cfg.arch})"] = baselines.generate(model, seeds, cfg.latent)
     mine = {**samples, **others}
     for name, twin in twins.items():
@@ -254,7 +254,7 @@ if P["replicates"] > 1:
     ax.axvline(0.6, color="k", ls=":", lw=1)
     ax.invert_yaxis()
     ax.set(xlabel="RP with its own training replicate", xlim=(0, 1),
-           title=f"replicate {P['replicate']} against replicate {Q['replicate']}")
+           title=f"replicate {P.replicate} against replicate {Q.replicate}")
     ax.legend(fontsize=7)
     plotting.save(fig, "01_self_agreement")
     for name, (r, c) in self_rp.items():
@@ -334,7 +334,7 @@ for f, pairs in added.items():
                      ">=", 10, source=f"paper, {where}",
                      detail=f"lowest ratio {pairs[k][0]} / {pairs[k][1]}; chance at most {c.max():.3f}",
                      interval=claims.rate_interval(hits, chance=misses, floor=floor))
-fresh = list(range(200_000, 200_000 + P["seeds"]))  # drawn for this claim only
+fresh = list(range(200_000, 200_000 + P.seeds))  # drawn for this claim only
 drawn = {v.name: banks.generate(v, store, fresh, P) for v in variants}
 hits = agree(against_renoised, drawn)
 r = hits.mean(1)
@@ -351,7 +351,7 @@ if self_rp:
     rates = np.stack([self_hits[n][0] for n in diffusion])
     run.claims.check("self_agreement_diffusion", "every deterministic diffusion sample against its own training "
                      "replicate's: RP >= 0.6", rates.mean(1).min(), ">=", 0.6, source=source,
-                     detail=f"lowest {diffusion[k]}; replicate {P['replicate']} vs {Q['replicate']}",
+                     detail=f"lowest {diffusion[k]}; replicate {P.replicate} vs {Q.replicate}",
                      interval=claims.rate_interval(rates))
     base = [n for n in self_rp if n not in samples]
     hit, miss = np.stack([self_hits[n][0] for n in base]), np.stack([self_hits[n][1] for n in base])

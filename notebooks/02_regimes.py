@@ -39,7 +39,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # e.g. {"seeds": 200}; names as in reprolib.profiles.SETTINGS["02"]
+overrides = {}  # e.g. {"seeds": 200}; settings of reprolib.profiles.Regimes
 
 # %%
 import subprocess
@@ -58,10 +58,10 @@ from reprolib import data, fitting, metrics, notebook, plotting, regimes, zoo
 
 run = notebook.start("02", profile, overrides)
 P, store = run.P, run.store
-full = data.load(P["data"])
-seeds = list(range(100_000, 100_000 + P["seeds"]))
+full = data.load(P.data)
+seeds = list(range(100_000, 100_000 + P.seeds))
 models = zoo.regimes(P)
-print(f"profile {profile}: sizes {P['sizes']}, widths {P['widths']}, {P['train_seeds']} training seed(s), "
+print(f"profile {profile}: sizes {P.sizes}, widths {P.widths}, {P.train_seeds} training seed(s), "
       f"{len(models)} models, {len(seeds)} seeds")
 
 # %% [markdown]
@@ -97,13 +97,13 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %%
 t0 = time.perf_counter()
-curves = regimes.training_curves(models, store, seeds[:P["curve_seeds"]], P)
+curves = regimes.training_curves(models, store, seeds[:P.curve_seeds], P)
 losses = {key: np.array(fitting.training_losses(cfg, store)) for key, cfg in models.items()}
-fig, axes = plt.subplots(2, len(P["widths"]), figsize=(4 * len(P["widths"]), 5.5), sharey="row", squeeze=False)
+fig, axes = plt.subplots(2, len(P.widths), figsize=(4 * len(P.widths), 5.5), sharey="row", squeeze=False)
 for (n, w, s), g in curves.groupby(["n", "width", "seed"]):
     if s:
         continue
-    col = P["widths"].index(w)
+    col = P.widths.index(w)
     axes[0, col].plot(np.arange(1, len(losses[(n, w, s)]) + 1) * 100, losses[(n, w, s)], label=f"N={n}")
     axes[1, col].plot(g["step"], g["memorized"], marker=".", label=f"N={n}")
     axes[0, col].set(title=f"width {w}", yscale="log")
@@ -135,7 +135,7 @@ convergence.round(3)
 
 # %%
 t0 = time.perf_counter()
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 samples = regimes.sweep_samples(models, store, seeds, P)
 table = regimes.model_table(samples, P, sim)
 pairs = regimes.pair_table(samples, sim)
@@ -161,7 +161,7 @@ axes[0].plot(chance.index, chance.values, "k:", label="chance (max over pairs)")
 axes[0].set(xscale="log", xlabel="training-set size N", ylabel="RP", ylim=(-0.02, 1.02), title="Reproducibility")
 gl = table.groupby(["n", "width"])[["gl", "gl_corr"]].mean().reset_index()
 for w, g in gl.groupby("width"):
-    colour = plotting.width_colour(w, P["widths"])
+    colour = plotting.width_colour(w, P.widths)
     axes[1].plot(g["n"], g["gl"], marker="o", label=f"GL, width {w}", color=colour)
     axes[1].plot(g["n"], g["gl_corr"], ls="--", alpha=0.5, color=colour)
 axes[1].plot([], [], "k--", alpha=0.5, label=f"GL by correlation > {sim.default_threshold}")
@@ -181,10 +181,10 @@ print(f"memorization regime up to N={mem_until}, generalization from N={gen_from
 # model's sample.
 
 # %%
-for n in (min(P["sizes"]), max(P["sizes"])):
-    rows = {f"width {w}": samples[(n, w, 0)][:12] for w in P["widths"]}
+for n in (min(P.sizes), max(P.sizes)):
+    rows = {f"width {w}": samples[(n, w, 0)][:12] for w in P.widths}
     train_n = full.subset(n).images
-    _, idx = metrics.nearest(sim, rows[f"width {max(P['widths'])}"], train_n)
+    _, idx = metrics.nearest(sim, rows[f"width {max(P.widths)}"], train_n)
     rows["nearest training image"] = train_n[idx]
     fig = plotting.image_grid(rows, title=f"N = {n}")
     plotting.save(fig, f"02_samples_n{n}")
@@ -206,7 +206,7 @@ for n in (min(P["sizes"]), max(P["sizes"])):
 # [notes/02_regimes.md](../notes/02_regimes.md).
 
 # %%
-t_copy = regimes.t_copy(sim, full.subset(max(P["sizes"])).images)  # the largest training set of the sweep
+t_copy = regimes.t_copy(sim, full.subset(max(P.sizes)).images)  # the largest training set of the sweep
 parts = regimes.decompose(samples, P, sim, [t_copy])
 depth = regimes.depth_table(parts["pairs"]).set_index("rule")
 pair_names = sorted(parts["pairs"]["pair"].unique(), key=lambda p: [int(w) for w in p.split(" vs ")])
@@ -214,8 +214,8 @@ stack = ["SAME", "DIFF", "ONE near-same", "ONE rest", "NONE"]  # regimes.decompo
 plain = dict(zip(stack, ["both copy the same image", "both copy, different images", "one copies, the other near it",
                          "one copies, the other elsewhere", "neither copies"]))
 colors = dict(zip(stack, ["tab:blue", "tab:purple", "tab:orange", "tab:red", "tab:gray"]))
-sizes = sorted(P["sizes"])
-gl_colors = dict(zip(sorted(P["widths"]), ["yellowgreen", "tab:green", "darkgreen", "teal"]))
+sizes = sorted(P.sizes)
+gl_colors = dict(zip(sorted(P.widths), ["yellowgreen", "tab:green", "darkgreen", "teal"]))
 fig, axes = plt.subplots(1, len(pair_names), figsize=(4.2 * len(pair_names), 3.6), sharey=True, squeeze=False)
 for ax, pair in zip(axes[0], pair_names):
     types = parts["types"][(parts["types"].rule == "ratio") & (parts["types"].pair == pair)]

@@ -34,7 +34,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # names as in reprolib.profiles.SETTINGS["03"]
+overrides = {}  # settings of reprolib.profiles.Regimes
 
 # %%
 import subprocess
@@ -54,11 +54,11 @@ from reprolib import banks, claims, data, fitting, hyperplane, metrics, notebook
 
 run = notebook.start("03", profile, overrides)
 P, store = run.P, run.store
-full = data.load(P["data"])
-seeds = list(range(100_000, 100_000 + P["seeds"]))
+full = data.load(P.data)
+seeds = list(range(100_000, 100_000 + P.seeds))
 models = zoo.regimes(P)
 fitting.fit_all(zoo.plan("03", P, store), store, P)
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 
 # %% [markdown]
 # ## Theorem 1, numerically
@@ -100,7 +100,7 @@ vs_theory["same_copy"] = [same[(r.n, r.pair, r.seed)].mean() for r in vs_theory.
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for pair, g in sorted(vs_theory.groupby("pair"), key=lambda kv: int(kv[0].split()[0])):  # narrowest first
     g, w = g.groupby("n").mean(numeric_only=True).reset_index(), int(pair.split()[0])
-    color = plotting.width_colour(w, P["widths"])
+    color = plotting.width_colour(w, P.widths)
     ax.plot(g["n"], g["same_copy"], marker="o", color=color, label=f"width {w}: same copy")
     ax.plot(g["n"], g["rp"], ls="--", color=color, alpha=0.6, label=f"width {w}: {sim.label} > {sim.default_threshold}")
 chance = vs_theory.groupby("n")["chance"].max()
@@ -122,12 +122,12 @@ vs_theory.pivot_table(index="n", columns="pair", values=["same_copy", "rp"]).rou
 
 # %%
 t0 = time.perf_counter()
-small = sorted(P["sizes"])[:2]
+small = sorted(P.sizes)[:2]
 curves = regimes.training_curves({k: cfg for k, cfg in models.items() if k[0] in small and k[2] == 0}, store,
-                                 seeds[:P["curve_seeds"]], P, theory=theory)
+                                 seeds[:P.curve_seeds], P, theory=theory)
 fig, axes = plt.subplots(1, len(small), figsize=(5 * len(small), 3.2), sharey=True, squeeze=False)
 for (n, w), g in curves.groupby(["n", "width"]):
-    ax, color = axes[0, small.index(n)], plotting.width_colour(w, P["widths"])
+    ax, color = axes[0, small.index(n)], plotting.width_colour(w, P.widths)
     ax.plot(g["step"], g["same_copy"], marker="o", color=color, label=f"width {w}: same copy")
     ax.plot(g["step"], g["memorized"], ls="--", color=color, alpha=0.6, label=f"width {w}: memorized")
     ax.set(title=f"N = {n}", xlabel="training step", ylim=(-0.02, 1.02))
@@ -149,15 +149,15 @@ curves.pivot_table(index=["n", "step"], columns="width", values="same_copy").rou
 
 # %%
 t0 = time.perf_counter()
-n = min(P["sizes"])
+n = min(P.sizes)
 cuts = [0.3, 1.0, 3.0, 10.0]
-handoff = {w: regimes.handoff(models[(n, w, 0)], store, seeds, cuts, P) for w in P["widths"]}
+handoff = {w: regimes.handoff(models[(n, w, 0)], store, seeds, cuts, P) for w in P.widths}
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for w, t in handoff.items():
     for order, style in (("D* above", "-"), ("model above", "--")):
         g = t[t.order == order]
         ax.plot(g["cut"], g["same_copy"], ls=style, marker="o", label=f"width {w}, {order}",
-                color=plotting.width_colour(w, P["widths"]))
+                color=plotting.width_colour(w, P.widths))
 ax.set(xscale="log", xlabel=r"hand-off level $\sigma_c$", ylabel="same copy as $D^*$", ylim=(-0.02, 1.02),
        title=f"N = {n}: which noise levels decide the image")
 ax.legend(fontsize=6, handlelength=3)
@@ -187,18 +187,18 @@ pd.concat({f"width {w}": t.pivot(index="cut", columns="order", values="same_copy
 # %%
 t0 = time.perf_counter()
 agreement, plane_labels = {}, {}
-for n in (min(P["sizes"]), max(P["sizes"])):
-    denoisers = {f"width {w}": fitting.fit(models[(n, w, 0)], store, False, P["device"]) for w in P["widths"]}
+for n in (min(P.sizes), max(P.sizes)):
+    denoisers = {f"width {w}": fitting.fit(models[(n, w, 0)], store, False, P.device) for w in P.widths}
     train_n = full.subset(n).images
-    denoisers["optimal"] = hyperplane.optimal(train_n, P["device"])
-    corners = hyperplane.pick_corners(denoisers, seeds[:40], P["shape"], P, sim)
-    grid = hyperplane.plane(corners, P["shape"], P["grid"])
-    images = {f"width {w}": banks.plane_samples(models[(n, w, 0)], store, corners, P) for w in P["widths"]}
+    denoisers["optimal"] = hyperplane.optimal(train_n, P.device)
+    corners = hyperplane.pick_corners(denoisers, seeds[:40], P.shape, P, sim)
+    grid = hyperplane.plane(corners, P.shape, P.grid)
+    images = {f"width {w}": banks.plane_samples(models[(n, w, 0)], store, corners, P) for w in P.widths}
     images["optimal"] = hyperplane.generate(denoisers["optimal"], grid, corners, P)
     labels = {name: hyperplane.nearest_corner(*images[name], sim) for name in denoisers}
     fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels), 2.8))
     for ax, (name, lab) in zip(axes, labels.items()):
-        ax.imshow(lab.reshape(P["grid"], P["grid"]), cmap="Set2", vmin=0, vmax=7, origin="lower",
+        ax.imshow(lab.reshape(P.grid, P.grid), cmap="Set2", vmin=0, vmax=7, origin="lower",
                   extent=hyperplane.EXTENT)
         ax.plot(*zip(*hyperplane.CORNERS), "k^", ms=5)
         ax.set_title(name, fontsize=9)
@@ -211,7 +211,7 @@ for n in (min(P["sizes"]), max(P["sizes"])):
     print(f"N={n}: fraction of the plane where two models agree (chance in brackets)")
     for (a, b), (agree, chance) in agreement[n].items():
         print(f"  {a:9s} vs {b:9s}: {agree:.2f} ({chance:.2f})")
-    if n == min(P["sizes"]):  # memorization: label each point by the training image its sample copies
+    if n == min(P.sizes):  # memorization: label each point by the training image its sample copies
         copies = hyperplane.agreement_table({name: hyperplane.reached(x, train_n) for name, (_, x) in images.items()})
         print(f"N={n}: fraction of the plane where two models reach the same training image (chance in brackets)")
         for (a, b), (agree, chance) in copies.items():
@@ -241,7 +241,7 @@ print(f"hyperplanes: {time.perf_counter() - t0:.0f} s")
 # that mean nothing.
 
 # %%
-largest, smallest = max(P["sizes"]), min(P["sizes"])
+largest, smallest = max(P.sizes), min(P.sizes)
 median_rms = pd.Series({r["n"]: r["median_rms"] for r in rows})
 
 

@@ -33,7 +33,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # e.g. {"guidance": 2.0}; names as in reprolib.profiles.SETTINGS["04"]
+overrides = {}  # e.g. {"guidance": 2.0}; settings of reprolib.profiles.Conditional
 
 # %%
 import subprocess
@@ -52,12 +52,12 @@ from reprolib import banks, claims, conditional, fitting, metrics, notebook, plo
 
 run = notebook.start("04", profile, overrides)
 P, store = run.P, run.store
-seeds = list(range(100_000, 100_000 + P["seeds"]))  # the same seeds as notebook 01
+seeds = list(range(100_000, 100_000 + P.seeds))  # the same seeds as notebook 01
 labels = conditional.cycle_labels(len(seeds))  # seed i is asked for digit i mod 10
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 THRESHOLD = sim.default_threshold  # Pearson 0.9 (calibrated in notebook 01), or SSCD 0.6
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
-print(f"profile {profile}: {len(seeds)} seeds, {len(seeds) // 10} per class, guidance scale w = {P['guidance']}")
+print(f"profile {profile}: {len(seeds)} seeds, {len(seeds) // 10} per class, guidance scale w = {P.guidance}")
 
 # %% [markdown]
 # ## The judge: a classifier of real images
@@ -68,8 +68,8 @@ print(f"profile {profile}: {len(seeds)} seeds, {len(seeds) // 10} per class, gui
 # CIFAR-10's test set) is how far to trust a class it assigns.
 
 # %%
-judge = conditional.judge(P["data"], store, P["device"], **zoo.judge(P))
-print(f"classifier accuracy on held-out real {P['data']}: {judge.accuracy:.3f}")
+judge = conditional.judge(P.data, store, P.device, **zoo.judge(P))
+print(f"classifier accuracy on held-out real {P.data}: {judge.accuracy:.3f}")
 
 # %% [markdown]
 # ## The models
@@ -99,7 +99,7 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %%
 t0 = time.perf_counter()
-c_samples = {v.name: banks.guided_samples(v, store, seeds, labels, P["guidance"], P) for v in cond}
+c_samples = {v.name: banks.guided_samples(v, store, seeds, labels, P.guidance, P) for v in cond}
 u_samples = {v.name: banks.generate(v, store, seeds, P) for v in uncond}
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({**{k: v[:20] for k, v in c_samples.items()}, **{k: v[:20] for k, v in u_samples.items()}},
@@ -194,7 +194,7 @@ if rows:
 t0 = time.perf_counter()
 sweep_rows = []
 (kc_unet, kc_mlp), ku_unet = [v.name for v in cond], uncond[0].name
-for w in P["guidance_sweep"]:
+for w in P.guidance_sweep:
     xs = {v.name: banks.guided_samples(v, store, seeds, labels, w, P) for v in cond}
     s = conditional.rp_split_by_match(sim, xs[kc_unet], u_samples[ku_unet], labels, u_classes[ku_unet], THRESHOLD)
     sweep_rows.append((w, conditional.rp_and_chance(sim, xs[kc_unet], xs[kc_mlp], THRESHOLD, groups=labels)[0],
@@ -205,7 +205,7 @@ fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(sweep_rows[:, 0], sweep_rows[:, 1], marker="o", label="RP cond U-Net vs cond MLP")
 ax.plot(sweep_rows[:, 0], sweep_rows[:, 2], marker="s", label="label taken (mean of both)")
 ax.plot(sweep_rows[:, 0], sweep_rows[:, 3], marker="^", label="RP cond vs uncond U-Net, class match")
-ax.axvline(P["guidance"], color="k", ls=":", lw=1)
+ax.axvline(P.guidance, color="k", ls=":", lw=1)
 ax.set(xlabel="guidance scale w", ylim=(0, 1.02), title="Guidance")
 ax.legend(fontsize=7)
 plotting.save(fig, "04_guidance_sweep")
@@ -216,7 +216,7 @@ for w, r, f, m in sweep_rows:
 # %% [markdown]
 # ## Claims
 #
-# At guidance scale `P["guidance"]`, with thresholds written before the run that judges them (never tuned to
+# At guidance scale `P.guidance`, with thresholds written before the run that judges them (never tuned to
 # pass). Two controls of the method (ours) come first:
 # 1. the judge is trustworthy: held-out accuracy **>= 0.97** on digits (`judge_accuracy`; 0.9 for the CNN on
 #    CIFAR-10, which does not reach the SVC's 0.97 on digits);
@@ -241,8 +241,8 @@ for w, r, f, m in sweep_rows:
 # %%
 tag = {k: k.removeprefix("cond ").split()[0].lower().replace("-", "") for k in [*c_samples, *u_samples]}  # "unet"
 right = round(judge.accuracy * judge.tested)  # a rate's bootstrap depends on its count alone, not on which images
-run.claims.check("judge_accuracy", f"the judge's accuracy on held-out real images >= {P['judge_accuracy']}",
-                 judge.accuracy, ">=", P["judge_accuracy"], source="ours, a control of the method",
+run.claims.check("judge_accuracy", f"the judge's accuracy on held-out real images >= {P.judge_accuracy}",
+                 judge.accuracy, ">=", P.judge_accuracy, source="ours, a control of the method",
                  detail=f"{right} of {judge.tested} held-out images",
                  interval=claims.rate_interval(np.arange(judge.tested) < right))
 for k, f in fidelity.items():  # the 95% intervals resample the seeds (claims.bootstrap)

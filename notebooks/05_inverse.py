@@ -29,7 +29,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # e.g. {"noise_std": 0.1}; names as in reprolib.profiles.SETTINGS["05"]
+overrides = {}  # e.g. {"noise_std": 0.1}; settings of reprolib.profiles.Inverse
 
 # %%
 import subprocess
@@ -52,15 +52,15 @@ from reprolib.train import train
 
 run = notebook.start("05", profile, overrides)
 P, store = run.P, run.store
-truth_key = {"data": P["data"], "subset": P["images"], "subset_seed": 1}
-truth = data.load(P["data"]).subset(P["images"], seed=1).images
+truth_key = {"data": P.data, "subset": P.images, "subset_seed": 1}
+truth = data.load(P.data).subset(P.images, seed=1).images
 noises = {1: list(range(100_000, 100_000 + len(truth))), 2: list(range(200_000, 200_000 + len(truth)))}
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 THRESHOLD = sim.default_threshold  # Pearson 0.9 (calibrated in notebook 01), or SSCD 0.6
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
-z0, z1 = P["zetas"]
-print(f"{len(truth)} measured images, tasks {P['tasks']}, measurement noise std {P['noise_std']} "
-      f"(images in [-1, 1]), step sizes {P['zetas']}")
+z0, z1 = P.zetas
+print(f"{len(truth)} measured images, tasks {P.tasks}, measurement noise std {P.noise_std} "
+      f"(images in [-1, 1]), step sizes {P.zetas}")
 
 # %% [markdown]
 # ## The algorithm: deterministic DPS on DPM-Solver++ steps (`reprolib.inverse.dps`)
@@ -88,7 +88,7 @@ print(f"{len(truth)} measured images, tasks {P['tasks']}, measurement noise std 
 # fraction of reconstructions from the **same** noise that correlate above 0.9; its baseline is the same score
 # between reconstructions of the **same measurement from different noise**: if that were as high, the
 # measurement alone would decide the answer and agreement would say nothing about the noise-to-image map.
-# Pairs: step size $\zeta$ = z0 vs z1 (`P["zetas"]`) and solver DPM-Solver++(2M) vs Euler (at equal evaluations,
+# Pairs: step size $\zeta$ = z0 vs z1 (`P.zetas`) and solver DPM-Solver++(2M) vs Euler (at equal evaluations,
 # 18 vs 35) within each backbone, and U-Net vs MLP at equal settings. *Reconstruction error* is the mean
 # absolute error to the true image on the [0, 1] scale, beside the error of an unguided sample from the same
 # noise ($\zeta = 0$), which ignores the measurement.
@@ -106,7 +106,7 @@ print(f"{len(truth)} measured images, tasks {P['tasks']}, measurement noise std 
 backbones = zoo.unconditional(P)
 t0 = time.perf_counter()
 fitting.fit_all(zoo.plan("05", P, store), store, P)
-models = {v.name.split(" EDM")[0]: (v.cfg, train(v.cfg, store, device=P["device"], progress=False)) for v in backbones}
+models = {v.name.split(" EDM")[0]: (v.cfg, train(v.cfg, store, device=P.device, progress=False)) for v in backbones}
 print(f"training: {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -115,24 +115,24 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 # Every (task, backbone, setting, noise draw) is computed once and cached in the store.
 
 # %%
-steps = P["sample_steps"]
+steps = P.sample_steps
 settings = {f"DPM++ zeta={z0}": ("dpmpp_2m", z0, steps), f"DPM++ zeta={z1}": ("dpmpp_2m", z1, steps),
             f"Euler zeta={z0}": ("euler", z0, 2 * steps - 1), "unguided (zeta=0)": ("dpmpp_2m", 0.0, steps)}
 t0 = time.perf_counter()
 rec = {}  # (task, backbone, setting) -> (reconstructions from noise 1, from noise 2)
-for task in P["tasks"]:
+for task in P.tasks:
     for bname, (cfg, model) in models.items():
         for sname, (solver, zeta, n) in settings.items():
             rec[(task, bname, sname)] = tuple(
-                inverse.cached_reconstruct(store, cfg.key_dict(), model, truth_key, truth, task, P["noise_std"],
-                                           noises[k], n, zeta, solver, P["device"]) for k in (1, 2))
+                inverse.cached_reconstruct(store, cfg.key_dict(), model, truth_key, truth, task, P.noise_std,
+                                           noises[k], n, zeta, solver, P.device) for k in (1, 2))
 print(f"reconstructions: {time.perf_counter() - t0:.0f} s")
 
 # %%
 dpm, dpm1, eul = list(settings)[:3]
-for task in P["tasks"]:
-    A = inverse.operator(task, P["shape"])
-    y = inverse.measure(A, truth, P["noise_std"])
+for task in P.tasks:
+    A = inverse.operator(task, P.shape)
+    y = inverse.measure(A, truth, P.noise_std)
     shown = y if y.shape == truth.shape else F.interpolate(y, size=truth.shape[-2:], mode="nearest")
     rows = {"truth": truth[:12], "measurement": shown[:12].clamp(-1, 1)}
     for bname in models:
@@ -154,15 +154,15 @@ for bname in models:
 pairs[f"U-Net vs MLP: {dpm}"] = ((b_unet, dpm), (b_mlp, dpm), "across")
 pairs[f"U-Net vs MLP: {eul}"] = ((b_unet, eul), (b_mlp, eul), "across")
 rows = []
-for task in P["tasks"]:
+for task in P.tasks:
     for label, ((ba, sa), (bb, sb), kind) in pairs.items():
         same, other = inverse.rp_same_and_other_noise(sim, rec[(task, ba, sa)], rec[(task, bb, sb)], THRESHOLD)
         rows.append(dict(task=task, pair=label, kind=kind, rp=same, rp_other_noise=other))
 rp_table = pd.DataFrame(rows)
 err_rows = []
 for (task, bname, sname), xs in rec.items():
-    A = inverse.operator(task, P["shape"])
-    y = inverse.measure(A, truth, P["noise_std"])
+    A = inverse.operator(task, P.shape)
+    y = inverse.measure(A, truth, P.noise_std)
     err_rows.append(dict(task=task, backbone=bname, setting=sname,
                          error=float(np.mean([metrics.mae(x, truth).mean() for x in xs])),
                          misfit=float(np.mean([inverse.residual(A, x, y).mean() for x in xs])),
@@ -176,10 +176,10 @@ err_table.pivot_table(index=["backbone", "setting"], columns="task", values="err
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw=dict(width_ratios=[3, 2]))
 ax = axes[0]
 labels = list(pairs)
-width = 0.8 / len(P["tasks"])
-for j, task in enumerate(P["tasks"]):
+width = 0.8 / len(P.tasks)
+for j, task in enumerate(P.tasks):
     t = rp_table[rp_table.task == task].set_index("pair").loc[labels]
-    x = np.arange(len(labels)) + (j - (len(P["tasks"]) - 1) / 2) * width
+    x = np.arange(len(labels)) + (j - (len(P.tasks) - 1) / 2) * width
     ax.bar(x, t["rp"], width=width, label=task)
     ax.scatter(x, t["rp_other_noise"], color="k", marker="_", s=80, zorder=3)
 ax.scatter([], [], color="k", marker="_", label="same measurement, other noise")
@@ -188,7 +188,7 @@ ax.set_xticklabels(labels, rotation=25, ha="right", fontsize=7)
 ax.legend(fontsize=7)
 ax = axes[1]
 e = err_table.pivot_table(index=["backbone", "setting"], columns="task", values="error", sort=False)
-e[P["tasks"]].plot.barh(ax=ax, fontsize=7)
+e[P.tasks].plot.barh(ax=ax, fontsize=7)
 ax.set(xlabel="mean absolute error to the truth ([0, 1] scale)", ylabel="", title="Reconstruction error")
 ax.legend(fontsize=7)
 fig.tight_layout()
@@ -222,7 +222,7 @@ def error(task, bname, sname):  # per measured image: its reconstruction error, 
 
 
 images = len(truth)  # the 95% intervals resample the measured images (claims.bootstrap)
-for task in P["tasks"]:
+for task in P.tasks:
     t = rp_table[rp_table.task == task]
     within, across = t[t.kind == "within"], t[t.kind == "across"]
     hits = {kind: np.stack([agree(task, a, b) for a, b, k in pairs.values() if k == kind])

@@ -37,7 +37,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # e.g. {"seeds": 200}; names as in reprolib.profiles.SETTINGS["06"]
+overrides = {}  # e.g. {"seeds": 200}; settings of reprolib.profiles.FineTuning
 
 # %%
 import subprocess
@@ -59,15 +59,15 @@ from reprolib.train import build, mark_trainable, training_set
 
 run = notebook.start("06", profile, overrides)
 P, store = run.P, run.store
-seeds = list(range(100_000, 100_000 + P["seeds"]))
+seeds = list(range(100_000, 100_000 + P.seeds))
 variants = zoo.section6(P)
 tuned = [n for n in variants if "fine-tune" in n]
 partial = zoo.section6_partial(variants)  # claim 3's partial fine-tunings
 long = zoo.section6_long(variants, partial)  # the same fine-tunings, trained longer (convergence check)
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
-print(f"pre-train on {P['source']}, fine-tune on {P['target']}, {len(seeds)} seeds")
+print(f"pre-train on {P.source}, fine-tune on {P.target}, {len(seeds)} seeds")
 
 # %% [markdown]
 # ## The models
@@ -80,7 +80,7 @@ print(f"pre-train on {P['source']}, fine-tune on {P['target']}, {len(seeds)} see
 # %%
 rows = []
 for name, v in variants.items():
-    model = build(v.cfg, P["shape"])
+    model = build(v.cfg, P.shape)
     total = sum(p.numel() for k, p in model.named_parameters() if ".lora_" not in k)
     rows.append(dict(model=name, classes="".join(map(str, v.cfg.classes)), images=len(training_set(v.cfg)),
                      steps=v.trained_steps, seed=v.cfg.seed, starts_from="pre-trained" if v.cfg.init else "random",
@@ -104,10 +104,10 @@ samples = {name: banks.generate(v, store, seeds, P) for name, v in variants.item
 print(f"sampling: {time.perf_counter() - t0:.0f} s")
 fig = plotting.image_grid({k: v[:16] for k, v in samples.items()})
 plotting.save(fig, "06_same_noise_grid")
-clf = conditional.judge(P["data"], store, P["device"], **zoo.judge(P)) if P["data"] in ("digits", "mnist") else None
+clf = conditional.judge(P.data, store, P.device, **zoo.judge(P)) if P.data in ("digits", "mnist") else None
 if clf is not None:
     print(f"digit classifier: {clf.accuracy:.1%} on held-out real digits")
-    target = torch.tensor(P["target"])
+    target = torch.tensor(P.target)
     models_table["target_share"] = [float(torch.isin(clf.predict(x), target).double().mean()) for x in samples.values()]
 
 # %% [markdown]

@@ -34,7 +34,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # e.g. {"seeds": 200}; names as in reprolib.profiles.SETTINGS["07"]
+overrides = {}  # e.g. {"seeds": 200}; settings of reprolib.profiles.Implications
 
 # %%
 import subprocess
@@ -55,16 +55,16 @@ from reprolib import banks, claims, data, editing, fitting, metrics, notebook, p
 
 run = notebook.start("07", profile, overrides)
 P, store = run.P, run.store
-full = data.load(P["data"])
-seeds = list(range(100_000, 100_000 + P["seeds"]))
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+full = data.load(P.data)
+seeds = list(range(100_000, 100_000 + P.seeds))
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 THRESHOLD = sim.default_threshold
 print(f"similarity: {sim.name}, RP threshold {THRESHOLD}")
 pair = zoo.section7(P)
 P02, privacy_cfgs, whole_sweep = zoo.privacy_models(P, store)
 print(f"{len(seeds)} seeds; privacy from "
       + ("notebook 02's whole sweep (already in the store)" if whole_sweep else
-         f"widths {P['privacy_widths']} x sizes {P['privacy_sizes']} of notebook 02's sweep"))
+         f"widths {P.privacy_widths} x sizes {P.privacy_sizes} of notebook 02's sweep"))
 
 # %% [markdown]
 # ## Training
@@ -92,8 +92,8 @@ print(f"training: {time.perf_counter() - t0:.0f} s")
 # %%
 t0 = time.perf_counter()
 (name_a, cfg_a), (name_b, cfg_b) = [(v.name.split(" ")[0], v.cfg) for v in pair]
-steps = zoo.snapshot_steps(cfg_a, P["snapshots"])
-assert steps == zoo.snapshot_steps(cfg_b, P["snapshots"])
+steps = zoo.snapshot_steps(cfg_a, P.snapshots)
+assert steps == zoo.snapshot_steps(cfg_b, P.snapshots)
 snaps = {(name, s): banks.snapshot_samples(cfg, s, store, seeds, P) for name, cfg in ((name_a, cfg_a), (name_b, cfg_b))
          for s in steps}
 last = steps[-1]
@@ -203,9 +203,9 @@ priv.pivot_table(index="n", columns="width", values=["memorized", "revealed"]).r
 
 # %%
 t0 = time.perf_counter()
-edit_seeds = seeds[:P["edit_seeds"]]
-angles = P["angles"]
-edit_paths = {name: banks.edit_samples(cfg, store, edit_seeds, P["direction_seed"], angles, P)
+edit_seeds = seeds[:P.edit_seeds]
+angles = P.angles
+edit_paths = {name: banks.edit_samples(cfg, store, edit_seeds, P.direction_seed, angles, P)
               for name, cfg in ((name_a, cfg_a), (name_b, cfg_b))}
 paired, chance_c = editing.change_agreement(edit_paths[name_a], edit_paths[name_b], sim)
 edit_rp = [metrics.rp_score(sim, a, b) for a, b in zip(edit_paths[name_a], edit_paths[name_b])]

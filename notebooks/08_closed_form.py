@@ -51,7 +51,7 @@
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "cpu")  # smoke | cpu | paper
-overrides = {}  # e.g. {"theory_seeds": 100}; names as in reprolib.profiles.SETTINGS["08"]
+overrides = {}  # e.g. {"theory_seeds": 100}; settings of reprolib.profiles.ClosedForm
 
 # %%
 import subprocess
@@ -73,10 +73,10 @@ P, store = run.P, run.store
 P02 = zoo.sweep_settings(P)
 models = zoo.regimes(P02)
 closed_form.require_models(models, store)  # fails here, before any long work, if 02 has not run
-sim = metrics.backend(P["similarity"], device=P["device"], pixel_threshold=P["pixel_threshold"])
+sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 seeds = list(range(100_000, 100_000 + P02["seeds"]))  # notebook 02's seeds: its sample banks
-theory_seeds = seeds[:P["theory_seeds"]]
-theories = closed_form.names(P["patch_sizes"])
+theory_seeds = seeds[:P.theory_seeds]
+theories = closed_form.names(P.patch_sizes)
 generalization = [t for t in theories if t != "D*"]
 sizes, widths = P02["sizes"], P02["widths"]
 
@@ -178,13 +178,13 @@ plotting.save(fig, "08_rp_vs_n")
 # axes stop at -0.5, the table below has every value).
 
 # %%
-agree = closed_form.agreement(models, theories, P02, store, P["r2_sigmas"], P["r2_images"])
+agree = closed_form.agreement(models, theories, P02, store, P.r2_sigmas, P.r2_images)
 print(f"denoiser r^2: {run.elapsed():.0f} s")
 splits = ["training", "held-out"]
-fig, axes = plt.subplots(len(splits), len(P["r2_sigmas"]), figsize=(2.6 * len(P["r2_sigmas"]), 5), sharex=True,
+fig, axes = plt.subplots(len(splits), len(P.r2_sigmas), figsize=(2.6 * len(P.r2_sigmas), 5), sharex=True,
                          sharey=True, squeeze=False)
 for r, split in enumerate(splits):
-    for c, s in enumerate(P["r2_sigmas"]):
+    for c, s in enumerate(P.r2_sigmas):
         ax = axes[r, c]
         g = agree[(agree.split == split) & (agree.sigma == s)].groupby(["theory", "n"])["r2"].mean()
         for i, name in enumerate(theories):

@@ -93,6 +93,13 @@ def _markdown(text: str):
     return Markdown(text)
 
 
+def _settings(P):
+    """The settings as a table of name, value and meaning (``Settings.table``), folded under the header."""
+    from IPython.display import HTML
+
+    return HTML(f"<details><summary>settings of this run ({type(P).__name__})</summary>{P.table().to_html()}</details>")
+
+
 def start(notebook: str, profile: str | None = None, overrides: dict | None = None) -> Run:
     """Settings of ``notebook`` at ``profile`` with ``overrides``, the store, an empty claims table (marked as a
     replicate when this machine's layout is not the record's, ``claims.is_replicate``), and a header (profile,
@@ -111,6 +118,7 @@ def start(notebook: str, profile: str | None = None, overrides: dict | None = No
     from IPython.display import display
 
     run._handle = display(_markdown(run.header()), display_id=True)
+    display(_settings(P))
     if P.get("replicate"):
         print(f"training replicate {P['replicate']}: every training seed moved by {profiles.REPLICATE_STRIDE} x "
               f"{P['replicate']} (replications/training_replicates.md); a verdict that differs from the record is "

@@ -1,4 +1,4 @@
-"""The sizes every notebook uses, per profile, in one place.
+"""Every notebook's settings: one declared class per notebook, and its defaults at each profile.
 
 - ``smoke``: seconds per notebook; for tests and CI. Claims are computed and shown, not judged: models this
   small are not converged (``claims_strict=False``).
@@ -9,20 +9,32 @@
   (replications/mnist_profile.md).
 - ``paper``: the paper's scale (CIFAR-10 32x32, EDM-sized U-Nets); needs a GPU and the data on disk.
 
-A notebook asks ``settings("01", profile, **overrides)``; overrides replace single entries (papermill's
-``overrides`` parameter or ``paper_figures.py --override``). ``validate`` checks them first, with nothing run:
-unknown names, and values outside what each setting allows (its type and range, derived from its defaults
-where they tell, e.g. positive integers, lists of integers, known names), give one message each, and
-``settings`` raises ValueError with them.
+A notebook asks ``settings("01", profile, **overrides)`` and reads attributes (``P.seeds``); overrides replace
+single entries (papermill's ``overrides`` parameter or ``paper_figures.py --override``). Each field is declared
+with its type (``setting_types``: a pydantic constraint and its words) and a one-line description; rules between
+fields are the class's methods marked ``@rule``. ``validate`` checks overrides with nothing run and gives one line
+per problem (the notebook, the setting, the value, what is allowed, the default); ``settings`` raises ValueError
+with them. Settings are frozen dataclasses checked field by field with pydantic's ``TypeAdapter`` rather than
+pydantic models: a ``BaseModel`` iterates as (name, value) pairs, and the library reads settings as a read-only
+mapping too (``P["seeds"]``, ``P.get``), which a dataclass can be without fighting its base class. A check keeps
+the value as given (papermill's JSON aside, ``_like``): settings choose the configs, and a value converted on
+the way (0 to 0.0) would change a store key.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
-from typing import Callable, NamedTuple
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 from . import machine
+from .inverse import OPERATORS
+from .setting_types import (AutoOrPositiveInt, ClassLabel, Count, Flag, Fraction, Name, NonNegativeNumber, Number,
+                            OddPositiveInt, PositiveInt, PositiveNumber, allowed, checked, dict_of, is_ok, like,
+                            list_of, one_of, optional)
 
 NAMES = ("smoke", "cpu", "mnist", "paper")
 
@@ -32,164 +44,474 @@ def current(default: str = "cpu") -> str:
     return os.environ.get("REPRO_PROFILE") or default
 
 
-_DIGITS_SHAPE = (1, 8, 8)
-_MNIST_SHAPE = (1, 28, 28)
-_CIFAR_SHAPE = (3, 32, 32)
+DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+DATA_SIZES = {"digits": 1797, "mnist": 60_000, "cifar10": 50_000}  # training images
+_DIGITS_SHAPE, _MNIST_SHAPE, _CIFAR_SHAPE = DATA_SHAPES["digits"], DATA_SHAPES["mnist"], DATA_SHAPES["cifar10"]
 _PAPER_UNET = {"kind": "unet", "channel_mult": [2, 2, 2], "num_blocks": 4, "attn_res": [16]}
 
-# Notebook 01: the zoo of section 1 (``zoo.section1``), lengths scaled by steps_scale. ``public_checkpoints``
-# (local folders or hub ids of diffusers DDPM checkpoints, ``hub.py``) add rows to the heatmaps; empty by
-# default, so that nothing is downloaded unless asked for.
+
+# ---------------------------------------------------------------------------------------------------------
+# The classes. A field's type says what it allows; the string beside it, what it means.
+
+
+def rule(name: str, other: str | None = None):
+    """Marks a method as a rule between settings ``name`` and ``other``: it returns what is wrong, or None."""
+    def mark(method):
+        method.rule = (name, other)
+        return method
+    return mark
+
+
+def _description(tp) -> str:
+    return next((m for m in reversed(typing.get_args(tp)[1:]) if isinstance(m, str)), "")
+
+
+def _device_ok(v) -> bool:
+    kind, _, index = v.partition(":")
+    return v in ("auto", "cpu", "mps", "cuda") or (kind == "cuda" and index.isdigit())
+
+
+def _nets_ok(v) -> bool:
+    entries = _backbone_entries()
+    return all(kind in entries and isinstance(e, dict) and all(k in entries[kind] and is_ok(entries[kind][k], x)
+                                                                 for k, x in e.items()) for kind, e in v.items())
+
+
+def _backbone_entries() -> dict:
+    """backbone -> {entry: its type}, from each backbone's constructor defaults (what ``nets`` may replace)."""
+    import inspect
+
+    from . import networks
+
+    set_by_library = ("self", "in_channels", "resolution", "num_classes")
+    return {kind: {name: like(list(p.default) if isinstance(p.default, tuple) else p.default)
+                   for name, p in inspect.signature(cls.__init__).parameters.items()
+                   if name not in set_by_library and p.default is not inspect.Parameter.empty}
+            for kind, cls in networks.BACKBONES.items()}
+
+
+def _entries(what: str, types: dict) -> str:
+    return f"a dict of {what} entries (" + "; ".join(f"{k}: {allowed(t)}" for k, t in types.items()) + ")"
+
+
+def _nets_words() -> str:
+    entries = _backbone_entries()
+    return ("a dict {backbone: entries}, backbones " + ", ".join(entries) + "; "
+            + "; ".join(_entries(f"{kind} backbone", types) for kind, types in entries.items()))
+
+
+def _judge_entries() -> dict:
+    from .classifier import CNNConfig
+
+    named = {"data": one_of(*DATA_SHAPES), "seed": Count, "warmup": checked(PositiveNumber, lambda v: v <= 1,
+                                                                            "a number in (0, 1]"),
+             "momentum": Fraction, "weight_decay": NonNegativeNumber, "label_smoothing": Fraction}
+    return {f.name: named.get(f.name) or like(f.default) for f in dataclasses.fields(CNNConfig)}
+
+
+Device = checked(str, _device_ok, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+Nets = checked(dict, _nets_ok, _nets_words)
+Judge = checked(dict, lambda v: all(k in _judge_entries() and is_ok(_judge_entries()[k], x) for k, x in v.items()),
+                lambda: _entries("CIFAR-10 judge (classifier.CNNConfig)", _judge_entries()))
+Sweep = checked(dict, lambda v: all(k in SETTINGS["02"]["cpu"] for k in v), "a dict of notebook 02's settings")
+Data = one_of(*DATA_SHAPES)
+Shape = list_of(PositiveInt, length=3)
+
+
+@dataclass(frozen=True)
+class Settings(Mapping):
+    """What every notebook's settings are: frozen, read as attributes or as a read-only mapping."""
+
+    profile: Annotated[str, "the profile these settings are of"]
+
+    def __post_init__(self):
+        wrong = [f"{type(self).__name__}: {n}={getattr(self, n)!r} is not allowed: {allowed(t)}."
+                 for n, t in self.types().items() if not is_ok(t, getattr(self, n))]
+        if wrong:
+            raise ValueError("\n".join(wrong))
+
+    @classmethod
+    def types(cls) -> dict:
+        """Each setting's declared type (the profile aside: it is chosen, not set)."""
+        hints = typing.get_type_hints(cls, include_extras=True)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "profile"}
+
+    def __getitem__(self, name):
+        if name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self):
+        return len(self.__dataclass_fields__)
+
+    def replace(self, **changes) -> "Settings":
+        """These settings with ``changes`` (checked like any construction)."""
+        return dataclasses.replace(self, **changes)
+
+    def problems(self) -> list[tuple[str, str | None, str]]:
+        """(setting, other setting or None, what is wrong) for every ``@rule`` that fails, in declaration order."""
+        out, seen = [], set()
+        for klass in reversed(type(self).__mro__):
+            for name, method in vars(klass).items():
+                if hasattr(method, "rule") and name not in seen:
+                    seen.add(name)
+                    why = getattr(self, name)()
+                    if why:
+                        out.append((*method.rule, why))
+        return out
+
+    def table(self):
+        """Name, value and description of every setting: what a notebook shows under its header."""
+        import pandas as pd
+
+        types = typing.get_type_hints(type(self), include_extras=True)
+        own_first = dict.fromkeys(n for klass in type(self).__mro__ for n in vars(klass).get("__annotations__", {})
+                                  if n in types and n in self.__dataclass_fields__)
+        return pd.DataFrame([(n, repr(getattr(self, n)), _description(types[n])) for n in own_first],
+                            columns=["setting", "value", "meaning"]).set_index("setting")
+
+
+@dataclass(frozen=True)
+class Machine(Settings):
+    """Where a notebook computes and in what precision, resolved by ``settings`` (``machine.py``). The device and
+    thread counts are no store key: ``machine.layout`` records them beside the numbers."""
+
+    device: Annotated[Device, "'auto' is the GPU when there is one"]
+    threads: Annotated[AutoOrPositiveInt, "torch threads of the notebook's kernel ('auto': every core; the record's "
+                                          "count at smoke and cpu, so that more cores give the same numbers)"]
+    precision: Annotated[one_of(None, "bf16", "fp16"),
+                         "autocast dtype of every training (None: float32); bf16 or fp16 on a GPU"]
+
+
+@dataclass(frozen=True)
+class Common(Machine):
+    """What every notebook has, alike at every profile; at their defaults no store key and no number changes."""
+
+    similarity: Annotated[one_of("pixel", "sscd"), "RP's similarity: pixels (threshold below) or SSCD (0.6)"]
+    pixel_threshold: Annotated[Fraction, "the pixel similarity's RP threshold: random pairs of real images pass "
+                                         "it with probability 0.75%"]
+    nets: Annotated[Nets, "entries replacing the backbones' (zoo.nets), e.g. {'unet': {'width': 8}}"]
+    replicate: Annotated[Count, "training replicate: every training seed moves by 1000 x this (0: the record)"]
+    claims_strict: Annotated[Flag, "judge the claims (False at smoke: its models are not converged)"]
+
+
+@dataclass(frozen=True)
+class Trains(Common):
+    """A notebook that trains (all but 08): its training workers, a machine setting too."""
+
+    n_jobs: Annotated[AutoOrPositiveInt, "training workers ('auto': one per core, or per GPU)"]
+
+
+@dataclass(frozen=True)
+class Images(Trains):
+    data: Annotated[Data, "the training images"]
+    shape: Annotated[Shape, "their (channels, height, width)"]
+
+    @rule("shape", "data")
+    def _shape_is_the_data(self):
+        if self.data in DATA_SHAPES and tuple(self.shape) != DATA_SHAPES[self.data]:
+            return f"the images of {self.data} are {DATA_SHAPES[self.data]}"
+
+    def _at_most_the_data(self, values) -> str | None:
+        values = [values] if isinstance(values, int) else values
+        if self.data in DATA_SIZES and max(values, default=0) > DATA_SIZES[self.data]:
+            return f"{self.data} has {DATA_SIZES[self.data]} training images"
+
+
+@dataclass(frozen=True)
+class Zoo(Images):
+    steps_scale: Annotated[PositiveNumber, "training lengths of the catalogue (zoo), scaled"]
+    sample_steps: Annotated[PositiveInt, "DPM-Solver++ steps of a sample (Euler takes 2 x steps - 1)"]
+
+
+def _seeds_rule(name: str):
+    @rule(name, "seeds")
+    def first_of_seeds(self):
+        if getattr(self, name) > self.seeds:
+            return f"{name} are the first of the seeds, so at most seeds"
+    return first_of_seeds
+
+
+class _ReadsTheSweep:
+    """Notebooks 07 and 08 read notebook 02's sweep under the overrides ``sweep``."""
+
+    def swept(self) -> dict:
+        base = dict(SETTINGS["02"][self.profile])
+        return {**base, **{k: _like(base[k], v) for k, v in self.sweep.items() if k in base}}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 01: the zoo of section 1 (``zoo.section1``), lengths scaled by steps_scale.
+
+@dataclass(frozen=True)
+class Reproducibility(Zoo):
+    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    public_checkpoints: Annotated[list_of(Name), "local folders or hub ids of diffusers DDPM checkpoints (hub.py) "
+                                                 "added to the heatmaps; none by default: nothing is downloaded"]
+    replicates: Annotated[PositiveInt, "the run's count of training replicates (paper_figures.py --replicates); "
+                                       "from 2 on, each model is compared with itself in the next replicate"]
+
+    @rule("replicate", "replicates")
+    def _replicate_of_the_run(self):
+        if self.replicates > 1 and self.replicate >= self.replicates:
+            return f"a run of {self.replicates} replicates has replicates 0 to {self.replicates - 1}"
+
+
 _S1 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=64, sample_steps=6,
-                   claims_strict=False, public_checkpoints=[]),
+                  claims_strict=False, public_checkpoints=[]),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18,
-                 claims_strict=True, public_checkpoints=[]),
+                claims_strict=True, public_checkpoints=[]),
     "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, seeds=1000, sample_steps=18,
-                   claims_strict=True, public_checkpoints=[]),
+                  claims_strict=True, public_checkpoints=[]),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18,
-                   claims_strict=True, public_checkpoints=[]),
+                  claims_strict=True, public_checkpoints=[]),
 }
 
+
+# ---------------------------------------------------------------------------------------------------------
 # Notebooks 02 and 03: one sweep over training-set sizes (``zoo.regimes``); 03 reuses 02's models.
-# steps maps N to a training length (notebook 02 shows how convergence was judged). On digits the widths train
-# at lr 3e-3: at 1e-3 width 4 needs 6,000 steps to memorize 16 images, at 3e-3 3,000, and width 16 on all
-# 1,797 digits stays stable (loss drift -0.3% at the end). N <= 32 train 5,000 steps: at 3,000 width 4's
-# memorized fraction was still moving (N = 32: 0.35 -> 0.80 over the last 1,000 steps; N = 16: 0.89 -> 1.00),
-# and 5,000 is the first multiple of 1,000 where it moves by <= 0.05 (side runs of widths 4 and 8 to 6,000
+# On digits the widths train at lr 3e-3: at 1e-3 width 4 needs 6,000 steps to memorize 16 images, at 3e-3 3,000,
+# and width 16 on all 1,797 digits stays stable (loss drift -0.3% at the end). N <= 32 train 5,000 steps: at 3,000
+# width 4's memorized fraction was still moving (N = 32: 0.35 -> 0.80 over the last 1,000 steps; N = 16: 0.89 ->
+# 1.00), and 5,000 is the first multiple of 1,000 where it moves by <= 0.05 (side runs of widths 4 and 8 to 6,000
 # steps; notebook 02's curves show every model).
-# Every model keeps its EMA weights each ``snapshot_every`` steps (scaled by ``steps_scale`` like the lengths);
-# the first ``curve_seeds`` seeds are sampled at each snapshot for the convergence curves.
+
+@dataclass(frozen=True)
+class Regimes(Images):
+    sizes: Annotated[list_of(PositiveInt, non_empty=True), "training-set sizes N, nested subsets"]
+    widths: Annotated[list_of(PositiveInt, non_empty=True), "U-Net widths (the paper's 64/128/256, scaled)"]
+    train_seeds: Annotated[PositiveInt, "models per (N, width), of training seeds 0, 1, ..."]
+    steps: Annotated[dict_of(PositiveInt, PositiveInt), "training length of each N (notebook 02 shows how it was "
+                                                        "judged)"]
+    lr: Annotated[PositiveNumber, "learning rate"]
+    batch: Annotated[PositiveInt, "minibatch size"]
+    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    sample_steps: Annotated[PositiveInt, "DPM-Solver++ steps of a sample"]
+    grid: Annotated[PositiveInt, "images in the figures' grids"]
+    snapshot_every: Annotated[PositiveInt, "EMA weights kept every this many steps, for the convergence curves"]
+    curve_seeds: Annotated[PositiveInt, "the first seeds, sampled at every snapshot"]
+
+    @rule("sizes", "steps")
+    def _a_length_for_every_size(self):
+        missing = [n for n in self.sizes if n not in self.steps]
+        if missing:
+            return f"steps needs a training length for every N of sizes (none for {missing})"
+
+    _curve_seeds = _seeds_rule("curve_seeds")
+
+    @rule("sizes", "data")
+    def _sizes_in_the_data(self):
+        return self._at_most_the_data(self.sizes)
+
+
 _DIGIT_SIZES = [16, 32, 64, 128, 256, 512, 1024, 1797]
 _PAPER_SIZES = [2**k for k in range(6, 16)]  # 64 ... 32,768: the paper's Figure 2, and the mnist rung's
 _REGIMES = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, sizes=[16, 256], widths=[4, 8], train_seeds=1,
-                   steps={16: 30, 256: 30}, lr=3e-3, batch=64, seeds=48, sample_steps=5, grid=8,
-                   snapshot_every=10, curve_seeds=48, claims_strict=False),
+                  steps={16: 30, 256: 30}, lr=3e-3, batch=64, seeds=48, sample_steps=5, grid=8,
+                  snapshot_every=10, curve_seeds=48, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, sizes=_DIGIT_SIZES, widths=[4, 8, 16], train_seeds=1,
-                 steps={n: 5000 if n <= 32 else 3000 for n in _DIGIT_SIZES}, lr=3e-3, batch=128, seeds=500,
-                 sample_steps=18, grid=32, snapshot_every=1000, curve_seeds=500, claims_strict=True),
+                steps={n: 5000 if n <= 32 else 3000 for n in _DIGIT_SIZES}, lr=3e-3, batch=128, seeds=500,
+                sample_steps=18, grid=32, snapshot_every=1000, curve_seeds=500, claims_strict=True),
     "mnist": dict(data="mnist", shape=_MNIST_SHAPE, sizes=_PAPER_SIZES, widths=[8, 16, 32], train_seeds=1,
-                   steps={n: 10_000 for n in _PAPER_SIZES}, lr=2e-3, batch=128, seeds=1000, sample_steps=18,
-                   grid=32, snapshot_every=2500, curve_seeds=500, claims_strict=True),
+                  steps={n: 10_000 for n in _PAPER_SIZES}, lr=2e-3, batch=128, seeds=1000, sample_steps=18,
+                  grid=32, snapshot_every=2500, curve_seeds=500, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, sizes=_PAPER_SIZES, widths=[64, 128, 256], train_seeds=1,
-                   steps={n: 60_000 for n in _PAPER_SIZES}, lr=1e-3, batch=128, seeds=10_000, sample_steps=18,
-                   grid=64, snapshot_every=20_000, curve_seeds=1000, claims_strict=True),
+                  steps={n: 60_000 for n in _PAPER_SIZES}, lr=1e-3, batch=128, seeds=10_000, sample_steps=18,
+                  grid=64, snapshot_every=20_000, curve_seeds=1000, claims_strict=True),
 }
 
-SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIMES}
 
+# ---------------------------------------------------------------------------------------------------------
 # Notebook 04: conditional U-Net and MLP (``zoo.section4``) beside notebook 01's unconditional ones (same
-# steps_scale, seeds and sample_steps as 01, so its models and sample banks are reused). ``guidance`` is the
-# classifier-free guidance scale w of the claims; ``guidance_sweep`` the scales of the RP-against-w figure.
-# ``judge`` configures the CIFAR-10 classifier (``classifier.CNNConfig`` fields; the digits SVC takes none) and
-# ``judge_accuracy`` is the held-out accuracy claim 1 asks of it: a small CNN does not reach the SVC's 0.97 on
-# CIFAR-10 (this recipe is known to reach about 0.94; not measured here).
+# steps_scale, seeds and sample_steps as 01, so its models and sample banks are reused). A small CNN does not
+# reach the digits SVC's 0.97 on CIFAR-10 (its recipe is known to reach about 0.94; not measured here).
+
+@dataclass(frozen=True)
+class Conditional(Zoo):
+    seeds: Annotated[PositiveInt, "noises every model is sampled from (with a label each)"]
+    guidance: Annotated[NonNegativeNumber, "the classifier-free guidance scale w of the claims"]
+    guidance_sweep: Annotated[list_of(NonNegativeNumber, non_empty=True), "the scales of the RP-against-w figure"]
+    judge: Annotated[Judge, "the CIFAR-10 classifier (classifier.CNNConfig fields; the digits SVC takes none)"]
+    judge_accuracy: Annotated[Fraction, "the held-out accuracy claim 1 asks of the judge"]
+
+
 _S4 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, seeds=60, sample_steps=6, guidance=1.0,
-                   guidance_sweep=[0.0, 1.0], judge={}, judge_accuracy=0.97, claims_strict=False),
+                  guidance_sweep=[0.0, 1.0], judge={}, judge_accuracy=0.97, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, seeds=1000, sample_steps=18, guidance=1.0,
-                 guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.97, claims_strict=True),
+                guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.97, claims_strict=True),
     "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, seeds=1000, sample_steps=18, guidance=1.0,
-                   guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.98, claims_strict=True),
+                  guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge={}, judge_accuracy=0.98, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, seeds=10_000, sample_steps=18,
-                   guidance=1.0, guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge=dict(width=64, epochs=24),
-                   judge_accuracy=0.9, claims_strict=True),
+                  guidance=1.0, guidance_sweep=[0.0, 0.5, 1.0, 2.0, 4.0], judge=dict(width=64, epochs=24),
+                  judge_accuracy=0.9, claims_strict=True),
 }
 
+
+# ---------------------------------------------------------------------------------------------------------
 # Notebook 05: deterministic DPS with notebook 01's unconditional U-Net and MLP (``zoo.unconditional``).
-# ``images`` real images are measured; each is reconstructed from two noises per setting. ``zetas`` are the
-# two DPS step sizes compared; ``sample_steps`` DPM-Solver++ steps (Euler gets 2 x steps - 1, as in 01).
+
+@dataclass(frozen=True)
+class Inverse(Zoo):
+    images: Annotated[PositiveInt, "real images measured; each is reconstructed from two noises per setting"]
+    tasks: Annotated[list_of(one_of(*OPERATORS), non_empty=True, distinct=True), "the measurement operators"]
+    noise_std: Annotated[NonNegativeNumber, "the measurement noise's standard deviation"]
+    zetas: Annotated[list_of(NonNegativeNumber, length=2), "the two DPS step sizes compared"]
+
+    @rule("images", "data")
+    def _images_in_the_data(self):
+        return self._at_most_the_data(self.images)
+
+
 _S5 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, images=16, sample_steps=6,
-                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=False),
+                  tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, images=200, sample_steps=18,
-                 tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
+                tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
     "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, images=500, sample_steps=18,
-                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
+                  tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, images=1000, sample_steps=18,
-                   tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
+                  tasks=["inpaint", "superres", "deblur"], noise_std=0.05, zetas=[0.5, 1.0], claims_strict=True),
 }
-SETTINGS["04"], SETTINGS["05"] = _S4, _S5
 
+
+# ---------------------------------------------------------------------------------------------------------
 # Notebook 06: pre-train on the ``source`` classes, fine-tune on ``target`` (fully, decoder only, head only,
-# LoRA of rank ``lora_rank``), against from-scratch models on ``target`` (``zoo.section6``). The partial
-# fine-tunings are also trained ``long_factor`` times as long, with EMA snapshots at every multiple of their
-# length (``zoo.section6_long``): is the fine-tuned model of the claims where its training is heading?
+# LoRA), against from-scratch models on ``target`` (``zoo.section6``). The partial fine-tunings are also trained
+# ``long_factor`` times as long (``zoo.section6_long``): is the fine-tuned model of the claims where its training
+# is heading?
+
+Classes = list_of(ClassLabel, non_empty=True, distinct=True)
+
+
+@dataclass(frozen=True)
+class FineTuning(Zoo):
+    source: Annotated[Classes, "the classes of the pre-training"]
+    target: Annotated[Classes, "the classes of the fine-tuning"]
+    lora_rank: Annotated[PositiveInt, "the rank of the LoRA adapters"]
+    long_factor: Annotated[PositiveInt, "how many times as long the partial fine-tunings also train"]
+    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    judge: Annotated[Judge, "notebook 04's judge, of the target share"]
+
+
 _S6 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, source=[0, 1, 2, 3, 4],
-                   target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=64, sample_steps=6, claims_strict=False),
+                  target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=64, sample_steps=6, claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, source=[0, 1, 2, 3, 4],
-                 target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18, claims_strict=True),
+                target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18, claims_strict=True),
     "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, source=[0, 1, 2, 3, 4],
-                   target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18, claims_strict=True),
+                  target=[5, 6, 7, 8, 9], lora_rank=4, long_factor=3, seeds=1000, sample_steps=18, claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=20.0, source=[0, 1, 2, 3, 4],
-                   target=[5, 6, 7, 8, 9], lora_rank=16, long_factor=3, seeds=10_000,
-                   sample_steps=18, claims_strict=True),
+                  target=[5, 6, 7, 8, 9], lora_rank=16, long_factor=3, seeds=10_000,
+                  sample_steps=18, claims_strict=True),
 }
+for _name, _profile in _S6.items():
+    _profile.update(judge=dict(_S4[_name]["judge"]))
 
-# Notebook 07: a U-Net and an MLP with EMA snapshots every ``snapshot_every`` steps (``zoo.section7``), of
-# which ``snapshots`` evenly spaced ones are sampled; noise edits turn ``edit_seeds`` noises by ``angles``
-# degrees toward the noise of ``direction_seed``. Privacy reuses notebook 02's sweep when the store holds all
-# of it, else trains its ``privacy_widths`` x ``privacy_sizes`` corner (the same configs as 02's).
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 07: a U-Net and an MLP with EMA snapshots (``zoo.section7``); noise edits; privacy, which reuses
+# notebook 02's sweep when the store holds all of it, else trains its privacy corner (the same configs as 02's).
+
+@dataclass(frozen=True)
+class Implications(_ReadsTheSweep, Zoo):
+    snapshot_every: Annotated[PositiveInt, "EMA weights kept every this many steps"]
+    snapshots: Annotated[PositiveInt, "evenly spaced snapshots sampled"]
+    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    edit_seeds: Annotated[PositiveInt, "the first seeds, turned by each angle"]
+    angles: Annotated[list_of(Number, non_empty=True), "degrees each noise is turned toward the direction's"]
+    direction_seed: Annotated[Count, "the seed of the noise edits turn toward"]
+    privacy_sizes: Annotated[list_of(PositiveInt, non_empty=True), "N of notebook 02's sweep for the privacy study"]
+    privacy_widths: Annotated[list_of(PositiveInt, non_empty=True), "widths of notebook 02's sweep for it"]
+    sweep: Annotated[Sweep, "overrides of notebook 02's settings, under which its sweep is read"]
+
+    _edit_seeds = _seeds_rule("edit_seeds")
+
+    @rule("privacy_sizes", "data")
+    def _privacy_sizes_in_the_data(self):
+        return self._at_most_the_data(self.privacy_sizes)
+
+    @rule("privacy_sizes", "sweep")
+    def _privacy_sizes_of_the_sweep(self):
+        return self._of_the_sweep("privacy_sizes", "sizes")
+
+    @rule("privacy_widths", "sweep")
+    def _privacy_widths_of_the_sweep(self):
+        return self._of_the_sweep("privacy_widths", "widths")
+
+    def _of_the_sweep(self, name: str, of: str):
+        swept = self.swept()[of]
+        if not set(getattr(self, name)) <= set(swept):
+            return (f"each one of notebook 02's {of} at profile {self.profile}, {swept}: the privacy study takes its "
+                    "models from 02's sweep")
+
+
 _S7 = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=0.01, snapshot_every=250, snapshots=4, seeds=64,
-                   sample_steps=6, edit_seeds=32, angles=[0, 20, 45], direction_seed=7, privacy_sizes=[16, 256],
-                   privacy_widths=[8], claims_strict=False),
+                  sample_steps=6, edit_seeds=32, angles=[0, 20, 45], direction_seed=7, privacy_sizes=[16, 256],
+                  privacy_widths=[8], claims_strict=False),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, steps_scale=1.0, snapshot_every=250, snapshots=12, seeds=500,
-                 sample_steps=18, edit_seeds=200, angles=[0, 10, 20, 30, 45], direction_seed=7,
-                 privacy_sizes=[16, 64, 256, 1797], privacy_widths=[8], claims_strict=True),
+                sample_steps=18, edit_seeds=200, angles=[0, 10, 20, 30, 45], direction_seed=7,
+                privacy_sizes=[16, 64, 256, 1797], privacy_widths=[8], claims_strict=True),
     "mnist": dict(data="mnist", shape=_MNIST_SHAPE, steps_scale=4.0, snapshot_every=250, snapshots=12, seeds=1000,
-                   sample_steps=18, edit_seeds=500, angles=[0, 10, 20, 30, 45], direction_seed=7,
-                   privacy_sizes=[64, 1024, 32768], privacy_widths=[32], claims_strict=True),
+                  sample_steps=18, edit_seeds=500, angles=[0, 10, 20, 30, 45], direction_seed=7,
+                  privacy_sizes=[64, 1024, 32768], privacy_widths=[32], claims_strict=True),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, steps_scale=50.0, snapshot_every=250, snapshots=12,
-                   seeds=10_000, sample_steps=18, edit_seeds=1000, angles=[0, 10, 20, 30, 45], direction_seed=7,
-                   privacy_sizes=[64, 1024, 32768], privacy_widths=[128], claims_strict=True),
+                  seeds=10_000, sample_steps=18, edit_seeds=1000, angles=[0, 10, 20, 30, 45], direction_seed=7,
+                  privacy_sizes=[64, 1024, 32768], privacy_widths=[128], claims_strict=True),
 }
-SETTINGS["06"], SETTINGS["07"] = _S6, _S7
-for _name, _profile in _S6.items():  # the judge of the target share, notebook 04's (its CNN where there is one)
-    _profile.update(judge=dict(_S4[_name]["judge"]))
-for _profile in _S7.values():  # the privacy study reads notebook 02's sweep under these overrides of 02's settings
+for _profile in _S7.values():
     _profile.update(sweep={})
 
-# Settings every notebook has, alike at every profile; at their defaults no store key and no number changes.
-# - ``similarity``: "pixel" (``metrics.PixelSimilarity``, threshold 0.9) or "sscd" (``metrics.SSCDSimilarity``,
-#   the paper's 0.6; weights from ``REPRO_SSCD``);
-# - ``precision``: autocast dtype of every training, None (float32), "bf16" or "fp16" (``train.autocast``): on a
-#   GPU, ``--override precision=bf16``;
-# - ``nets``: entries replacing the backbones' (``zoo.nets``), e.g. {"unet": {"width": 8}} for a tiny run;
-# - ``pixel_threshold``: the pixel similarity's RP threshold, calibrated on each data set's real images by notebook
-#   01's rule: random pairs of different real images exceed it with probability 0.75% (digits: 0.90; MNIST: 0.73,
-#   ``metrics.threshold_for_chance(sim, mnist training images, 0.0075)`` = 0.728, 20,000 pairs). SSCD keeps 0.6.
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 08: closed-form theories beside notebook 02's U-Nets (``closed_form``). It trains nothing and reads
+# the sweep's settings with ``settings("02", ...)``; these are its own.
+
+@dataclass(frozen=True)
+class ClosedForm(_ReadsTheSweep, Common):
+    theory_seeds: Annotated[PositiveInt, "the first of 02's seeds every theory is sampled from (the patch "
+                                         "denoisers cost N x positions per query, so fewer than 02's)"]
+    patch_sizes: Annotated[list_of(OddPositiveInt, non_empty=True, distinct=True),
+                           "the sides of the patch denoisers (a window centred on its pixel has an odd side)"]
+    r2_images: Annotated[PositiveInt, "training and as many held-out images that probe the denoisers"]
+    r2_sigmas: Annotated[list_of(PositiveNumber, non_empty=True), "the noise levels they are probed at"]
+    sweep: Annotated[Sweep, "overrides of notebook 02's settings, under which its sweep is read"]
+
+    @rule("theory_seeds", "sweep")
+    def _theory_seeds_of_the_sweep(self):
+        seeds = self.swept()["seeds"]
+        if isinstance(seeds, int) and self.theory_seeds > seeds:
+            return (f"at most notebook 02's seeds at profile {self.profile}, {seeds}: the theories are compared on "
+                    "the first of 02's seeds")
+
+
+_S8 = {
+    "smoke": dict(theory_seeds=24, patch_sizes=[3, 5], r2_images=16, r2_sigmas=[0.5, 2.0], claims_strict=False),
+    "cpu": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=100, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
+                claims_strict=True),
+    "mnist": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
+                  claims_strict=True),
+    "paper": dict(theory_seeds=1000, patch_sizes=[3, 5, 7, 11], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
+                  claims_strict=True),
+}
+for _profile in _S8.values():
+    _profile.update(sweep={})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What all notebooks share, and the machine. The pixel similarity's RP threshold is calibrated on each data set's
+# real images by notebook 01's rule: random pairs of different real images exceed it with probability 0.75%
+# (digits: 0.90; MNIST: 0.73, ``metrics.threshold_for_chance(sim, mnist training images, 0.0075)`` = 0.728,
+# 20,000 pairs). SSCD keeps the paper's 0.6 (weights from ``REPRO_SSCD``).
 PIXEL_THRESHOLD = {"smoke": 0.9, "cpu": 0.9, "mnist": 0.73, "paper": 0.9}
-# - ``replicate``: which training replicate (replications/training_replicates.md); 0 is the record. Replicate r moves
-#   every training seed the catalogue sets by ``REPLICATE_STRIDE`` * r (``training_seed``), never a sampling seed.
-#   Notebook 01's ``replicates``, the run's count of them (``paper_figures.py --replicates`` sets it): from 2 on, it
-#   compares each model with itself in the next replicate.
-for _notebook in SETTINGS.values():
-    for _name, _profile in _notebook.items():
-        _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name],
-                        replicate=0)
-for _profile in _S1.values():
-    _profile.update(replicates=1)
-
-# Far above every training seed the catalogue sets (0-10, and notebook 02's ``train_seeds``), so that no replicate
-# shares a seed with another, or with another model of its own run.
-REPLICATE_STRIDE = 1000
-
-
-def training_seed(P: dict, seed: int) -> int:
-    """The training seed of a model whose seed in the record (replicate 0) is ``seed``, in ``P["replicate"]``: all
-    of a training's randomness (initial weights, minibatch order, noise levels and noise, label dropout, a GAN's
-    or VAE's latents while it trains, a judge's split or its minibatches) comes from its seed, so this moves all of
-    it; the training data (``subset_seed``) and the sampling seeds stay, so that replicates are compared on the
-    same noise."""
-    return seed + REPLICATE_STRIDE * int(P.get("replicate", 0))
-
-# Machine settings (``machine.py``), resolved by ``settings``: ``device`` "auto" (the GPU when there is one),
-# ``n_jobs`` "auto" (one training worker per usable core, or ``GPU_WORKERS`` on a GPU) and ``threads``, the torch
-# threads of a notebook's kernel: at smoke and cpu the count the committed record was made with, so that a machine
-# with more cores gives the same numbers (set it higher and the run is a replicate); "auto" (every core) above.
+# ``threads`` at smoke and cpu is the count the committed record was made with, so that a machine with more cores
+# gives the same numbers (set it higher and the run is a replicate); "auto" (every core) above.
 GPU_WORKERS = {"smoke": 8, "cpu": 8, "mnist": 4, "paper": 1}  # small models are launch-bound; large ones fill a card
 # The most models one training job stacks on a GPU (None: any number). The paper's U-Nets fill an H200 alone (2.7-12.7
 # steps/s at batch 128 against a launch-bound digits U-Net's 45, docs/gpu.md): stacked, they would only put a whole
@@ -200,9 +522,33 @@ _MACHINE = {"smoke": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),
             "cpu": dict(device="auto", n_jobs="auto", threads=RECORD_THREADS),
             "mnist": dict(device="auto", n_jobs="auto", threads="auto"),
             "paper": dict(device="auto", n_jobs="auto", threads="auto")}
-for _notebook in SETTINGS.values():
+
+CLASSES: dict[str, type[Settings]] = {"01": Reproducibility, "02": Regimes, "03": Regimes, "04": Conditional,
+                                      "05": Inverse, "06": FineTuning, "07": Implications, "08": ClosedForm}
+# notebook -> profile -> its defaults, every field but the profile
+SETTINGS: dict[str, dict[str, dict]] = {"01": _S1, "02": _REGIMES, "03": _REGIMES, "04": _S4, "05": _S5, "06": _S6,
+                                        "07": _S7, "08": _S8}
+for _nid, _notebook in SETTINGS.items():
     for _name, _profile in _notebook.items():
-        _profile.update(_MACHINE[_name])
+        if _nid != "03":  # 03 shares 02's dicts
+            _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name],
+                            replicate=0, **{k: v for k, v in _MACHINE[_name].items()
+                                            if k in CLASSES[_nid].__dataclass_fields__})
+for _profile in _S1.values():
+    _profile.update(replicates=1)
+
+# Far above every training seed the catalogue sets (0-10, and notebook 02's ``train_seeds``), so that no replicate
+# shares a seed with another, or with another model of its own run.
+REPLICATE_STRIDE = 1000
+
+
+def training_seed(P, seed: int) -> int:
+    """The training seed of a model whose seed in the record (replicate 0) is ``seed``, in ``P.replicate``: all of
+    a training's randomness (initial weights, minibatch order, noise levels and noise, label dropout, a GAN's or
+    VAE's latents while it trains, a judge's split or its minibatches) comes from its seed, so this moves all of
+    it; the training data (``subset_seed``) and the sampling seeds stay, so that replicates are compared on the
+    same noise."""
+    return seed + REPLICATE_STRIDE * int(P.get("replicate", 0))
 
 
 def _like(default, value):
@@ -213,247 +559,6 @@ def _like(default, value):
     return value
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Checks of settings, before any work. Each setting's rule is derived from its defaults at the three profiles
-# (True/False; integers, positive when every default is; numbers, > 0 or >= 0 as the defaults are; lists and
-# dicts of such), unless ``_named_rule`` knows better (names, fixed lengths, nested configs); then the
-# settings are checked against each other (``_cross_checks``). Every notebook's settings, those added later too.
-
-
-class _Rule(NamedTuple):
-    allowed: str  # what is allowed, in words
-    ok: Callable[[object], bool]
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _number(ints: bool, low: float | None = None, strict: bool = False, high: float | None = None) -> _Rule:
-    kind = "an integer" if ints else "a number"
-    if low == 1 and ints:
-        words = "a positive integer"
-    elif low is not None and high is not None:
-        words = f"{kind} in {'(' if strict else '['}{low}, {high}]"
-    elif low is not None:
-        words = f"{kind} {'>' if strict else '>='} {low}"
-    else:
-        words = kind
-
-    def ok(v):
-        if not (_is_int(v) if ints else _is_number(v)):
-            return False
-        return (low is None or (v > low if strict else v >= low)) and (high is None or v <= high)
-
-    return _Rule(words, ok)
-
-
-def _one_of(names) -> _Rule:
-    names = tuple(names)
-    words = "one of " + ", ".join(repr(n) for n in names)
-    return _Rule(words, lambda v: isinstance(v, (str, type(None))) and v in names)
-
-
-def _list_of(item: _Rule | None, non_empty: bool = False, length: int | None = None, distinct: bool = False) -> _Rule:
-    words = "a non-empty list" if non_empty else "a list"
-    if length is not None:
-        words = f"a list of {length}" + (f" {_plural(item)}" if item else " values")
-    elif item is not None:
-        words += f" of {_plural(item)}"
-    words += ", all different" if distinct else ""
-
-    def ok(v):
-        return (isinstance(v, (list, tuple)) and (not non_empty or len(v) > 0) and (length is None or len(v) == length)
-                and (item is None or all(item.ok(x) for x in v)) and (not distinct or len(set(v)) == len(v)))
-
-    return _Rule(words, ok)
-
-
-def _plural(rule: _Rule) -> str:
-    words = rule.allowed
-    for one, many in (("a positive integer", "positive integers"), ("an integer", "integers"), ("a number", "numbers"),
-                      ("a string", "strings"), ("True or False", "True/False values"), ("one of", "names among")):
-        if words.startswith(one):
-            return many + words[len(one):]
-    return words
-
-
-def _dict_of(key: _Rule | None, value: _Rule | None) -> _Rule:
-    if key is None and value is None:
-        return _Rule("a dict", lambda v: isinstance(v, dict))
-    words = f"a dict {{{key.allowed if key else 'key'}: {value.allowed if value else 'value'}}}"
-    return _Rule(words, lambda v: isinstance(v, dict) and all(
-        (key is None or key.ok(k)) and (value is None or value.ok(x)) for k, x in v.items()))
-
-
-def _or_none(rule: _Rule) -> _Rule:
-    return _Rule(rule.allowed + " or None", lambda v: v is None or rule.ok(v))
-
-
-def _derived(defaults: list) -> _Rule | None:
-    """The rule the defaults of one setting imply (None: nothing can be said, anything goes)."""
-    given = [v for v in defaults if v is not None]
-    if not given:
-        return None
-    rule = None
-    if all(isinstance(v, bool) for v in given):
-        rule = _Rule("True or False", lambda v: isinstance(v, bool))
-    elif all(_is_int(v) for v in given) or all(_is_number(v) for v in given):
-        ints, low = all(_is_int(v) for v in given), min(given)
-        if ints and low >= 1:
-            rule = _number(True, 1)
-        else:
-            rule = _number(ints, 0, strict=low > 0) if low >= 0 else _number(ints)
-    elif all(isinstance(v, str) for v in given):
-        rule = _Rule("a string", lambda v: isinstance(v, str) and v != "")
-    elif all(isinstance(v, (list, tuple)) for v in given):
-        items = [x for v in given for x in v]
-        rule = _list_of(_derived(items) if items else None, non_empty=all(len(v) > 0 for v in given))
-    elif all(isinstance(v, dict) for v in given):
-        keys, values = [k for v in given for k in v], [x for v in given for x in v.values()]
-        rule = _dict_of(_derived(keys) if keys else None, _derived(values) if values else None)
-    if rule is not None and len(given) < len(defaults):
-        rule = _or_none(rule)
-    return rule
-
-
-_DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-_DATA_SIZES = {"digits": 1797, "mnist": 60_000, "cifar10": 50_000}  # training images
-
-
-def _device_ok(v) -> bool:
-    if not isinstance(v, str):
-        return False
-    kind, _, index = v.partition(":")
-    return v in ("auto", "cpu", "mps", "cuda") or (kind == "cuda" and index.isdigit())
-
-
-def _config_rule(what: str, fields: dict, named: dict) -> _Rule:
-    """A dict of some of ``fields`` (name -> default), each value by its named or derived rule."""
-    rules = {k: named.get(k) or _derived([d]) for k, d in fields.items()}
-    entries = "; ".join(f"{k}: {r.allowed if r else 'any'}" for k, r in rules.items())
-    words = f"a dict of {what} entries ({entries})"
-    return _Rule(words, lambda v: isinstance(v, dict) and all(
-        k in rules and (rules[k] is None or rules[k].ok(x)) for k, x in v.items()))
-
-
-def _nets_rule() -> _Rule:
-    import inspect
-
-    from . import networks
-
-    set_by_library = ("in_channels", "resolution", "num_classes")
-    per_kind = {kind: _config_rule(f"{kind} backbone", {
-        name: (p.default if not isinstance(p.default, tuple) else list(p.default))
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if name != "self" and name not in set_by_library and p.default is not inspect.Parameter.empty}, {})
-        for kind, cls in networks.BACKBONES.items()}
-    words = "a dict {backbone: entries}, backbones " + ", ".join(per_kind) + "; " + "; ".join(
-        r.allowed for r in per_kind.values())
-    return _Rule(words, lambda v: isinstance(v, dict) and all(
-        k in per_kind and per_kind[k].ok(x) for k, x in v.items()))
-
-
-def _judge_rule() -> _Rule:
-    import dataclasses
-
-    from .classifier import CNNConfig
-
-    fields = {f.name: f.default for f in dataclasses.fields(CNNConfig)}
-    return _config_rule("CIFAR-10 judge (classifier.CNNConfig)", fields, {
-        "data": _one_of(_DATA_SHAPES), "seed": _number(True, 0), "warmup": _number(False, 0, strict=True, high=1),
-        "momentum": _number(False, 0, high=1), "weight_decay": _number(False, 0),
-        "label_smoothing": _number(False, 0, high=1)})
-
-
-def _named_rule(name: str) -> _Rule | None:
-    """Rules defaults cannot tell: names, fixed lengths, ranges that include 0, nested configs."""
-    classes = _list_of(_number(True, 0, high=9), non_empty=True, distinct=True)
-    if name == "data":
-        return _one_of(_DATA_SHAPES)
-    if name == "device":
-        return _Rule("'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", _device_ok)
-    if name in ("n_jobs", "threads"):
-        return _Rule("'auto' or a positive integer", lambda v: v == "auto" or (_is_int(v) and v >= 1))
-    if name == "similarity":
-        return _one_of(("pixel", "sscd"))
-    if name == "precision":
-        return _one_of((None, "bf16", "fp16"))
-    if name == "shape":
-        return _list_of(_number(True, 1), length=3)
-    if name == "tasks":
-        from .inverse import OPERATORS
-
-        return _list_of(_one_of(OPERATORS), non_empty=True, distinct=True)
-    if name == "zetas":  # the notebook compares two step sizes
-        return _list_of(_number(False, 0), length=2)
-    if name in ("source", "target"):
-        return _Rule(classes.allowed.replace("integers in [0, 9]", "class labels 0-9"), classes.ok)
-    if name == "public_checkpoints":
-        return _list_of(_Rule("a string", lambda v: isinstance(v, str) and v != ""))
-    if name == "angles":
-        return _list_of(_number(False), non_empty=True)
-    if name in ("guidance", "noise_std"):
-        return _number(False, 0)
-    if name in ("judge_accuracy", "pixel_threshold"):
-        return _number(False, 0, high=1)
-    if name in ("direction_seed", "replicate"):
-        return _number(True, 0)
-    if name == "nets":
-        return _nets_rule()
-    if name == "judge":
-        return _judge_rule()
-    if name == "sweep":  # its entries are checked as notebook 02's settings (``validate``)
-        return _Rule("a dict of notebook 02's settings", lambda v: isinstance(v, dict) and all(
-            k in SETTINGS["02"]["cpu"] for k in v))
-    if name == "patch_sizes":  # a window centred on its pixel has an odd side
-        return _list_of(_Rule("an odd positive integer", lambda v: _is_int(v) and v > 0 and v % 2 == 1),
-                        non_empty=True, distinct=True)
-    return None
-
-
-def _rule(notebook: str, name: str) -> _Rule | None:
-    return _named_rule(name) or _derived([p[name] for p in SETTINGS[notebook].values() if name in p])
-
-
-def _cross_checks(P: dict, profile: str) -> list[tuple[str, str | None, str]]:
-    """(setting, other setting or None, what is wrong) for settings that are fine alone but not together."""
-    out = []
-    data = P.get("data")
-    if "steps" in P and "sizes" in P and isinstance(P["steps"], dict):
-        missing = [n for n in P["sizes"] if n not in P["steps"]]
-        if missing:
-            out.append(("sizes", "steps", f"steps needs a training length for every N of sizes (none for {missing})"))
-    for name in ("curve_seeds", "edit_seeds"):
-        if name in P and "seeds" in P and P[name] > P["seeds"]:
-            out.append((name, "seeds", f"{name} are the first of the seeds, so at most seeds"))
-    if "shape" in P and data in _DATA_SHAPES and tuple(P["shape"]) != _DATA_SHAPES[data]:
-        out.append(("shape", "data", f"the images of {data} are {_DATA_SHAPES[data]}"))
-    for name in ("sizes", "privacy_sizes", "images"):
-        values = P.get(name)
-        values = [values] if _is_int(values) else values
-        if values is not None and data in _DATA_SIZES and max(values, default=0) > _DATA_SIZES[data]:
-            out.append((name, "data", f"{data} has {_DATA_SIZES[data]} training images"))
-    sweep = dict(SETTINGS.get("02", {}).get(profile, {}))  # 07 and 08 read notebook 02's sweep, under ``sweep``
-    sweep.update({k: _like(sweep[k], v) for k, v in (P.get("sweep") or {}).items() if k in sweep})
-    if "theory_seeds" in P and "seeds" in sweep and _is_int(P["theory_seeds"]) and P["theory_seeds"] > sweep["seeds"]:
-        out.append(("theory_seeds", "sweep", f"at most notebook 02's seeds at profile {profile}, {sweep['seeds']}: "
-                                             "the theories are compared on the first of 02's seeds"))
-    if _is_int(P.get("replicates")) and _is_int(P.get("replicate")) and P["replicates"] > 1 \
-            and P["replicate"] >= P["replicates"]:
-        out.append(("replicate", "replicates", f"a run of {P['replicates']} replicates has replicates 0 to "
-                                               f"{P['replicates'] - 1}"))
-    for name, of in (("privacy_sizes", "sizes"), ("privacy_widths", "widths")):
-        if name in P and of in sweep and not set(P[name]) <= set(sweep[of]):
-            out.append((name, "sweep", f"each one of notebook 02's {of} at profile {profile}, {sweep[of]}: the "
-                                       f"privacy study takes its models from 02's sweep"))
-    return out
-
-
 def validate(notebook: str, profile: str, overrides: dict) -> list[str]:
     """One message per problem with ``overrides`` of ``notebook`` at ``profile``, naming the notebook, the
     setting, the value and what is allowed; empty when all is well. Nothing is run or loaded."""
@@ -461,25 +566,23 @@ def validate(notebook: str, profile: str, overrides: dict) -> list[str]:
         return [f"No settings for notebook '{notebook}'. Known: {', '.join(SETTINGS)}."]
     if profile not in NAMES:
         return [f"Unknown profile '{profile}'. Choose one of {', '.join(NAMES)}."]
-    defaults = SETTINGS[notebook][profile]
+    defaults, types = SETTINGS[notebook][profile], CLASSES[notebook].types()
     problems, bad = [], set()
     for name, value in overrides.items():
-        if name not in defaults:
+        if name not in types:
             problems.append(f"notebook {notebook}: unknown setting {name}={value!r}; known settings: "
                             f"{', '.join(sorted(defaults))}.")
             bad.add(name)
-            continue
-        rule = _rule(notebook, name)
-        if rule is not None and not rule.ok(_like(defaults[name], value)):
-            problems.append(f"notebook {notebook}: {name}={value!r} is not allowed: {rule.allowed} "
+        elif not is_ok(types[name], _like(defaults[name], value)):
+            problems.append(f"notebook {notebook}: {name}={value!r} is not allowed: {allowed(types[name])} "
                             f"(default {defaults[name]!r}).")
             bad.add(name)
         elif name == "sweep" and notebook != "02":
             inner = validate("02", profile, value)
             problems += [f"notebook {notebook}: sweep: {m}" for m in inner]
             bad |= {name} if inner else set()
-    P = {**defaults, **{k: _like(defaults[k], v) for k, v in overrides.items() if k not in bad}}
-    for name, other, why in _cross_checks(P, profile):
+    P = _build(notebook, profile, {k: v for k, v in overrides.items() if k not in bad})
+    for name, other, why in P.problems():
         if name in bad or other in bad or not ({name, other} & set(overrides)):
             continue
         if other is not None and other in overrides and name not in overrides:
@@ -489,37 +592,22 @@ def validate(notebook: str, profile: str, overrides: dict) -> list[str]:
     return problems
 
 
-def settings(notebook: str, profile: str | None = None, **overrides) -> dict:
-    """The settings of ``notebook`` at ``profile``, with ``overrides`` applied; clear errors for bad names."""
+def _build(notebook: str, profile: str, overrides: dict, **resolved) -> Settings:
+    defaults = SETTINGS[notebook][profile]
+    values = {**defaults, **{k: _like(defaults[k], v) for k, v in overrides.items()}, **resolved}
+    return CLASSES[notebook](profile=profile, **values)
+
+
+def settings(notebook: str, profile: str | None = None, **overrides) -> Settings:
+    """The settings of ``notebook`` at ``profile`` with ``overrides`` applied, the machine's resolved
+    (``machine.py``); ValueError with ``validate``'s messages when any is wrong."""
     profile = profile or current()
     problems = validate(notebook, profile, overrides)
     if problems:
         raise ValueError("\n".join(problems))
-    out = dict(SETTINGS[notebook][profile], profile=profile)
-    out.update({k: _like(out[k], v) for k, v in overrides.items()})
-    out["device"] = machine.device(out["device"])
-    if "n_jobs" in out:
-        out["n_jobs"] = machine.workers(out["n_jobs"], out["device"], GPU_WORKERS[profile])
-    out["threads"] = machine.threads(out["threads"])
-    return out
-
-
-# Notebook 08: closed-form theories beside notebook 02's U-Nets (``closed_form``). It trains nothing and reads
-# the sweep's settings with ``settings("02", ...)``; these are its own. ``theory_seeds``: the first seeds of 02's
-# that every theory is sampled from (the patch denoisers cost N x positions per query, so fewer than 02's);
-# ``patch_sizes``: the sides of the patch denoisers; ``r2_images`` training and as many held-out images probe
-# the denoisers at each of ``r2_sigmas``.
-_S8 = {
-    "smoke": dict(theory_seeds=24, patch_sizes=[3, 5], r2_images=16, r2_sigmas=[0.5, 2.0], claims_strict=False),
-    "cpu": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=100, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
-                claims_strict=True),
-    "mnist": dict(theory_seeds=200, patch_sizes=[3, 5, 7], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
-                   claims_strict=True),
-    "paper": dict(theory_seeds=1000, patch_sizes=[3, 5, 7, 11], r2_images=200, r2_sigmas=[0.2, 0.5, 1.0, 2.0, 5.0],
-                   claims_strict=True),
-}
-for _name, _profile in _S8.items():  # it trains nothing, so it has no n_jobs; it reads 02's sweep as 07 does
-    _profile.update(similarity="pixel", precision=None, nets={}, pixel_threshold=PIXEL_THRESHOLD[_name], sweep={},
-                    replicate=0,
-                    **{k: v for k, v in _MACHINE[_name].items() if k != "n_jobs"})
-SETTINGS["08"] = _S8
+    given = {**SETTINGS[notebook][profile], **overrides}
+    on = machine.device(given["device"])
+    resolved = dict(device=on, threads=machine.threads(given["threads"]))
+    if "n_jobs" in given:
+        resolved["n_jobs"] = machine.workers(given["n_jobs"], on, GPU_WORKERS[profile])
+    return _build(notebook, profile, overrides, **resolved)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Annotated
 
 import pytest
 import torch
 
 from reprolib import fitting, profiles, sweep, zoo
+from reprolib import setting_types as T
 from reprolib.store import Store
 from reprolib.train import TrainConfig, is_trained
 
@@ -111,12 +114,26 @@ def test_consistent_overrides_pass():
     assert profiles.validate("04", "cpu", {"guidance": 0, "precision": "bf16", "similarity": "sscd"}) == []
 
 
-def test_checks_are_derived_for_a_notebook_they_were_not_written_for(monkeypatch):
-    """A notebook added later gets type and range checks from its defaults alone."""
-    new = {p: dict(count=3 if p != "paper" else 300, ratio=0.5, offset=0, sigmas=[0.2, 5.0], flag=False,
-                   widths={4: 10}, label="x") for p in profiles.NAMES}
+@dataclass(frozen=True)
+class New(profiles.Common):
+    count: Annotated[T.PositiveInt, "how many"]
+    ratio: Annotated[T.PositiveNumber, "how much"]
+    offset: Annotated[T.Count, "where from"]
+    sigmas: Annotated[T.list_of(T.PositiveNumber, non_empty=True), "noise levels"]
+    flag: Annotated[T.Flag, "whether"]
+    widths: Annotated[T.dict_of(T.PositiveInt, T.PositiveInt), "width -> steps"]
+    label: Annotated[T.Name, "a name"]
+
+
+def test_a_notebook_added_later_gets_its_checks_from_its_declared_class(monkeypatch):
+    """Types declared on a new class give its messages; nothing is inferred from defaults."""
+    base = {k: v for k, v in profiles.SETTINGS["08"]["cpu"].items() if k in profiles.Common.__dataclass_fields__}
+    new = {p: dict(base, count=3, ratio=0.5, offset=0, sigmas=[0.2, 5.0], flag=False, widths={4: 10}, label="x")
+           for p in profiles.NAMES}
     monkeypatch.setitem(profiles.SETTINGS, "98", new)
+    monkeypatch.setitem(profiles.CLASSES, "98", New)
     assert profiles.validate("98", "cpu", {"count": 7, "ratio": 2, "offset": 0, "sigmas": [1.0], "flag": True}) == []
+    assert profiles.validate("98", "cpu", {"widths": {"8": 5}}) == []  # JSON's string keys
     bad = {"count": 0, "ratio": 0.0, "offset": -1, "sigmas": [1.0, -2.0], "flag": "yes", "widths": {4: 0},
            "label": 3}
     problems = profiles.validate("98", "cpu", bad)
@@ -125,6 +142,7 @@ def test_checks_are_derived_for_a_notebook_they_were_not_written_for(monkeypatch
             "a positive integer", "a number > 0", "an integer >= 0", "a non-empty list of numbers > 0",
             "True or False", "a dict {a positive integer: a positive integer}", "a string"]):
         assert message == f"notebook 98: {name}={value!r} is not allowed: {allowed} (default {new['cpu'][name]!r})."
+    assert profiles.settings("98", "cpu", count=4).count == 4
 
 
 def test_profile_comes_from_the_environment(monkeypatch):

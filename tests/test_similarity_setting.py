@@ -55,7 +55,7 @@ def test_every_notebook_scores_with_pixel_correlation_by_default():
     text = "".join((ROOT / "notebooks" / f"{stem}.py").read_text() for stem in
                    ("01_reproducibility", "02_regimes", "03_theory", "04_conditional", "05_inverse", "06_finetuning",
                     "07_implications"))
-    assert "PixelSimilarity()" not in text and text.count('metrics.backend(P["similarity"]') == 7
+    assert "PixelSimilarity()" not in text and text.count("metrics.backend(P.similarity") == 7
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:FutureWarning")
