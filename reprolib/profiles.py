@@ -23,18 +23,15 @@ the way (0 to 0.0) would change a store key.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated
 
 from . import machine
 from .inverse import OPERATORS
-from .setting_types import (AutoOrPositiveInt, ClassLabel, Count, Flag, Fraction, Name, NonNegativeNumber, Number,
-                            OddPositiveInt, PositiveInt, PositiveNumber, allowed, checked, dict_of, is_ok, like,
-                            list_of, one_of, optional)
+from .setting_types import (DATA_SHAPES, DATA_SIZES, AutoOrPositiveInt, ClassLabel, Count, Device, Flag, Fraction,
+                            Judge, Name, Nets, NonNegativeNumber, Number, OddPositiveInt, PositiveInt, PositiveNumber,
+                            Settings, allowed, checked, dict_of, is_ok, list_of, one_of, rule)
 
 NAMES = ("smoke", "cpu", "mnist", "paper")
 
@@ -44,134 +41,16 @@ def current(default: str = "cpu") -> str:
     return os.environ.get("REPRO_PROFILE") or default
 
 
-DATA_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-DATA_SIZES = {"digits": 1797, "mnist": 60_000, "cifar10": 50_000}  # training images
 _DIGITS_SHAPE, _MNIST_SHAPE, _CIFAR_SHAPE = DATA_SHAPES["digits"], DATA_SHAPES["mnist"], DATA_SHAPES["cifar10"]
-_PAPER_UNET = {"kind": "unet", "channel_mult": [2, 2, 2], "num_blocks": 4, "attn_res": [16]}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The classes. A field's type says what it allows; the string beside it, what it means.
+# What the notebooks share. A field's type says what it allows; the string beside it, what it means.
 
-
-def rule(name: str, other: str | None = None):
-    """Marks a method as a rule between settings ``name`` and ``other``: it returns what is wrong, or None."""
-    def mark(method):
-        method.rule = (name, other)
-        return method
-    return mark
-
-
-def _description(tp) -> str:
-    return next((m for m in reversed(typing.get_args(tp)[1:]) if isinstance(m, str)), "")
-
-
-def _device_ok(v) -> bool:
-    kind, _, index = v.partition(":")
-    return v in ("auto", "cpu", "mps", "cuda") or (kind == "cuda" and index.isdigit())
-
-
-def _nets_ok(v) -> bool:
-    entries = _backbone_entries()
-    return all(kind in entries and isinstance(e, dict) and all(k in entries[kind] and is_ok(entries[kind][k], x)
-                                                                 for k, x in e.items()) for kind, e in v.items())
-
-
-def _backbone_entries() -> dict:
-    """backbone -> {entry: its type}, from each backbone's constructor defaults (what ``nets`` may replace)."""
-    import inspect
-
-    from . import networks
-
-    set_by_library = ("self", "in_channels", "resolution", "num_classes")
-    return {kind: {name: like(list(p.default) if isinstance(p.default, tuple) else p.default)
-                   for name, p in inspect.signature(cls.__init__).parameters.items()
-                   if name not in set_by_library and p.default is not inspect.Parameter.empty}
-            for kind, cls in networks.BACKBONES.items()}
-
-
-def _entries(what: str, types: dict) -> str:
-    return f"a dict of {what} entries (" + "; ".join(f"{k}: {allowed(t)}" for k, t in types.items()) + ")"
-
-
-def _nets_words() -> str:
-    entries = _backbone_entries()
-    return ("a dict {backbone: entries}, backbones " + ", ".join(entries) + "; "
-            + "; ".join(_entries(f"{kind} backbone", types) for kind, types in entries.items()))
-
-
-def _judge_entries() -> dict:
-    from .classifier import CNNConfig
-
-    named = {"data": one_of(*DATA_SHAPES), "seed": Count, "warmup": checked(PositiveNumber, lambda v: v <= 1,
-                                                                            "a number in (0, 1]"),
-             "momentum": Fraction, "weight_decay": NonNegativeNumber, "label_smoothing": Fraction}
-    return {f.name: named.get(f.name) or like(f.default) for f in dataclasses.fields(CNNConfig)}
-
-
-Device = checked(str, _device_ok, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-Nets = checked(dict, _nets_ok, _nets_words)
-Judge = checked(dict, lambda v: all(k in _judge_entries() and is_ok(_judge_entries()[k], x) for k, x in v.items()),
-                lambda: _entries("CIFAR-10 judge (classifier.CNNConfig)", _judge_entries()))
 Sweep = checked(dict, lambda v: all(k in SETTINGS["02"]["cpu"] for k in v), "a dict of notebook 02's settings")
 Data = one_of(*DATA_SHAPES)
 Shape = list_of(PositiveInt, length=3)
 
-
-@dataclass(frozen=True)
-class Settings(Mapping):
-    """What every notebook's settings are: frozen, read as attributes or as a read-only mapping."""
-
-    profile: Annotated[str, "the profile these settings are of"]
-
-    def __post_init__(self):
-        wrong = [f"{type(self).__name__}: {n}={getattr(self, n)!r} is not allowed: {allowed(t)}."
-                 for n, t in self.types().items() if not is_ok(t, getattr(self, n))]
-        if wrong:
-            raise ValueError("\n".join(wrong))
-
-    @classmethod
-    def types(cls) -> dict:
-        """Each setting's declared type (the profile aside: it is chosen, not set)."""
-        hints = typing.get_type_hints(cls, include_extras=True)
-        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "profile"}
-
-    def __getitem__(self, name):
-        if name not in self.__dataclass_fields__:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def __iter__(self):
-        return iter(self.__dataclass_fields__)
-
-    def __len__(self):
-        return len(self.__dataclass_fields__)
-
-    def replace(self, **changes) -> "Settings":
-        """These settings with ``changes`` (checked like any construction)."""
-        return dataclasses.replace(self, **changes)
-
-    def problems(self) -> list[tuple[str, str | None, str]]:
-        """(setting, other setting or None, what is wrong) for every ``@rule`` that fails, in declaration order."""
-        out, seen = [], set()
-        for klass in reversed(type(self).__mro__):
-            for name, method in vars(klass).items():
-                if hasattr(method, "rule") and name not in seen:
-                    seen.add(name)
-                    why = getattr(self, name)()
-                    if why:
-                        out.append((*method.rule, why))
-        return out
-
-    def table(self):
-        """Name, value and description of every setting: what a notebook shows under its header."""
-        import pandas as pd
-
-        types = typing.get_type_hints(type(self), include_extras=True)
-        own_first = dict.fromkeys(n for klass in type(self).__mro__ for n in vars(klass).get("__annotations__", {})
-                                  if n in types and n in self.__dataclass_fields__)
-        return pd.DataFrame([(n, repr(getattr(self, n)), _description(types[n])) for n in own_first],
-                            columns=["setting", "value", "meaning"]).set_index("setting")
 
 
 @dataclass(frozen=True)
