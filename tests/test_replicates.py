@@ -221,3 +221,16 @@ def test_the_layout_names_the_cpu_and_a_record_without_one_is_another_machine(mo
     assert claims.is_replicate(here, claims.Record({k: v for k, v in here.items() if k != "cpu"}, "", {}))
     monkeypatch.setattr(machine, "cpu", lambda: "AMD EPYC 7B13 (AVX2)")
     assert claims.is_replicate(machine.layout(P), claims.Record(dict(here), "", {}))
+
+
+def test_the_consistency_study_reads_a_store_and_says_what_is_missing(tmp_path, capsys):
+    """replications/scripts/consistency_replicates.py trains and samples nothing: on a store without notebook 01's
+    samples it stops with the command that makes them, and leaves the store empty."""
+    from tests import _scripts
+
+    study = _scripts.load("replications/scripts/consistency_replicates.py")
+    with pytest.raises(SystemExit) as stop:
+        study.main(["--store", str(tmp_path), "--replicates", "0", "1", "--profile", "smoke"])
+    assert "lacks a replicate's notebook 01 samples" in str(stop.value)
+    assert "--profile smoke --replicates R" in str(stop.value) and f"REPRO_STORE={tmp_path}" in str(stop.value)
+    assert not any(tmp_path.rglob("*.pt"))
