@@ -43,7 +43,7 @@ CODE = {
     "edit samples": ("editing",),  # notebook 07's images of a trained model from turned noises
 }
 NOT_CODE = frozenset({"store", "paths", "progress", "codehash", "zoo", "profiles", "sweep", "fitting", "banks",
-                      "notebook", "plotting", "claims", "machine"})
+                      "notebook", "plotting", "claims", "machine", "stack_resume", "setting_types"})
 
 _cache: dict[str, tuple[tuple, str, frozenset]] = {}  # module -> (what was loaded, digest, reprolib imports)
 

@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 from functools import lru_cache, partial
 from pathlib import Path
 
-from . import baselines, machine, stacked, sweep
+from . import baselines, machine, stack_resume, stacked, sweep
 from .store import Store, config_key
 from .train import KIND, TrainConfig, is_trained, train
 
@@ -28,7 +28,7 @@ def fit(cfg, store: Store | None = None, progress: bool = True, device=None):
 def _fit(cfg, store: Store, progress: bool, device):
     """The training loop of ``cfg``'s kind (``stacked``, ``train``, ``baselines``) on ``device``."""
     if isinstance(cfg, stacked.Stack):
-        return stacked.train_stacked(cfg.cfgs, store, device=device, progress=progress)
+        return stack_resume.train(cfg.cfgs, store, device=device, progress=progress)
     if isinstance(cfg, TrainConfig):
         return train(cfg, store, device=device, progress=progress)
     if isinstance(cfg, baselines.GANConfig):
@@ -88,7 +88,8 @@ def fit_all(configs, store: Store, P: dict, backend: str | None = None, stack: b
 
     With ``stack``, the untrained configs of the kinds where it pays (``stacked.min_stack``: the narrow U-Nets on
     the CPU, every kind on a GPU) that differ only in data, seed and the like train together as one stacked model
-    per job (``stacked.group``), each as if alone up to round-off; the rest train alone. A job whose configs start
+    per job (``stacked.group`` over the whole plan; checkpointed and resumed as one, ``stack_resume``), each as if
+    alone up to round-off; the rest train alone. A job whose configs start
     (``init``) from a config of another job waits for it, so that two workers never train the same parent; the
     rest start longest chain of work first, by ``costs``. On a cluster backend, a job on "cuda" asks for its share
     of a GPU (``gpu_share``)."""
@@ -117,11 +118,14 @@ def max_stack(P: dict) -> int | None:
 def schedule(configs, store: Store, stack: bool = True, per_step: dict | None = None,
              device="cpu", max_stack: int | None = None) -> tuple[list, list[float], list[list[int]]]:
     """``fit_all``'s jobs for the configs not yet in the store (stacked where it pays on ``device``, ``max_stack``
-    models at most), each job's estimated cost (``costs``, under ``per_step`` if given; a job also trains the
-    ancestors no other job trains, as ``train.train`` does, and they count) and the jobs each waits for
-    (``after``: those that train one of its ancestors)."""
-    todo = [c for c in {repr(c): c for c in configs}.values() if not is_fitted(c, store)]
-    jobs = stacked.group(todo, max_stack, device=device) if stack else todo
+    models at most; a stack is a job while any of its members is not stored), each job's estimated cost
+    (``costs``, under ``per_step`` if given; a job also trains the ancestors no other job trains, as ``train.train``
+    does, and they count) and the jobs each waits for (``after``: those that train one of its ancestors)."""
+    plan = list({repr(c): c for c in configs}.values())
+    # stacks are formed from the whole plan, stored models included, so that a model always trains in the company
+    # the plan gives it (its bits depend on it); a stack with any member left trains on as a whole
+    jobs = [job for job in (stacked.group(plan, max_stack, device=device) if stack else plan)
+            if not is_fitted(job, store)]
     members = [_members(job) for job in jobs]
     after = [[i for i, others in enumerate(members) if i != j and any(a in others for c in mine for a in ancestors(c))]
              for j, mine in enumerate(members)]

@@ -138,30 +138,40 @@ def test_the_plan_benchmark_gives_the_cpu_plans_time_on_w_workers(capsys):
 
 def test_a_model_two_processes_ask_for_at_once_is_trained_once(tmp_path, monkeypatch):
     """Two runs on one store (or two workers of a cluster): the second waits for the model, then loads it; stacks
-    that share a model wait for each other in one order, so neither deadlocks nor trains the shared model twice."""
+    that share a model wait for each other in one order, so neither deadlocks nor stores the shared model twice. A
+    stack trains whole (its stored member as company: a model's bits depend on its stack, ``stack_resume``)."""
     import threading
 
     from reprolib import loop
 
     net = {"kind": "unet", "width": 4, "group_size": 4, "noise_scale": 1.0}
     a, b, c = (TrainConfig(net=net, n=32, steps=30, batch=8, seed=s, snapshot_every=None) for s in range(3))
-    store, trained, run = Store(tmp_path), [], loop.run
+    store, trained, finals, run, save = Store(tmp_path), [], [], loop.run, Store.save
 
     def counting(job, *args, **kwargs):
-        trained.extend(config_key(k) for k in job.keys)
+        trained.append(sorted(config_key(k) for k in job.keys))
         return run(job, *args, **kwargs)
 
+    def saving(self, kind, config, name, payload):
+        if name == "final":
+            finals.append(config_key(config))
+        return save(self, kind, config, name, payload)
+
     monkeypatch.setattr(loop, "run", counting)
+    monkeypatch.setattr(Store, "save", saving)
     key = lambda cfg: config_key(cfg.key_dict())  # noqa: E731
-    for jobs, once in (([a, a], [a]), ([stacked.Stack((a, b)), stacked.Stack((c, b))], [b, c])):  # a: trained
+    for jobs, runs, once in (([a, a], [[a]], [a]),  # a: trained here, then company below
+                             ([stacked.Stack((a, b)), stacked.Stack((c, b))], [[a, b], [c, b]], [b, c])):
         trained.clear()
+        finals.clear()
         threads = [threading.Thread(target=fitting.fit, args=(job, store), kwargs={"progress": False}) for job in jobs]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=300)
         assert not any(t.is_alive() for t in threads), "the two trainings wait for each other forever"
-        assert sorted(trained) == sorted(map(key, once)) and all(is_trained(x, store) for x in once)
+        assert sorted(trained) == sorted(sorted(map(key, r)) for r in runs)
+        assert sorted(finals) == sorted(map(key, once)) and all(is_trained(x, store) for x in once)
 
 
 def test_the_plan_benchmark_gives_the_paper_plans_wall_time_on_gpus_from_the_measured_rates(capsys):
