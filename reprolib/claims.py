@@ -39,6 +39,14 @@ from .paths import repo_root
 MIME = "application/vnd.reprolib.claims+json"
 EXPECTED_FILE = Path(__file__).with_name("expected_verdicts.toml")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+# Values are compared with their thresholds at this many decimals: a claim's value is often a difference of two
+# fractions of seeds, which a float lands a round-off below its exact value (0.745 - 0.645 = 0.09999999999999998,
+# against ">= 0.1"); no claim's resolution is finer (1 / seeds, seeds <= 10^4).
+DECIMALS = 9
+
+
+def _compare(op: str, value: float, threshold: float) -> bool:
+    return bool(_OPS[op](round(value, DECIMALS), round(threshold, DECIMALS)))
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,7 @@ class Claim:
         The verdict itself stays the point value's, against the threshold written before the run."""
         if self.low is None or math.isnan(self.low) or math.isnan(self.high):
             return False
-        check = _OPS[self.op]
-        return check(self.low, self.threshold) != check(self.high, self.threshold)
+        return _compare(self.op, self.low, self.threshold) != _compare(self.op, self.high, self.threshold)
 
     def verdict(self) -> str:
         word = "holds" if self.holds else "does not hold"
@@ -200,7 +207,7 @@ class Claims:
             low = high = None
         draws = getattr(interval, "draws", None) if low is not None else None
         claim = Claim(id=cid, statement=statement, source=source, value=value, op=op, threshold=threshold,
-                      holds=not math.isnan(value) and bool(_OPS[op](value, threshold)), profile=self.profile,
+                      holds=not math.isnan(value) and _compare(op, value, threshold), profile=self.profile,
                       judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail,
                       replicate=self.replicate, low=low, high=high, draws=draws,
                       unstable=self._unstable.get(cid, ""))

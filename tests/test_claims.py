@@ -29,6 +29,18 @@ def test_check_compares_value_with_threshold(record):
     assert [x.id for x in c.items] == ["91.high", "91.edge", "91.small", "91.nan", "91.none"]
 
 
+def test_a_value_on_its_threshold_is_on_it_whatever_the_round_off(record):
+    """A difference of two fractions of seeds that equals the threshold is judged as equal (a float gives
+    0.745 - 0.645 = 0.09999999999999998); a value one seed in 10^4 below it is not."""
+    c = claims.Claims("91", "cpu", judged=True, expected_file=record)
+    assert 0.745 - 0.645 < 0.1
+    assert c.check("edge_diff", "gap >= 0.1", 0.745 - 0.645, ">=", 0.1).holds
+    assert not c.check("below", "gap >= 0.1", 0.1 - 1e-4, ">=", 0.1).holds
+    assert not c.check("strict", "gap > 0.1", 0.745 - 0.645, ">", 0.1).holds
+    straddle = c.check("ends", "gap >= 0.1", 0.12, ">=", 0.1, interval=(0.745 - 0.645, 0.2))
+    assert not straddle.marginal  # its low end is on the threshold, so both ends hold
+
+
 def test_bad_comparison_and_repeated_id_are_refused(record):
     c = claims.Claims("91", "cpu", judged=True, expected_file=record)
     with pytest.raises(ValueError, match="unknown comparison"):
