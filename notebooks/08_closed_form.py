@@ -336,25 +336,25 @@ run.finish()
 #
 # | N | 16 | 32 | 64 | 128 | 256 | 512 | 1024 | 1797 |
 # |---|---|---|---|---|---|---|---|---|
-# | $D^*$ | 0.757 | 0.630 | 0.578 | 0.485 | 0.445 | 0.413 | 0.458 | 0.463 |
-# | Gaussian | 0.077 | 0.038 | 0.087 | 0.303 | 0.430 | 0.670 | 0.758 | 0.790 |
+# | $D^*$ | 0.753 | 0.615 | 0.575 | 0.482 | 0.440 | 0.413 | 0.458 | 0.463 |
+# | Gaussian | 0.075 | 0.038 | 0.087 | 0.302 | 0.432 | 0.670 | 0.758 | 0.790 |
 # | patch 3 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.008 |
-# | patch 5 | 0.123 | 0.143 | 0.113 | 0.148 | 0.127 | 0.142 | 0.158 | 0.172 |
-# | patch 7 | 0.598 | 0.505 | 0.442 | 0.382 | 0.375 | 0.337 | 0.343 | 0.325 |
-# | between widths (02) | 0.672 | 0.560 | 0.543 | 0.563 | 0.649 | 0.808 | 0.846 | 0.867 |
+# | patch 5 | 0.125 | 0.138 | 0.110 | 0.152 | 0.127 | 0.140 | 0.158 | 0.172 |
+# | patch 7 | 0.605 | 0.508 | 0.438 | 0.383 | 0.372 | 0.337 | 0.343 | 0.325 |
+# | between widths (02) | 0.673 | 0.551 | 0.558 | 0.565 | 0.653 | 0.806 | 0.846 | 0.867 |
 #
-# - **One theory for each regime.** $D^*$ explains the memorization regime (N = 16: RP 0.69 / 0.78 / 0.80
-#   for widths 4 / 8 / 16, at least 0.160 above every other theory), the **Gaussian denoiser** the
+# - **One theory for each regime.** $D^*$ explains the memorization regime (N = 16: RP 0.69 / 0.80 / 0.78
+#   for widths 4 / 8 / 16, at least 0.125 above every other theory), the **Gaussian denoiser** the
 #   generalization regime (N = 1,797: RP 0.88 / 0.78 / 0.71, chance 0 on 200 seeds, so at least 142 times
 #   chance counted at one seed). The Gaussian overtakes $D^*$ for good at N = 512, the first N of the
-#   generalization regime as notebook 02 shades it (at N = 256 the two are level, 0.430 against 0.445). At
+#   generalization regime as notebook 02 shades it (at N = 256 the two are level, 0.432 against 0.440). At
 #   the largest N it comes within 0.08 of the agreement between widths: most of what the U-Nets share there
 #   is the Gaussian structure of the digits.
 # - **The narrowest model is the most Gaussian.** At N = 1,797 the Gaussian's RP falls with width (0.88, 0.78,
 #   0.71) while $D^*$'s rises (0.30, 0.45, 0.65), as Li, Dai & Qu describe: the Gaussian bias is strongest
 #   where the model is small against the data. This is why claim 3 does not hold: for width 16 the
 #   Gaussian is only 0.065 above $D^*$ (threshold 0.1; on 200 seeds its 95% interval, -0.020 to 0.155, is wide
-#   enough that the verdict is marginal, as is claim 4's, 0.090-0.210; the switch's, N = 256-512, holds
+#   enough that the verdict is marginal, as is claim 4's, 0.060-0.185; the switch's, N = 256-512, holds
 #   throughout). A width-16 sample is not a training image (notebook 02:
 #   none is memorized at N = 1,797), but it correlates above 0.9 with the training image $D^*$ draws from the
 #   same noise on 65% of the seeds: at the pixel-correlation level, the widest U-Net's new digits sit between
