@@ -89,10 +89,9 @@ def fit_all(configs, store: Store, P: dict, backend: str | None = None, stack: b
     With ``stack``, the untrained configs of the kinds where it pays (``stacked.min_stack``: the narrow U-Nets on
     the CPU, every kind on a GPU) that differ only in data, seed and the like train together as one stacked model
     per job (``stacked.group`` over the whole plan; checkpointed and resumed as one, ``stack_resume``), each as if
-    alone up to round-off; the rest train alone. A job whose configs start
-    (``init``) from a config of another job waits for it, so that two workers never train the same parent; the
-    rest start longest chain of work first, by ``costs``. On a cluster backend, a job on "cuda" asks for its share
-    of a GPU (``gpu_share``)."""
+    alone up to round-off; the rest train alone. A job whose configs start (``init``) from a config of another job
+    waits for it, so that two workers never train the same parent; the rest start longest chain of work first, by
+    ``costs``. On a cluster backend, a job on "cuda" asks for its share of a GPU (``gpu_share``)."""
     jobs, job_costs, after = schedule(configs, store, stack, device=P["device"], max_stack=max_stack(P))
     return sweep.run_scheduled(partial(fit, device=P["device"]), jobs, job_costs, after, store,
                                n_jobs=P["n_jobs"], progress=progress, label=describe, backend=backend,

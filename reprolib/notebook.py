@@ -97,7 +97,8 @@ def _settings(P):
     """The settings as a table of name, value and meaning (``Settings.table``), folded under the header."""
     from IPython.display import HTML
 
-    return HTML(f"<details><summary>settings of this run ({type(P).__name__})</summary>{P.table().to_html()}</details>")
+    summary = f"<summary>settings of this run ({type(P).__name__})</summary>"
+    return HTML(f"<details>{summary}{P.table().to_html()}</details>")
 
 
 def start(notebook: str, profile: str | None = None, overrides: dict | None = None) -> Run:
