@@ -377,9 +377,9 @@ run.finish()
 # 0.895), the **sub-VP** U-Net on 0.718-0.875 (median 0.843), the **one-step consistency model** on 0.665-0.792
 # (median 0.730), all far above a chance of at most 0.008, so the paper's claim holds for all three. The
 # **two-step consistency sample** does not reproduce: re-noised at iCT's CIFAR-10 midpoint sigma = 0.821 with a
-# second draw of the seed, it agrees with the other models on 0.066-0.234 of the seeds (still over 50 x its
-# chance), and on 1,000 fresh seeds at most 0.261, so our claim that re-noising with fresh noise breaks
-# reproducibility holds. Its digits, the same as the one-step ones in the grid, come out speckled (MAE
-# 0.12-0.16 against the others, 0.03-0.10 among the rest). At 8x8, sigma = 0.821 is above the data's scale
+# second draw of the seed, it agrees with the other models on 0.037-0.098 of the seeds (its chance rounds to
+# 0.000), and on 1,000 fresh seeds at most 0.129, so our claim that re-noising with fresh noise breaks
+# reproducibility holds. Its digits, the same as the one-step ones in the grid, come out speckled (the MAE
+# heatmap above). At 8x8, sigma = 0.821 is above the data's scale
 # (sigma_data = 0.5): the second noise replaces much of what the first step made, and that noise is the
 # two-step sample's alone.

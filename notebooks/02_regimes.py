@@ -255,13 +255,13 @@ seed_types.pivot_table(index=["n", "pair"], columns="type", values="seeds").fill
 # What this shows:
 #
 # - **The two rules make the dip shallow, but not alone.** The one pair whose widths straddle the transition
-#   (one copies, the other does not: widths 4 and 16 at N = 64) still agrees on 0.506 of its seeds, mostly seeds
+#   (one copies, the other does not: widths 4 and 16 at N = 64) still agrees on 0.528 of its seeds, mostly seeds
 #   where width 4's sample, not a copy, correlates above 0.9 with the image width 16 copies. Judged by one
 #   threshold ($t$ = 0.976), the straddling pair (4 vs 16 at N = 128) agrees on 0.010 of seeds, the paper's
-#   depth. But the same threshold lowers RP at the largest N to 0.378: two widths' new digits rarely correlate
+#   depth. But the same threshold lowers RP at the largest N to 0.376: two widths' new digits rarely correlate
 #   above 0.976. No single pixel threshold gives the paper's whole shape (high at both ends, near chance between).
 # - **A wider gap between widths does not deepen it enough**: widths 4 and 32 straddle more cleanly, but their
-#   lowest RP is only 0.07 below that of 4 and 16 (0.416 against 0.488).
+#   lowest RP is only 0.07 below that of 4 and 16 (0.416 against 0.488, in the replication's run).
 # - **Longer training does not either**: trained three times as long (9,000 steps), the middle sizes converge,
 #   and the lowest RP of widths 4 and 16 barely moves (0.488 to 0.474).
 #
