@@ -50,7 +50,7 @@ _DIGITS_SHAPE, _MNIST_SHAPE, _CIFAR_SHAPE = DATA_SHAPES["digits"], DATA_SHAPES["
 Sweep = checked(dict, lambda v: all(k in SETTINGS["02"]["cpu"] for k in v), "a dict of notebook 02's settings")
 Data = one_of(*DATA_SHAPES)
 Shape = list_of(PositiveInt, length=3)
-
+Seeds = Annotated[PositiveInt, "noises every model is sampled from"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class _ReadsTheSweep:
 
 @dataclass(frozen=True)
 class Reproducibility(Zoo):
-    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    seeds: Seeds
     public_checkpoints: Annotated[list_of(Name), "local folders or hub ids of diffusers DDPM checkpoints (hub.py) "
                                                  "added to the heatmaps; none by default: nothing is downloaded"]
     replicates: Annotated[PositiveInt, "the run's count of training replicates (paper_figures.py --replicates); "
@@ -168,7 +168,7 @@ class Regimes(Images):
                                                         "judged)"]
     lr: Annotated[PositiveNumber, "learning rate"]
     batch: Annotated[PositiveInt, "minibatch size"]
-    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    seeds: Seeds
     sample_steps: Annotated[PositiveInt, "DPM-Solver++ steps of a sample"]
     grid: Annotated[PositiveInt, "images in the figures' grids"]
     snapshot_every: Annotated[PositiveInt, "EMA weights kept every this many steps, for the convergence curves"]
@@ -274,7 +274,7 @@ class FineTuning(Zoo):
     target: Annotated[Classes, "the classes of the fine-tuning"]
     lora_rank: Annotated[PositiveInt, "the rank of the LoRA adapters"]
     long_factor: Annotated[PositiveInt, "how many times as long the partial fine-tunings also train"]
-    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    seeds: Seeds
     judge: Annotated[Judge, "notebook 04's judge, of the target share"]
 
 
@@ -301,7 +301,7 @@ for _name, _profile in _S6.items():
 class Implications(_ReadsTheSweep, Zoo):
     snapshot_every: Annotated[PositiveInt, "EMA weights kept every this many steps"]
     snapshots: Annotated[PositiveInt, "evenly spaced snapshots sampled"]
-    seeds: Annotated[PositiveInt, "noises every model is sampled from"]
+    seeds: Seeds
     edit_seeds: Annotated[PositiveInt, "the first seeds, turned by each angle"]
     angles: Annotated[list_of(Number, non_empty=True), "degrees each noise is turned toward the direction's"]
     direction_seed: Annotated[Count, "the seed of the noise edits turn toward"]

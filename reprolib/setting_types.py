@@ -208,11 +208,22 @@ def _judge_entries() -> dict:
 
 Device = checked(str, _device_ok, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 Nets = checked(dict, _nets_ok, _nets_words)
-Judge = checked(dict, lambda v: all(k in _judge_entries() and is_ok(_judge_entries()[k], x) for k, x in v.items()),
-                lambda: _entries("CIFAR-10 judge (classifier.CNNConfig)", _judge_entries()))
+def _judge_ok(v) -> bool:
+    entries = _judge_entries()
+    return all(k in entries and is_ok(entries[k], x) for k, x in v.items())
+
+
+Judge = checked(dict, _judge_ok, lambda: _entries("CIFAR-10 judge (classifier.CNNConfig)", _judge_entries()))
 
 # ---------------------------------------------------------------------------------------------------------
 # The base of every notebook's settings class.
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """``cls``'s annotations, evaluated once: each evaluation builds new type objects (``list_of`` and the like), and
+    a check reuses its pydantic adapter only for the same object."""
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,7 @@ class Settings(Mapping):
     @classmethod
     def types(cls) -> dict:
         """Each setting's declared type (the profile aside: it is chosen, not set)."""
-        hints = typing.get_type_hints(cls, include_extras=True)
+        hints = _hints(cls)
         return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "profile"}
 
     def __getitem__(self, name):
@@ -264,7 +275,7 @@ class Settings(Mapping):
         """Name, value and description of every setting: what a notebook shows under its header."""
         import pandas as pd
 
-        types = typing.get_type_hints(type(self), include_extras=True)
+        types = _hints(type(self))
         own_first = dict.fromkeys(n for klass in type(self).__mro__ for n in vars(klass).get("__annotations__", {})
                                   if n in types and n in self.__dataclass_fields__)
         return pd.DataFrame([(n, repr(getattr(self, n)), _description(types[n])) for n in own_first],
