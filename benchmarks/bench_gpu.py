@@ -16,7 +16,7 @@ Sections (``--levers``; by default all, in this order, the cheapest news first):
   counted for two lengths and their difference divided by the steps between them, so that setting up and saving
   cancel. 0 means no step waits for the GPU. On a CPU the row says n/a.
 - ``stack``, ``workers``: the cpu profile's digits U-Nets (notebook 02's, widths 4 and 16), model-steps/s on one
-  GPU: K models trained as one stack (``stacked.train_stacked``; members differ in ``n`` and, past 8, ``seed``),
+  GPU: K models trained as one stack (``stack_resume.train``; members differ in ``n`` and, past 8, ``seed``),
   and W worker processes each training one model at the same time (spawned, one thread each like the runner's
   pool, their timed windows started together at a barrier); each with its ratio to one model alone.
 - ``train``: images/s of ``train.train`` on notebook 02's paper-profile U-Nets (DDPM++, widths 64/128/256, quick
@@ -83,7 +83,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(1, str(Path(__file__).resolve().parent))  # spawned workers import this module by name
 from reprolib import data as data_lib  # noqa: E402
-from reprolib import machine, metrics, profiles, samplers, stacked, zoo  # noqa: E402
+from reprolib import machine, metrics, profiles, samplers, stack_resume, zoo  # noqa: E402
 from reprolib import progress as progress_lib  # noqa: E402
 from reprolib import train as train_lib  # noqa: E402
 from reprolib.store import Store  # noqa: E402
@@ -395,7 +395,7 @@ def small_configs(width: int, k: int, mode: Mode) -> list[train_lib.TrainConfig]
 
 
 def stack_row(state: State, width: int, k: int, alone: dict) -> dict:
-    """Model-steps/s of ``k`` digits U-Nets trained as one stack (``stacked.train_stacked``)."""
+    """Model-steps/s of ``k`` digits U-Nets trained as one stack (``stack_resume.train``)."""
     cfgs = small_configs(width, k, state.mode)
     with tempfile.TemporaryDirectory() as tmp:
         out, seconds, first = timed(lambda: train_together(cfgs, Store(tmp), state.device), state.device, state.mode)
@@ -489,7 +489,7 @@ def train_together(cfgs, store, device) -> list:
     teacher and cannot stack), several as one stack."""
     if len(cfgs) == 1:
         return [train_lib.train(cfgs[0], store, device=device, progress=False)]
-    return stacked.train_stacked(cfgs, store, device=device, progress=False)
+    return stack_resume.train(cfgs, store, device=device, progress=False)
 
 
 def syncs_row(state: State, name: str, cfgs: list, parent) -> dict:
@@ -653,7 +653,7 @@ def titles(env) -> dict:
     return {
         "syncs": f"Host syncs per training step (torch.cuda.set_sync_debug_mode('warn'), runs of "
                  f"{' and '.join(map(str, s['sync_steps']))} steps differenced)",
-        "stack": f"Digits U-Nets, K trained as one stack (stacked.train_stacked), {windows}",
+        "stack": f"Digits U-Nets, K trained as one stack (stack_resume.train), {windows}",
         "workers": f"Digits U-Nets, W processes each training one model at once (one thread each), "
                    f"{s['windows'] * s['window_steps']} steps timed together after a barrier",
         "train": f"Training: `train.train`, {windows} (paper rows: {s['paper_data']}; ~TFLOP/s counts 3 forward "

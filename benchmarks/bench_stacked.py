@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reprolib import profiles, stacked, zoo  # noqa: E402
+from reprolib import profiles, stack_resume, zoo  # noqa: E402
 from reprolib.store import Store  # noqa: E402
 from reprolib.train import TrainConfig, train, training_set  # noqa: E402
 
@@ -72,7 +72,7 @@ def one_by_one(cfgs) -> float:
 
 def together(cfgs) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        return _rate(lambda cb: stacked.train_stacked(cfgs, Store(tmp), progress=False, callback=cb))
+        return _rate(lambda cb: stack_resume.train(cfgs, Store(tmp), progress=False, callback=cb))
 
 
 def peak_rss(kind: str, k: int, steps: int) -> tuple[float, float]:
@@ -91,7 +91,7 @@ def _memory_child(kind: str, k: int, steps: int) -> None:
         training_set(c)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     with tempfile.TemporaryDirectory() as tmp:
-        (stacked.train_stacked if k > 1 else lambda c, s, progress: train(c[0], s, progress=progress))(
+        (stack_resume.train if k > 1 else lambda c, s, progress: train(c[0], s, progress=progress))(
             cfgs, Store(tmp), progress=False)
     print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -116,7 +116,7 @@ def main(argv=None):
              f"{torch.__version__}, {a.threads} thread(s), median of {a.repeats}{note}\n",
              ]
     if a.throughput:
-        lines += [f"K same-shape models (batch 128, 8x8 digits, EDM) trained as one stack (`stacked.train_stacked`, "
+        lines += [f"K same-shape models (batch 128, 8x8 digits, EDM) trained as one stack (`stack_resume.train`, "
                   f"vmap) against one after another (`train.train`); model-steps per CPU second in steady state over "
                   f"{a.steps} steps.\n",
                   "| model | one by one | " + " | ".join(f"K={k} stacked | ratio" for k in a.stacks) + " |",

@@ -47,17 +47,19 @@ def require_models(models: dict, store) -> None:
             f"point REPRO_STORE at the store notebook 02 filled, or run notebook 02 with the same profile.")
 
 
-def samples(name: str, P: dict, n: int, seeds, store) -> torch.Tensor:
-    """Samples of theory ``name`` on the first ``n`` images of ``P["data"]``, as ``banks.samples`` draws the U-Nets'
-    (Heun, ``P["sample_steps"]``, Karras schedule, clipped to [-1, 1]); cached in the store (kind "samples")."""
+def samples(name: str, P: dict, n: int, seeds, store, exclude: tuple | None = None) -> torch.Tensor:
+    """Samples of theory ``name`` on the first ``n`` images of ``P["data"]`` (of those outside its subset
+    ``exclude`` = (size, seed), as ``TrainConfig.exclude``), as ``banks.samples`` draws the U-Nets' (Heun,
+    ``P["sample_steps"]``, Karras schedule, clipped to [-1, 1]); cached in the store (kind "samples")."""
     seeds = [int(s) for s in seeds]
     key = {"theory": name, "data": P["data"], "n": n, "subset_seed": 0, "sampler": "heun", "schedule": "karras",
            "steps": P["sample_steps"],
            "seeds": [seeds[0], len(seeds)] if seeds == list(range(seeds[0], seeds[0] + len(seeds))) else seeds,
-           "code": codehash.of("closed-form samples")}
+           "code": codehash.of("closed-form samples"), **({"exclude": list(exclude)} if exclude else {})}
     if store.exists("samples", key, "x"):
         return store.load("samples", key, "x")["x"]
-    train = data.load(P["data"]).subset(n).images
+    full = data.load(P["data"])
+    train = (full.outside(*exclude) if exclude else full).subset(n).images
     den = build(name, train).to(P["device"])
     x = samplers.sample(den, seeds, P["shape"], "heun", P["sample_steps"], device=P["device"]).clamp(-1, 1)
     store.save("samples", key, "x", {"x": x})

@@ -15,7 +15,8 @@
   file cannot run code, and a corrupt one raises ``DataError`` naming it.
 
 Subsets of size N are prefixes of one seeded permutation, so every model of one N sees the same
-images and the subset of N is inside the subset of 2N (the paper's nested CIFAR-10 subsets).
+images and the subset of N is inside the subset of 2N (the paper's nested CIFAR-10 subsets). ``outside`` is
+the rest of such a subset, whose own nested subsets share no image with it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ class ImageSet:
             raise ValueError(f"subset size {n} is outside 1..{len(self)} for data set '{self.name}'.")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return ImageSet(self.name, self.images[order], self.labels[order])
+
+    def outside(self, n: int, seed: int = 0) -> "ImageSet":
+        """The images not in ``subset(n, seed)``, in data set order: subsets of it are disjoint from every
+        ``subset(m, seed)`` with m <= n (the disjoint-data pairs of replications/02_disjoint_data.md)."""
+        if not 1 <= n < len(self):
+            raise ValueError(f"cannot leave out {n} of the {len(self)} images of data set '{self.name}': "
+                             f"leave out 1..{len(self) - 1}.")
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]] = False
+        return ImageSet(self.name, self.images[keep], self.labels[keep])
 
 
 class MissingDataError(FileNotFoundError):

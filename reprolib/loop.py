@@ -46,11 +46,14 @@ class Job(Protocol):
 
 
 def training_set(cfg) -> data_lib.ImageSet:
-    """The images a config trains on: its data set, less the classes it leaves out, then its nested subset."""
+    """The images a config trains on: its data set, less the classes it leaves out, less the subset it must not
+    share an image with (``exclude``: (size, seed)), then its nested subset."""
     ds = data_lib.load(cfg.data)
     if getattr(cfg, "classes", None) is not None:
         keep = torch.isin(ds.labels, torch.tensor(list(cfg.classes)))
         ds = data_lib.ImageSet(ds.name, ds.images[keep], ds.labels[keep])
+    if getattr(cfg, "exclude", None) is not None:
+        ds = ds.outside(*cfg.exclude)
     return ds.subset(cfg.n, cfg.subset_seed)
 
 

@@ -173,12 +173,28 @@ class Regimes(Images):
     grid: Annotated[PositiveInt, "images in the figures' grids"]
     snapshot_every: Annotated[PositiveInt, "EMA weights kept every this many steps, for the convergence curves"]
     curve_seeds: Annotated[PositiveInt, "the first seeds, sampled at every snapshot"]
+    disjoint_sizes: Annotated[list_of(PositiveInt, non_empty=True, distinct=True),
+                              "N of the disjoint-data pairs: a model on N images and one on N others, outside the "
+                              "largest pair's first set"]
+    disjoint_widths: Annotated[list_of(PositiveInt, non_empty=True), "the widths those pairs are trained at"]
 
     @rule("sizes", "steps")
     def _a_length_for_every_size(self):
         missing = [n for n in self.sizes if n not in self.steps]
         if missing:
             return f"steps needs a training length for every N of sizes (none for {missing})"
+
+    @rule("disjoint_sizes", "steps")
+    def _a_length_for_every_disjoint_size(self):
+        missing = [n for n in self.disjoint_sizes if n not in self.steps]
+        if missing:
+            return f"steps needs a training length for every N of disjoint_sizes (none for {missing})"
+
+    @rule("disjoint_sizes", "data")
+    def _two_disjoint_sets_in_the_data(self):
+        if self.data in DATA_SIZES and 2 * max(self.disjoint_sizes) > DATA_SIZES[self.data]:
+            return (f"two disjoint sets of {max(self.disjoint_sizes)} need {2 * max(self.disjoint_sizes)} images; "
+                    f"{self.data} has {DATA_SIZES[self.data]}: at most {DATA_SIZES[self.data] // 2}")
 
     _curve_seeds = _seeds_rule("curve_seeds")
 
@@ -189,19 +205,28 @@ class Regimes(Images):
 
 _DIGIT_SIZES = [16, 32, 64, 128, 256, 512, 1024, 1797]
 _PAPER_SIZES = [2**k for k in range(6, 16)]  # 64 ... 32,768: the paper's Figure 2, and the mnist rung's
+# The disjoint pairs (replications/02_disjoint_data.md) double up to half the data, then take the largest N that
+# leaves room for a second set: 896 of the 1,797 digits, 30,000 of MNIST's 60,000, 25,000 of CIFAR-10's 50,000.
+_DIGIT_DISJOINT = [16, 32, 64, 128, 256, 512, 896]
+_MNIST_DISJOINT = [2**k for k in range(6, 15)] + [30_000]
+_CIFAR_DISJOINT = [2**k for k in range(6, 15)] + [25_000]
 _REGIMES = {
     "smoke": dict(data="digits", shape=_DIGITS_SHAPE, sizes=[16, 256], widths=[4, 8], train_seeds=1,
                   steps={16: 30, 256: 30}, lr=3e-3, batch=64, seeds=48, sample_steps=5, grid=8,
-                  snapshot_every=10, curve_seeds=48, claims_strict=False),
+                  snapshot_every=10, curve_seeds=48, claims_strict=False, disjoint_sizes=[16, 256],
+                  disjoint_widths=[4]),
     "cpu": dict(data="digits", shape=_DIGITS_SHAPE, sizes=_DIGIT_SIZES, widths=[4, 8, 16], train_seeds=1,
-                steps={n: 5000 if n <= 32 else 3000 for n in _DIGIT_SIZES}, lr=3e-3, batch=128, seeds=500,
-                sample_steps=18, grid=32, snapshot_every=1000, curve_seeds=500, claims_strict=True),
+                steps={n: 5000 if n <= 32 else 3000 for n in _DIGIT_SIZES + _DIGIT_DISJOINT}, lr=3e-3, batch=128,
+                seeds=500, sample_steps=18, grid=32, snapshot_every=1000, curve_seeds=500, claims_strict=True,
+                disjoint_sizes=_DIGIT_DISJOINT, disjoint_widths=[8]),
     "mnist": dict(data="mnist", shape=_MNIST_SHAPE, sizes=_PAPER_SIZES, widths=[8, 16, 32], train_seeds=1,
-                  steps={n: 10_000 for n in _PAPER_SIZES}, lr=2e-3, batch=128, seeds=1000, sample_steps=18,
-                  grid=32, snapshot_every=2500, curve_seeds=500, claims_strict=True),
+                  steps={n: 10_000 for n in _PAPER_SIZES + _MNIST_DISJOINT}, lr=2e-3, batch=128, seeds=1000,
+                  sample_steps=18, grid=32, snapshot_every=2500, curve_seeds=500, claims_strict=True,
+                  disjoint_sizes=_MNIST_DISJOINT, disjoint_widths=[8, 16, 32]),
     "paper": dict(data="cifar10", shape=_CIFAR_SHAPE, sizes=_PAPER_SIZES, widths=[64, 128, 256], train_seeds=1,
-                  steps={n: 60_000 for n in _PAPER_SIZES}, lr=1e-3, batch=128, seeds=10_000, sample_steps=18,
-                  grid=64, snapshot_every=20_000, curve_seeds=1000, claims_strict=True),
+                  steps={n: 60_000 for n in _PAPER_SIZES + _CIFAR_DISJOINT}, lr=1e-3, batch=128, seeds=10_000,
+                  sample_steps=18, grid=64, snapshot_every=20_000, curve_seeds=1000, claims_strict=True,
+                  disjoint_sizes=_CIFAR_DISJOINT, disjoint_widths=[64, 128, 256]),
 }
 
 

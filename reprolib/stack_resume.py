@@ -1,12 +1,12 @@
 """A stack of models checkpointed and resumed as one unit, so that a killed stack resumes into its own bits.
 
-``stacked.Stacked`` trains K models as one, and ``loop.run`` writes each model's checkpoint under its own key,
-one file after another. Killed between two of those writes, the members would be left at different steps, and
-``stacked.train_stacked`` resumes them as separate stacks: other company, other round-off, other bits (issue 39).
-Here the K checkpoints of one step go to the store as one file, under the stack's own key, or not at all; a
-resume restores every member from it and trains the same stack on. Members already final (a kill between the
-final writes) train along, as their company, and are not written again. Which models form a stack is the plan's
-business (``fitting.schedule`` groups the whole plan, stored models included), never what happens to be stored.
+``stacked.Stacked`` trains K models as one; ``loop.run`` alone would write each model's checkpoint under its own
+key, one file after another, and a kill between two of those writes would leave the members at different steps,
+no longer one stack's state (issue 39). This module is how stacks train: the K checkpoints of one step go to the
+store as one file, under the stack's own key, or not at all; a resume restores every member from it and trains
+the same stack on. Members already final (a kill between the final writes) train along, as their company, and
+are not written again. Which models form a stack is the plan's business (``fitting.schedule`` groups the whole
+plan, stored models included), never what happens to be stored.
 
 Nothing here changes a number: the stack and its arithmetic are ``stacked`` and ``loop``'s, whose code keys the
 models. What a stack's checkpoint holds is each member's own checkpoint, as ``loop.run`` gives it.

@@ -8,8 +8,8 @@ weights, its own generator and draws in ``train.minibatch``'s order, its own los
 elementwise, so one Adam on the stacked parameters stepped on the sum of the K losses is each model's own Adam; a
 parameter one model freezes (``trainable``) gets a zero gradient in its slice, which leaves it and its moments
 where they are. What differs from training alone is round-off: batched kernels sum in another order (the tests
-bound the gap). Each model lands in the store under its own key in ``train.train``'s format, so either path
-resumes the other's checkpoint.
+bound the gap). Each model lands in the store under its own key in ``train.train``'s format; a stack's checkpoints
+are one file under the stack's own key (``stack_resume``, how stacks train).
 
 Stackable: configs equal in everything but ``STACKABLE``, float32, without LoRA adapters or a teacher
 (``check`` says why not). ``group`` stacks where it pays (``min_stack``): on the CPU the narrow U-Nets, as
@@ -27,14 +27,14 @@ from collections import defaultdict
 import torch
 from torch.func import functional_call, vmap
 
-from . import formulations, loop
+from . import formulations
 from . import train as train_lib
-from .loop import KIND, optimizer, training_set
+from .loop import optimizer, training_set
 from .store import Store
 from .train import TrainConfig
 
 # Fields in which the models of one stack may differ: none changes the network's shape or the step's arithmetic.
-STACKABLE = ("n", "subset_seed", "seed", "classes", "init", "trainable", "snapshot_every", "ckpt_every")
+STACKABLE = ("n", "subset_seed", "seed", "classes", "exclude", "init", "trainable", "snapshot_every", "ckpt_every")
 
 
 def signature(cfg: TrainConfig) -> tuple:
@@ -130,30 +130,6 @@ def group(configs, max_size: int | None = None, device="cpu") -> list:
             part = cfgs[i::parts]
             result += [Stack(tuple(part))] if len(part) >= min_stack(part[0], device) and len(part) > 1 else part
     return result
-
-
-def train_stacked(cfgs, store: Store | None = None, device=None, progress: bool = True, callback=None) -> list:
-    """Train every config of ``cfgs`` not yet in the store, stacked; returns their EMA denoisers in order.
-
-    Models with checkpoints resume from them, one stack per checkpoint step. ``callback(step, losses)`` (losses:
-    one float per model of the stack) is called after every step; raising in it interrupts, like Ctrl-C.
-    """
-    cfgs = list(cfgs)
-    check(cfgs)
-    store = store or Store()
-    todo = [c for c in cfgs if not train_lib.is_trained(c, store)]
-    by_step = defaultdict(list)
-    for c in todo:
-        key = c.key_dict()
-        ck = store.exists(KIND, key, "checkpoint") and store.load(KIND, key, "checkpoint")["step"]
-        by_step[int(ck or 0)].append(c)
-    for start in sorted(by_step, reverse=True):
-        part = by_step[start]
-        if len(part) == 1:  # alone, the plain loop is exact and no slower
-            train_lib.train(part[0], store, device, progress, callback and (lambda s, l: callback(s, [l])))
-        else:
-            loop.run(Stacked(part, store, torch.device(device or "cpu"), progress), store, progress, callback)
-    return [train_lib.train(c, store, device, progress=False) for c in cfgs]
 
 
 def _attention(device: torch.device):

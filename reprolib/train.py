@@ -46,6 +46,7 @@ class TrainConfig:
     ckpt_every: int = 500  # how often to checkpoint: not part of the key, it does not change the result
     # Optional features; each joins the key only when set, so adding one never invalidates a store.
     classes: tuple | None = None  # keep only these labels (before the size-n subset)
+    exclude: tuple | None = None  # (size, seed): train outside that subset of the data, so on none of its images
     init: dict | None = None  # start from this trained config's EMA weights (``asdict`` of a TrainConfig)
     trainable: tuple | None = None  # parameter-name prefixes to train (e.g. ("net.up",)); None = all
     snapshot_every: int | None = None  # also keep the EMA weights every k steps
@@ -64,8 +65,8 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-_OPTIONAL = ("classes", "init", "trainable", "snapshot_every", "lora", "precision")
-_ADDED_SINCE_INIT = ("precision",)  # optional fields younger than the stores that hold fine-tuned models
+_OPTIONAL = ("classes", "exclude", "init", "trainable", "snapshot_every", "lora", "precision")
+_ADDED_SINCE_INIT = ("precision", "exclude")  # optional fields younger than the stores that hold fine-tuned models
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

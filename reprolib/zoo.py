@@ -154,6 +154,23 @@ def regimes(P: dict) -> dict:
     return out
 
 
+def disjoint(P: dict) -> dict:
+    """The disjoint-data pairs of notebook 02 (replications/02_disjoint_data.md): keys (N, width, set). Set "A" is
+    the sweep's model on the first N images (``regimes``' config where the sweep has that N); set "B" trains on N
+    images outside A's largest set (``TrainConfig.exclude``), so on none of A's at any N, with the next training
+    seed: the pair shares its architecture and nothing else."""
+    sweep = regimes({**P, "sizes": sorted(set(P["sizes"]) | set(P["disjoint_sizes"])),
+                     "widths": sorted(set(P["widths"]) | set(P["disjoint_widths"])), "train_seeds": 1})
+    outside = (max(P["disjoint_sizes"]), 0)
+    out = {}
+    for n in P["disjoint_sizes"]:
+        for w in P["disjoint_widths"]:
+            a = sweep[(n, w, 0)]
+            out[(n, w, "A")] = a
+            out[(n, w, "B")] = a.replace(exclude=outside, seed=training_seed(P, 1))
+    return out
+
+
 def section4(P: dict) -> list[Variant]:
     """Section 4's conditional models: section 1's U-Net and MLP (EDM, Heun), trained with class labels
     and 10% label dropout so that one network is both D(x; sigma | c) and D(x; sigma) (for guidance)."""
@@ -275,7 +292,10 @@ def plan(notebook: str, P: dict, store: Store) -> list:
     if notebook == "01":
         gans, vaes = section1_baselines(P)
         return [v.cfg for v in section1(P)] + gans + vaes
-    if notebook in ("02", "03"):
+    if notebook == "02":
+        sweep = regimes(P)
+        return list(sweep.values()) + [c for (n, w, s), c in disjoint(P).items() if s == "B" or (n, w, 0) not in sweep]
+    if notebook == "03":
         return list(regimes(P).values())
     if notebook == "04":
         return [v.cfg for v in section4(P) + unconditional(P)]

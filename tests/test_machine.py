@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from reprolib import fitting, machine, profiles, progress, stacked, sweep, zoo
+from reprolib import fitting, machine, profiles, progress, stack_resume, stacked, sweep, zoo
 from reprolib.store import Store
 from reprolib.train import TrainConfig, is_trained, trained_threads
 
@@ -207,7 +207,7 @@ def test_a_stack_under_the_math_attention_kernel_a_gpu_uses_trains_each_model_as
     alone, together = Store(tmp_path / "alone"), Store(tmp_path / "together")
     for cfg in cfgs:
         fitting.fit(cfg, alone, progress=False)
-    stacked.train_stacked(cfgs, together, progress=False)
+    stack_resume.train(cfgs, together, progress=False)
     assert used, "the stacked step did not ask for its attention kernels"
     for cfg in cfgs:
         _assert_close_states(_final(cfg, together)["ema"], _final(cfg, alone)["ema"])

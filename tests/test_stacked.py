@@ -5,7 +5,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from reprolib import fitting, stacked, zoo
+from reprolib import fitting, stack_resume, stacked, zoo
 from reprolib.store import Store
 from reprolib.train import KIND, TrainConfig, losses, train
 
@@ -71,7 +71,7 @@ def _assert_close_states(a, b, atol=ATOL):
 def test_stacked_training_equals_training_each_model_alone(tmp_path, formulation, conditional):
     cfgs = _cfgs(formulation, conditional)
     together, alone = Store(tmp_path / "stacked"), Store(tmp_path / "alone")
-    models = stacked.train_stacked(cfgs, together, progress=False)
+    models = stack_resume.train(cfgs, together, progress=False)
     assert len(models) == len(cfgs)
     for cfg, model in zip(cfgs, models):
         train(cfg, alone, progress=False)
@@ -95,7 +95,7 @@ def test_losses_match_alone_and_a_later_train_loads_without_training(tmp_path):
                                                                                        snapshot_every=None, seed=5)]
     together, alone = Store(tmp_path / "s"), Store(tmp_path / "a")
     seen = []
-    stacked.train_stacked(cfgs, together, progress=False, callback=lambda step, ls: seen.append(ls))
+    stack_resume.train(cfgs, together, progress=False, callback=lambda step, ls: seen.append(ls))
     assert len(seen) == 200 and all(len(ls) == 2 for ls in seen)
     for k, cfg in enumerate(cfgs):
         train(cfg, alone, progress=False)
@@ -114,16 +114,17 @@ def test_losses_match_alone_and_a_later_train_loads_without_training(tmp_path):
 def test_an_interrupted_stack_resumes_to_the_uninterrupted_result(tmp_path):
     cfgs = _cfgs()
     straight, broken = Store(tmp_path / "straight"), Store(tmp_path / "broken")
-    stacked.train_stacked(cfgs, straight, progress=False)
+    stack_resume.train(cfgs, straight, progress=False)
     with pytest.raises(Stop):
-        stacked.train_stacked(cfgs, broken, progress=False, callback=_stop_at(14))
-    for cfg in cfgs:  # checkpoint at step 10 under each model's key, nothing final
-        assert broken.load(KIND, cfg.key_dict(), "checkpoint")["step"] == 10
+        stack_resume.train(cfgs, broken, progress=False, callback=_stop_at(14))
+    assert broken.load(KIND, stack_resume.key(cfgs), "checkpoint")["step"] == 10  # the stack's, one file
+    for cfg in cfgs:  # nothing under a model's own key
+        assert not broken.exists(KIND, cfg.key_dict(), "checkpoint")
         assert not broken.exists(KIND, cfg.key_dict(), "final")
     with pytest.raises(KeyboardInterrupt):  # a second interruption, by Ctrl-C this time
-        stacked.train_stacked(cfgs, broken, progress=False, callback=lambda s, l: s == 25 and _raise(KeyboardInterrupt))
-    assert broken.load(KIND, cfgs[0].key_dict(), "checkpoint")["step"] == 20
-    stacked.train_stacked(cfgs, broken, progress=False)
+        stack_resume.train(cfgs, broken, progress=False, callback=lambda s, l: s == 25 and _raise(KeyboardInterrupt))
+    assert broken.load(KIND, stack_resume.key(cfgs), "checkpoint")["step"] == 20
+    stack_resume.train(cfgs, broken, progress=False)
     for cfg in cfgs:  # the same stack from the same state: the same arithmetic, bit for bit
         _assert_close_states(_final(cfg, broken)["ema"], _final(cfg, straight)["ema"], atol=0)
 
@@ -132,35 +133,28 @@ def _raise(exc):
     raise exc
 
 
-def test_checkpoints_are_interchangeable_with_train_train(tmp_path):
+def test_train_train_checkpoints_at_one_step_resume_as_a_stack_but_not_the_reverse(tmp_path):
+    """Members train.train left at one step resume as one stack (at different steps it starts over, see
+    test_stack_resume); a stack's checkpoint is the stack's own, so train.train starts a member over."""
     cfgs = _cfgs()[:2]
     alone = Store(tmp_path / "alone")
     for cfg in cfgs:
         train(cfg, alone, progress=False)
-    # a stack interrupted, then each model finished by train.train from the stack's checkpoint
-    s = Store(tmp_path / "stack-then-alone")
-    with pytest.raises(Stop):
-        stacked.train_stacked(cfgs, s, progress=False, callback=_stop_at(14))
-    for cfg in cfgs:
-        train(cfg, s, progress=False)
-        _assert_close_states(_final(cfg, s)["ema"], _final(cfg, alone)["ema"])
-    # models interrupted alone at different steps, then finished by train_stacked (one group per step)
-    a = Store(tmp_path / "alone-then-stack")
-    for cfg, at in zip(cfgs, (14, 24)):
-        with pytest.raises(Stop):
-            train(cfg, a, progress=False, callback=_stop_at(at))
-    assert [a.load(KIND, c.key_dict(), "checkpoint")["step"] for c in cfgs] == [10, 20]
-    stacked.train_stacked(cfgs, a, progress=False)
-    for cfg in cfgs:
-        _assert_close_states(_final(cfg, a)["ema"], _final(cfg, alone)["ema"])
     # both interrupted alone at the same step: resumed as one stack, Adam's state restacked
     b = Store(tmp_path / "alone-same-step")
     for cfg in cfgs:
         with pytest.raises(Stop):
             train(cfg, b, progress=False, callback=_stop_at(14))
-    stacked.train_stacked(cfgs, b, progress=False)
+    stack_resume.train(cfgs, b, progress=False)
     for cfg in cfgs:
         _assert_close_states(_final(cfg, b)["ema"], _final(cfg, alone)["ema"])
+    # a stack interrupted, then each model trained alone: from the start, into the model alone's bits
+    s = Store(tmp_path / "stack-then-alone")
+    with pytest.raises(Stop):
+        stack_resume.train(cfgs, s, progress=False, callback=_stop_at(14))
+    for cfg in cfgs:
+        train(cfg, s, progress=False)
+        _assert_close_states(_final(cfg, s)["ema"], _final(cfg, alone)["ema"], atol=0)
 
 
 def test_fine_tunings_of_different_trained_parts_stack(tmp_path):
@@ -168,7 +162,7 @@ def test_fine_tunings_of_different_trained_parts_stack(tmp_path):
     tune = BASE.replace(classes=(5, 6), n=None, seed=2, init=asdict(parent), snapshot_every=None)
     cfgs = [tune, tune.replace(trainable=("net.up", "net.head")), tune.replace(trainable=("net.head",))]
     together, alone = Store(tmp_path / "s"), Store(tmp_path / "a")
-    stacked.train_stacked(cfgs, together, progress=False)  # trains the parent (alone) first
+    stack_resume.train(cfgs, together, progress=False)  # trains the parent (alone) first
     parent_w = _final(parent, together)["ema"]
     for cfg in cfgs:
         train(cfg, alone, progress=False)
@@ -185,7 +179,7 @@ def test_fine_tunings_of_different_trained_parts_stack(tmp_path):
 ])
 def test_configs_that_differ_in_more_than_data_and_seed_cannot_stack(tmp_path, change, words):
     with pytest.raises(ValueError, match=words):
-        stacked.train_stacked([BASE, BASE.replace(seed=1, **change)], Store(tmp_path), progress=False)
+        stack_resume.train([BASE, BASE.replace(seed=1, **change)], Store(tmp_path), progress=False)
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
