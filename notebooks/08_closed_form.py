@@ -65,14 +65,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from reprolib import claims, closed_form, metrics, notebook, plotting, regimes, zoo
+from reprolib import claims, closed_form, disjoint, metrics, notebook, plotting, regimes, zoo
 
 run = notebook.start("08", profile, overrides)
 P, store = run.P, run.store
 # notebook 02's sweep as 02 trained it, under this run's backbone, precision and device settings
 P02 = zoo.sweep_settings(P)
 models = zoo.regimes(P02)
-closed_form.require_models(models, store)  # fails here, before any long work, if 02 has not run
+pairs_cfg = zoo.disjoint(P02)  # 02's models on disjoint training sets
+closed_form.require_models({**models, **pairs_cfg}, store)  # fails here, before any long work, if 02 has not run
 sim = metrics.backend(P.similarity, device=P.device, pixel_threshold=P.pixel_threshold)
 seeds = list(range(100_000, 100_000 + P02["seeds"]))  # notebook 02's seeds: its sample banks
 theory_seeds = seeds[:P.theory_seeds]
@@ -235,6 +236,49 @@ for n in shown:
     plotting.save(fig, f"08_samples_n{n}")
 
 # %% [markdown]
+# ## Disjoint training sets: what each theory predicts
+#
+# Notebook 02 pairs each width-8 U-Net with one trained on N other images (set B, sharing no image with set A).
+# What do the theories say such a pair does? $D^*$ of A and $D^*$ of B each return a training image of their
+# own, so they can agree only by chance at every N. The Gaussian denoisers of A and B differ only through the
+# two sets' means and covariances, which converge as N grows, so their agreement should rise with N; the patch
+# denoisers lie between. Each theory is built on A(N) and on B(N), sampled from the same seeds, and paired with
+# itself; the trained pairs are 02's, on the same seeds.
+
+# %%
+dsizes = P02["disjoint_sizes"]
+outside = (max(dsizes), 0)  # B lies outside A's largest set, as zoo.disjoint trains it
+dis_x = {name: {} for name in theories}
+for name in theories:
+    for n in dsizes:
+        dis_x[name][(n, "A")] = theory_x[name][n] if n in sizes else closed_form.samples(name, P02, n, theory_seeds, store)
+        dis_x[name][(n, "B")] = closed_form.samples(name, P02, n, theory_seeds, store, exclude=outside)
+theory_rp = disjoint.theory_pairs(dis_x, sim)
+trained_x = {key: x[:len(theory_seeds)] for key, x in regimes.sweep_samples(pairs_cfg, store, seeds, P02).items()}
+trained_agree = disjoint.agree(trained_x, sim)
+fig, ax = plt.subplots(figsize=(7, 4))
+for i, name in enumerate(theories):
+    g = theory_rp[theory_rp.theory == name]
+    style = styles.get(name, dict(color=plt.cm.viridis(0.15 + 0.7 * i / max(len(theories) - 1, 1)), marker="o"))
+    ax.plot(g["n"], g["rp"], label=f"{name} (A) vs {name} (B)", **style)
+for w in P02["disjoint_widths"]:
+    curve = pd.Series({n: trained_agree[(n, w)].mean() for n in dsizes})
+    ax.plot(curve.index, curve.values, color=plotting.width_colour(w, widths), lw=3, alpha=0.6,
+            label=f"trained U-Nets, width {w} (notebook 02)")
+worst_chance = theory_rp.groupby("n")["chance"].max()
+ax.plot(worst_chance.index, worst_chance.values, "k:", label="chance (max over theories)")
+plotting.shade_regimes(ax, sizes, mem_until, gen_from)
+n_axis(ax)
+ax.set(ylabel="RP between the models of sets A and B", ylim=(-0.02, 1.02),
+       title="Agreement across disjoint training sets: theories and U-Nets")
+ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+plotting.save(fig, "08_disjoint_data")
+print(f"{run.elapsed():.0f} s")
+theory_rp.pivot_table(index="n", columns="theory", values="rp")[theories].join(
+    pd.DataFrame({f"trained, width {w}": {n: trained_agree[(n, w)].mean() for n in dsizes}
+                  for w in P02["disjoint_widths"]})).round(3)
+
+# %% [markdown]
 # ## Claims
 #
 # Claims of ours, pre-registered in [replications/08_closed_form.md](../replications/08_closed_form.md) before
@@ -253,6 +297,14 @@ for n in shown:
 #    generalization theory's mean RP exceeds $D^*$'s at every larger N is **above** the memorization regime
 #    (`switch_after_memorization`) and **at most** the first N of the generalization regime
 #    (`switch_before_generalization`). Without a shaded regime, or without a switch, the claim is not met.
+#
+# On the disjoint training sets, pre-registered in
+# [replications/02_disjoint_data.md](../replications/02_disjoint_data.md):
+#
+# 6. $D^*$ of set A against $D^*$ of set B agrees at most like chance at every N: RP **<= 3 x chance + 0.05**
+#    (`optimal_disjoint_chance`);
+# 7. at the largest N the Gaussian denoisers of A and B agree as the trained pairs do, within **0.15**
+#    (`gaussian_predicts_disjoint`).
 #
 # At the `smoke` profile the models train for a few steps only: the table shows verdicts that mean nothing.
 
@@ -325,6 +377,11 @@ run.claims.check("switch_after_memorization", "the best generalization theory ov
 run.claims.check("switch_before_generalization", "the best generalization theory overtakes D* for good at or before "
                  "the first N of the generalization regime", switch_n if gen_from is not None else float("nan"), "<=",
                  gen_from or 0, source=source, detail=regimes_text, interval=switch_interval)
+top = max(dsizes)
+gauss_hits = (metrics.paired(sim, dis_x["Gaussian"][(top, "A")], dis_x["Gaussian"][(top, "B")])
+              > sim.default_threshold).numpy()
+disjoint.theory_claims(theory_rp, gauss_hits, {w: trained_agree[(top, w)] for w in P02["disjoint_widths"]},
+                       run.claims)
 run.finish()
 
 # %% [markdown]

@@ -178,6 +178,19 @@ class Regimes(Images):
                               "largest pair's first set"]
     disjoint_widths: Annotated[list_of(PositiveInt, non_empty=True), "the widths those pairs are trained at"]
 
+    @classmethod
+    def following(cls, values: dict, given) -> dict:
+        """A sweep given without its disjoint pairs takes them from itself: its sizes that leave room for a second
+        set of as many images, at its widths that the profile pairs (else its narrowest)."""
+        values = dict(values)
+        if "sizes" in given and "disjoint_sizes" not in given:
+            room = DATA_SIZES.get(values["data"], float("inf")) // 2
+            values["disjoint_sizes"] = [n for n in values["sizes"] if n <= room] or [min(values["sizes"])]
+        if "widths" in given and "disjoint_widths" not in given:
+            values["disjoint_widths"] = ([w for w in values["widths"] if w in values["disjoint_widths"]]
+                                         or [min(values["widths"])])
+        return values
+
     @rule("sizes", "steps")
     def _a_length_for_every_size(self):
         missing = [n for n in self.sizes if n not in self.steps]
@@ -499,7 +512,7 @@ def validate(notebook: str, profile: str, overrides: dict) -> list[str]:
 def _build(notebook: str, profile: str, overrides: dict, **resolved) -> Settings:
     defaults = SETTINGS[notebook][profile]
     values = {**defaults, **{k: _like(defaults[k], v) for k, v in overrides.items()}, **resolved}
-    return CLASSES[notebook](profile=profile, **values)
+    return CLASSES[notebook](profile=profile, **CLASSES[notebook].following(values, overrides))
 
 
 def settings(notebook: str, profile: str | None = None, **overrides) -> Settings:

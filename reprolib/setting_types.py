@@ -244,6 +244,12 @@ class Settings(Mapping):
         hints = _hints(cls)
         return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "profile"}
 
+    @classmethod
+    def following(cls, values: dict, given) -> dict:
+        """``values`` with the defaults that follow the settings ``given`` (names) filled in: a class whose
+        defaults depend on other settings says how here; by default none does."""
+        return values
+
     def __getitem__(self, name):
         if name not in self.__dataclass_fields__:
             raise KeyError(name)

@@ -1,10 +1,12 @@
 """The disjoint-data pairs of notebook 02 (replications/02_disjoint_data.md): set B shares no image with set A at
 any N, is nested in N, and is the same draw on every run."""
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from reprolib import data, loop, profiles, zoo
+from reprolib import claims, data, disjoint, loop, metrics, profiles, zoo
 
 
 def _rows(images: torch.Tensor) -> set:
@@ -65,3 +67,68 @@ def test_two_disjoint_sets_must_fit_the_data():
         profiles.settings("02", "cpu", disjoint_sizes=[16, 900])
     with pytest.raises(ValueError, match="training length for every N of disjoint_sizes"):
         profiles.settings("02", "cpu", disjoint_sizes=[16, 700])
+
+
+def test_first_reaching_interpolates_in_log_n():
+    curve = pd.Series({16: 0.0, 64: 1.0, 256: 1.0})
+    assert disjoint.first_reaching(curve, 0.5) == pytest.approx(32.0)
+    assert disjoint.first_reaching(curve, 0.0) == 16.0
+    assert np.isnan(disjoint.first_reaching(curve, 1.5))
+    assert disjoint.half_way(pd.Series({16: 0.2, 32: 0.2, 64: 0.8})) == pytest.approx(32 * 2 ** 0.5)
+    assert disjoint.doublings(32.0, 128.0) == pytest.approx(2.0)
+
+
+def test_pair_table_tells_one_copying_model_from_two(pairs):
+    P, cfgs = pairs
+    n, w = 16, P["disjoint_widths"][0]
+    own_a = loop.training_set(cfgs[(n, w, "A")]).images[:8]
+    own_b = loop.training_set(cfgs[(n, w, "B")]).images[:8]
+    elsewhere = loop.training_set(cfgs[(512, w, "B")]).images[-8:]  # images of neither 16-image set
+    sim = metrics.backend("pixel", pixel_threshold=0.9)
+    one = disjoint.pair_table({(n, w, "A"): own_a, (n, w, "B"): elsewhere}, cfgs, sim).iloc[0]
+    both = disjoint.pair_table({(n, w, "A"): own_a, (n, w, "B"): own_b}, cfgs, sim).iloc[0]
+    same = disjoint.pair_table({(n, w, "A"): own_a, (n, w, "B"): own_a.clone()}, cfgs, sim).iloc[0]
+    assert (one["one copies"], one["both copy"]) == (1.0, 0.0)
+    assert (both["both copy"], both["one copies"], both["neither copies"]) == (1.0, 0.0, 0.0)
+    assert same["rp"] == 1.0 and same["one copies"] == 1.0  # B's samples are A's images: B copies nothing of its own
+    assert both["rp"] < 1.0
+
+
+def _record():
+    return claims.Claims("02", "cpu", judged=True, expected_file=None)
+
+
+def test_the_disjoint_claims_read_their_ends_and_the_crossing():
+    rng = np.random.default_rng(0)
+    ns, seeds = [16, 64, 256, 896], 400
+    rates = {16: 0.02, 64: 0.3, 256: 0.8, 896: 0.85}
+    agreed = {(n, 8): rng.random(seeds) < rates[n] for n in ns}
+    table = pd.DataFrame([{"n": n, "width": 8, "rp": agreed[(n, 8)].mean(), "chance": 0.01, "both copy": 0.5,
+                           "one copies": 0.3, "neither copies": 0.2} for n in ns])
+    same = {1024: {"4 vs 8": rng.random((1, seeds)) < 0.9, "8 vs 16": rng.random((1, seeds)) < 0.88}}
+    gl = {8: {n: rng.random((1, seeds)) < p for n, p in {16: 1.0, 64: 0.6, 256: 0.1, 1024: 0.0}.items()}}
+    record = _record()
+    disjoint.claims(table, agreed, same, gl, record)
+    got = {c.id: c for c in record.items}
+    small, large, tracks = got["02.disjoint_small_n"], got["02.disjoint_large_n"], got["02.disjoint_tracks_gl"]
+    assert small.value == pytest.approx(agreed[(16, 8)].mean()) and small.threshold == pytest.approx(0.08)
+    assert small.holds
+    lowest = min(h.mean() for h in same[1024].values())
+    assert large.threshold == pytest.approx(lowest - 0.1) and large.holds
+    assert large.low <= large.value <= large.high
+    # RP's half-way (0.435) falls between 64 and 256; GL's 0.5 (copies 0.5) between 64 and 256 too
+    assert 0 <= tracks.value < 1 and tracks.holds
+
+
+def test_optimal_pairs_above_chance_fail_their_claim():
+    theory_rp = pd.DataFrame([{"theory": "D*", "n": 16, "rp": 0.0, "chance": 0.0},
+                              {"theory": "D*", "n": 896, "rp": 0.3, "chance": 0.01},
+                              {"theory": "Gaussian", "n": 16, "rp": 0.1, "chance": 0.0},
+                              {"theory": "Gaussian", "n": 896, "rp": 0.7, "chance": 0.0}])
+    gauss = np.r_[np.ones(70, bool), np.zeros(30, bool)]
+    record = _record()
+    disjoint.theory_claims(theory_rp, gauss, {8: np.r_[np.ones(80, bool), np.zeros(20, bool)]}, record)
+    got = {c.id: c for c in record.items}
+    assert not got["02.optimal_disjoint_chance"].holds and got["02.optimal_disjoint_chance"].value == 0.3
+    assert got["02.gaussian_predicts_disjoint"].value == pytest.approx(0.1)
+    assert got["02.gaussian_predicts_disjoint"].holds

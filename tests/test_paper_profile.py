@@ -22,9 +22,10 @@ import torch
 from reprolib import claims, profiles, zoo
 
 ROOT = Path(__file__).resolve().parents[1]
+# the fixture's 20 images leave room for disjoint pairs of 8 (two sets of 16 would need 32)
 TINY = ["sizes=[8, 16]", "widths=[4, 8]", "steps={8: 5, 16: 5}", "seeds=16", "curve_seeds=16", "grid=4", "sample_steps=3",
-        "batch=8"]
-FIGURES = ["02_training_curves", "02_rp_gl_vs_n", "02_samples_n8", "02_samples_n16"]
+        "batch=8", "disjoint_sizes=[8]"]
+FIGURES = ["02_training_curves", "02_rp_gl_vs_n", "02_samples_n8", "02_samples_n16", "02_disjoint_data"]
 
 
 def paper_run(tmp_path, notebook, overrides):
@@ -70,14 +71,16 @@ def test_paper_profile_runs_notebook_02_on_a_cifar_fixture(tmp_path, write_cifar
     out = stdout_of(tmp_path / "executed" / "02_regimes.ipynb")
     assert "4 models, 16 seeds" in out
     computed = claims.from_notebook(nbformat.read(tmp_path / "executed" / "02_regimes.ipynb", as_version=4))
-    assert len(computed) == 6 and not any(c.judged for c in computed)  # computed and shown, not judged
+    assert len(computed) == 9 and not any(c.judged for c in computed)  # computed and shown, not judged
     assert "Not judged at paper" in run.stdout
 
     trained = [json.loads(p.read_text()) for p in (tmp_path / "store" / "diffusion").glob("*/config.json")]
-    assert sorted((c["n"], c["net"]["width"]) for c in trained) == [(8, 4), (8, 8), (16, 4), (16, 8)]
+    # the sweep, and the disjoint pair of N = 8 at the narrowest given width (none of the profile's is given)
+    assert sorted((c["n"], c["net"]["width"], c.get("exclude", [])) for c in trained) == [
+        (8, 4, []), (8, 4, [8, 0]), (8, 8, []), (16, 4, []), (16, 8, [])]
     assert all(c["data"] == "cifar10" and c["steps"] == 5 and c["batch"] == 8 for c in trained)
     assert all((c["net"] | {"width": 0}) == (zoo.DDPMPP | zoo.PAPER_NETS["unet"] | {"width": 0}) for c in trained)
-    assert len(list((tmp_path / "store" / "samples").glob("*/x.pt"))) == 4
+    assert len(list((tmp_path / "store" / "samples").glob("*/x.pt"))) == 5
     x = torch.load(next((tmp_path / "store" / "samples").glob("*/x.pt")), weights_only=True)["payload"]["x"]
     assert x.shape == (16, 3, 32, 32)
 
