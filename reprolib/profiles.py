@@ -103,7 +103,7 @@ class Images(Trains):
 @dataclass(frozen=True)
 class Zoo(Images):
     steps_scale: Annotated[PositiveNumber, "training lengths of the catalogue (zoo), scaled"]
-    sample_steps: Annotated[PositiveInt, "DPM-Solver++ steps of a sample (Euler takes 2 x steps - 1)"]
+    sample_steps: Annotated[PositiveInt, "Heun steps of a sample (the one-evaluation samplers take 2 x steps - 1)"]
 
 
 def _seeds_rule(name: str):
@@ -169,7 +169,7 @@ class Regimes(Images):
     lr: Annotated[PositiveNumber, "learning rate"]
     batch: Annotated[PositiveInt, "minibatch size"]
     seeds: Seeds
-    sample_steps: Annotated[PositiveInt, "DPM-Solver++ steps of a sample"]
+    sample_steps: Annotated[PositiveInt, "Heun steps of a sample (Karras schedule)"]
     grid: Annotated[PositiveInt, "images in the figures' grids"]
     snapshot_every: Annotated[PositiveInt, "EMA weights kept every this many steps, for the convergence curves"]
     curve_seeds: Annotated[PositiveInt, "the first seeds, sampled at every snapshot"]

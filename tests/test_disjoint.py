@@ -132,3 +132,12 @@ def test_optimal_pairs_above_chance_fail_their_claim():
     assert not got["02.optimal_disjoint_chance"].holds and got["02.optimal_disjoint_chance"].value == 0.3
     assert got["02.gaussian_predicts_disjoint"].value == pytest.approx(0.1)
     assert got["02.gaussian_predicts_disjoint"].holds
+
+
+def test_a_sweep_given_without_pairs_takes_them_from_itself():
+    P = profiles.settings("02", "cpu", sizes=[16, 512, 1024], steps={16: 5, 512: 5, 1024: 5}, widths=[4, 16])
+    assert P.disjoint_sizes == [16, 512] and P.disjoint_widths == [4]  # two sets of 1,024 do not fit 1,797 digits
+    kept = profiles.settings("02", "cpu", widths=[8, 16])
+    assert kept.disjoint_widths == [8] and kept.disjoint_sizes == profiles.SETTINGS["02"]["cpu"]["disjoint_sizes"]
+    given = profiles.settings("02", "cpu", sizes=[16, 32], steps={16: 5, 32: 5}, disjoint_sizes=[32])
+    assert given.disjoint_sizes == [32]
