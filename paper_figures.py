@@ -602,16 +602,29 @@ def publish(executed: Path, figures: Path, by_stem: dict, profile: str, P: dict,
     if begin in text and end in text:
         every = [c for cs in by_stem.values() for c in cs]
         block = [begin, ""] + claims.summary(every, profile, here)
-        if combined is not None:
-            from reprolib import replicates
-
-            block += replicates.summary(combined, profile) + [
-                "", f"Every claim in each replicate: [results/claims_{profile}_replicates.md]"
-                    f"(results/claims_{profile}_replicates.md)."]
+        block += replicate_lines(combined, by_stem, profile, results)
         block += ["", f"The whole report: [results/claims_{profile}.md](results/claims_{profile}.md).", ""]
         block += [" ".join(f"![{name}](results/gallery/{name}.png)" for name in shown), "", end]  # side by side
         text = text[:text.index(begin)] + "\n".join(block) + text[text.index(end) + len(end):]
         write_atomic(readme, text)
+
+
+def replicate_lines(combined: dict | None, by_stem: dict, profile: str, results: Path) -> list[str]:
+    """The README's lines on the training replicates: this run's (``combined``), or those of the committed
+    replicate record when this run has one replicate, naming the claims it does not hold yet."""
+    from reprolib import replicates
+
+    name = f"claims_{profile}_replicates"
+    if combined is None:
+        if not (results / f"{name}.json").exists():
+            return []
+        combined = replicates.from_json((results / f"{name}.json").read_text(encoding="utf-8"))
+    lines = replicates.summary(combined, profile)
+    have = {r.id for rs in combined.values() for r in rs}
+    missing = [c.id for cs in by_stem.values() for c in cs if c.id not in have]
+    if missing:
+        lines.append(f"- Not yet in the replicate record (one training run so far): {', '.join(missing)}.")
+    return lines + ["", f"Every claim in each replicate: [results/{name}.md](results/{name}.md)."]
 
 
 def write_replicate_report(folder: Path, combined: dict, profile: str, P: dict) -> Path:

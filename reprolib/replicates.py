@@ -198,12 +198,25 @@ def to_json(by_stem: dict[str, list[Replicated]], machine: dict) -> str:
         return {"id": r.id, "source": r.source, "statement": r.statement, "op": r.op, "threshold": r.threshold,
                 "values": [None if math.isnan(x) else x for x in r.values], "holds": list(r.holds),
                 "mean": None if math.isnan(r.mean) else r.mean, "low": r.low, "high": r.high, "k": r.k,
-                "verdict": r.verdict, "unstable": r.unstable, "spread": r.spread()}
+                "verdict": r.verdict, "unstable": r.unstable, "spread": r.spread(), "expected": r.expected,
+                "judged": r.judged}
 
     rows = [r for rs in by_stem.values() for r in rs]
     return json.dumps({"machine": machine, "replicates": len(rows[0].values) if rows else 0,
                        "claims": {stem: [row(r) for r in rs] for stem, rs in by_stem.items()}}, indent=1,
                       allow_nan=False)
+
+
+def from_json(text: str) -> dict[str, list[Replicated]]:
+    """The combined claims of a record ``to_json`` wrote (one written before it kept ``expected`` and ``judged``:
+    judged, as recorded)."""
+    def nan(x):
+        return float("nan") if x is None else x
+
+    return {stem: [Replicated(row["id"], row["statement"], row["source"], row["op"], row["threshold"],
+                              tuple(nan(x) for x in row["values"]), tuple(row["holds"]), nan(row["mean"]),
+                              row["low"], row["high"], row.get("expected", row["verdict"]), row.get("judged", True))
+                   for row in rows] for stem, rows in json.loads(text)["claims"].items()}
 
 
 def record_file(profile: str) -> Path | None:

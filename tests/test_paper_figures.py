@@ -3,6 +3,7 @@ tests of what happens before and around the kernels replace ``run_notebooks``)."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from reprolib import claims, machine
+from reprolib import claims, machine, replicates
 from reprolib.store import Store
 
 pf = _scripts.load("paper_figures.py")
@@ -398,6 +399,13 @@ def test_publish_makes_the_run_the_committed_one(claimsdir, tmp_path, capsys):
     readme = (root / "README.md").read_text()
     assert readme.startswith("intro\n<!-- results:begin -->") and readme.endswith("<!-- results:end -->\nrest\n")
     assert "\nold\n" not in readme and "The paper's claims: 1 of 2 hold at cpu." in readme
+    assert "training replicates" not in readme  # no replicate record yet
+    rep = [{"91_claims": [dataclasses.replace(c, value=v) for c in by_stem["91_claims"][:1]]} for v in (0.4, 0.5, 0.6)]
+    (root / "results" / "claims_cpu_replicates.json").write_text(replicates.to_json(replicates.combine(rep), {}))
+    pf.publish(tmp_path / "executed", figs, by_stem, "cpu", P, root=root)  # a single run keeps the record's lines
+    readme = (root / "README.md").read_text()
+    assert "- Over 3 training replicates" in readme and "results/claims_cpu_replicates.md" in readme
+    assert f"Not yet in the replicate record (one training run so far): {by_stem['91_claims'][1].id}." in readme
     assert f"- Machine: {machine.describe(P)}" in readme
     assert "![01_same_noise_grid](results/gallery/01_same_noise_grid.png)" in readme
     assert "left out" in capsys.readouterr().out  # the other gallery figures were not in this run

@@ -183,6 +183,9 @@ def test_combine_takes_the_majoritys_verdict_and_marks_a_split_unstable():
     assert "| 1 of 2 | tie (unstable) |" in replicates.report(replicates.combine(runs[:2]), "cpu")
     data = json.loads(replicates.to_json(replicates.combine(runs), {"describe": "here"}))
     assert data["replicates"] == 3 and data["claims"]["01_x"][2]["values"][2] is None
+    back = replicates.from_json(replicates.to_json(replicates.combine(runs), {}))
+    assert replicates.summary(back, "cpu") == replicates.summary(replicates.combine(runs), "cpu")
+    assert back["01_x"][0].values == a.values and math.isnan(back["01_x"][2].values[2])
 
 
 def test_a_single_run_reads_which_claims_are_unstable(tmp_path, monkeypatch):
