@@ -56,7 +56,8 @@ ROOT = Path(__file__).resolve().parent
 PROFILES = ("smoke", "cpu", "mnist", "paper")  # reprolib.profiles.NAMES, read without importing torch
 _NAME = re.compile(r"^(\d+)_(.+)$")
 # The figures the README shows, in order (missing ones are skipped with a word).
-GALLERY = ("01_same_noise_grid", "01_rp_mae_heatmaps", "02_rp_gl_vs_n", "03_theory_rp_vs_n", "08_rp_vs_n")
+GALLERY = ("01_same_noise_grid", "01_rp_mae_heatmaps", "02_rp_gl_vs_n", "02_disjoint_data", "03_theory_rp_vs_n",
+           "08_rp_vs_n")
 
 
 def discover(notebooks: Path | str = ROOT / "notebooks") -> list[Path]:

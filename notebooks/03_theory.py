@@ -296,11 +296,11 @@ run.finish()
 # ## What we found
 #
 # At the cpu profile all five checks hold. Theorem 1 holds numerically: at every N the optimal denoiser's
-# samples are training images. At N = 16 the U-Nets make the same copy as $D^*$ on 0.640, 0.764 and 0.754 of
+# samples are training images. At N = 16 the U-Nets make the same copy as $D^*$ on 0.640, 0.756 and 0.754 of
 # the seeds (widths 4, 8 and 16), above the paper's about 0.5 at its smallest N; at N = 1,797 on none. Width 4
 # was still moving toward $D^*$ when training stopped (0.622 to 0.640 over the last 1,000 steps), so its rate
 # is probably a lower bound on the converged one; it departs from $D^*$ between $\sigma \approx 1$ and 10 (given $D^*$
 # above $\sigma = 1$ it lands on $D^*$'s image 96% of the time). The U-Nets' partitions of the noise plane
-# agree on 0.84-0.91 of it at N = 16 (chance 0.37) and 0.86-0.94 at N = 1,797 (chance 0.34-0.36). Labelled
+# agree on 0.82-0.94 of it at N = 16 (chance 0.45-0.47) and 0.86-0.94 at N = 1,797 (chance 0.34-0.36). Labelled
 # by the training image each sample copies, which does not depend on the corners, the N = 16 pairs agree on
-# 0.66-0.76 of the plane (chance 0.21-0.23).
+# 0.40-0.72 of the plane (chance 0.27-0.28).
