@@ -199,7 +199,7 @@ class Regimes(Images):
 
     @rule("disjoint_sizes", "steps")
     def _a_length_for_every_disjoint_size(self):
-        missing = [n for n in self.disjoint_sizes if n not in self.steps]
+        missing = [n for n in self.disjoint_sizes if n not in self.steps and n not in self.sizes]  # sizes' rule names those
         if missing:
             return f"steps needs a training length for every N of disjoint_sizes (none for {missing})"
 
