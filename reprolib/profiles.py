@@ -199,7 +199,8 @@ class Regimes(Images):
 
     @rule("disjoint_sizes", "steps")
     def _a_length_for_every_disjoint_size(self):
-        missing = [n for n in self.disjoint_sizes if n not in self.steps and n not in self.sizes]  # sizes' rule names those
+        # a size of the sweep without a length is named by the sweep's own rule, once
+        missing = [n for n in self.disjoint_sizes if n not in self.steps and n not in self.sizes]
         if missing:
             return f"steps needs a training length for every N of disjoint_sizes (none for {missing})"
 
