@@ -16,9 +16,9 @@ Each notebook receives the papermill parameters ``profile=<profile>`` and ``over
 a name no chosen notebook has is refused, one that only some have is ignored by the others, as a line says),
 runs with ``notebooks/`` as its working directory, and its executed copy is written to
 ``build/executed/<profile>/<stem>.ipynb`` (``<stem>.failed.ipynb`` when it fails). The kernels see
-``REPRO_PROFILE`` (and ``REPRO_FIGURES`` with ``--figures``) in their environment. The profile is ``--profile``,
-else ``REPRO_PROFILE``, else ``cpu``. ``--jobs auto`` (the default) runs as many notebooks at once as the usable
-cores hold kernels of the setting ``threads``.
+``REPRO_PROFILE`` (and ``REPRO_FIGURES`` with ``--figures``) in their environment, and ``KERNEL_ENV``. The profile
+is ``--profile``, else ``REPRO_PROFILE``, else ``cpu``. ``--jobs auto`` (the default) runs as many notebooks at once
+as the usable cores hold kernels of the setting ``threads``, and at least two on a CPU of two cores or more.
 
 Before the first notebook starts, every model the chosen notebooks train (each one's ``zoo.plan``) is trained in
 one pool of workers (``prefit``), the longest chain of work first, so that the pool stays full across notebooks;
@@ -54,6 +54,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 PROFILES = ("smoke", "cpu", "mnist", "paper")  # reprolib.profiles.NAMES, read without importing torch
+# What the kernels (and training workers) inherit, unless the environment says otherwise. An idle OpenMP thread
+# of libgomp (torch's) spins for a while after each parallel region: beside a second kernel on the same cores the
+# spinning took the cores the other computed on, and two warm cpu notebooks at once were no faster than one
+# (benchmarks/results.md). Passive waiting changes no number, only who gets the cores.
+KERNEL_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 _NAME = re.compile(r"^(\d+)_(.+)$")
 # The figures the README shows, in order (missing ones are skipped with a word).
 GALLERY = ("01_same_noise_grid", "01_rp_mae_heatmaps", "02_rp_gl_vs_n", "02_disjoint_data", "03_theory_rp_vs_n",
@@ -432,10 +437,18 @@ def run_settings(paths: list[Path], profile: str, overrides: dict) -> dict:
 
 def notebooks_at_once(jobs: int | str, n: int, P: dict) -> int:
     """``--jobs``: a number as given; "auto" as many kernels of ``P["threads"]`` threads as the usable cores hold,
+    and on a CPU of two cores or more at least two (a notebook's threads are busy only while it samples; a second
+    kernel takes the cores while the first plots, bootstraps or starts, its idle threads asleep, ``KERNEL_ENV``);
     at least one and at most the ``n`` notebooks."""
     from reprolib import machine
 
-    return jobs if jobs != "auto" else max(1, min(n, machine.usable_cores() // P["threads"]))
+    if jobs != "auto":
+        return jobs
+    cores = machine.usable_cores()
+    fit = cores // P["threads"]
+    if P.get("device") == "cpu":
+        fit = max(fit, min(2, cores))
+    return max(1, min(n, fit))
 
 
 def _plan_ids(path: Path) -> list[str]:
@@ -682,7 +695,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
     p.add_argument("--jobs", type=_jobs, default="auto", metavar="N",
                    help="notebooks run at once, each in its own kernel, after the training stage (default: auto, "
-                        "the usable cores // the kernels' setting threads, at least 1: 1 on 2 cores)")
+                        "the usable cores // the kernels' setting threads, on a CPU of 2 cores or more at least 2)")
     p.add_argument("--strict", action="store_true",
                    help="also fail when any claim does not hold, recorded or not, and on a verdict that differs "
                         "from the record in a replicate (a run on another machine layout than the record's)")
@@ -763,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["PYTHONUNBUFFERED"] = "1"
     os.environ["REPRO_PROFILE"] = profile
+    for name, value in KERNEL_ENV.items():
+        os.environ.setdefault(name, value)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ def nbdir(tmp_path, monkeypatch):
     """01_alpha writes its parameters and a figure; 02_beta fails in its second cell; 10_gamma is idle."""
     for key in ("REPRO_PROFILE", "REPRO_FIGURES", "PYTHONUNBUFFERED", "PYTHONPATH"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "")  # so that the runner's default is undone after the test
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     folder = tmp_path / "notebooks"
     folder.mkdir()
     _write(folder, "01_alpha", [
@@ -51,7 +53,7 @@ def nbdir(tmp_path, monkeypatch):
             "fig = Path(os.environ['REPRO_FIGURES'])\n"
             "(fig / 'alpha.png').write_bytes(b'not really a png')\n"
             "(fig / 'params.json').write_text(json.dumps({'profile': profile, 'overrides': overrides, "
-            "'env': os.environ['REPRO_PROFILE'], 'cwd': os.getcwd()}))"
+            "'env': os.environ['REPRO_PROFILE'], 'cwd': os.getcwd(), 'omp': os.environ.get('OMP_WAIT_POLICY')}))"
         ),
     ])
     _write(folder, "02_beta", [
@@ -207,10 +209,17 @@ def test_run_writes_executed_copy_figure_and_parameters(nbdir, tmp_path, capsys)
     assert (figures / "alpha.png").read_bytes() == b"not really a png"
     params = json.loads((figures / "params.json").read_text())
     assert params == {"profile": "smoke", "overrides": {"extra": [1, 2], "label": "hello"}, "env": "smoke",
-                      "cwd": str(nbdir)}
+                      "cwd": str(nbdir), "omp": "PASSIVE"}  # idle OpenMP threads sleep (pf.KERNEL_ENV)
     assert sorted(p.name for p in executed.iterdir()) == ["01_alpha.ipynb"]  # no temp file left
     nb = nbformat.read(executed / "01_alpha.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_the_kernels_wait_policy_is_the_users_when_given(nbdir, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert pf.main(["--notebooks", str(nbdir), "--only", "alpha", "--profile", "smoke", "--figures",
+                    str(tmp_path / "figs"), "--executed", str(tmp_path / "executed")]) == 0
+    assert json.loads((tmp_path / "figs" / "params.json").read_text())["omp"] == "ACTIVE"
 
 
 def test_failure_is_reported_and_others_still_run(nbdir, tmp_path, capsys):
@@ -229,7 +238,7 @@ def test_failure_is_reported_and_others_still_run(nbdir, tmp_path, capsys):
     assert not list(executed.glob(".*partial*"))
 
     (executed / "01_alpha.ipynb").unlink()
-    rc = pf.main(args + ["--only", "2", "1", "--fail-fast"])
+    rc = pf.main(args + ["--only", "2", "1", "--fail-fast", "--jobs", "1"])  # one at a time: alpha waits on beta
     out = capsys.readouterr().out
     assert rc != 0
     assert "[1/2] 02_beta ... FAILED" in out and "[2/2]" not in out and "--fail-fast" in out
@@ -256,6 +265,8 @@ def claimsdir(tmp_path, monkeypatch):
     unless a test writes one (REPRO_RECORD)."""
     for key in ("REPRO_PROFILE", "REPRO_FIGURES", "PYTHONUNBUFFERED", "PYTHONPATH"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "")  # so that the runner's default is undone after the test
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     folder = tmp_path / "notebooks"
     folder.mkdir()
     _write(folder, "91_claims", [_parameters('profile = "cpu"\noverrides = {}'), new_code_cell(CLAIMS_CELL)])
@@ -607,14 +618,20 @@ def test_jobs_auto_fills_the_usable_cores_with_kernels(tmp_path, monkeypatch, ca
     monkeypatch.delenv("REPRO_PROFILE", raising=False)
     monkeypatch.setenv("REPRO_RECORD", str(tmp_path / "record.json"))
     _settings_notebooks(tmp_path / "notebooks", tmp_path, {"71_a": "01", "72_b": "02", "73_c": "08"})
-    assert _jobs_run(tmp_path, monkeypatch, 2) == 1  # kernels of 2 threads at smoke: one on 2 cores
-    assert "3 notebook(s), 1 at a time" in capsys.readouterr().out
+    assert _jobs_run(tmp_path, monkeypatch, 2) == 2  # kernels of 2 threads at smoke: two on 2 cores of a CPU
+    assert "3 notebook(s), 2 at a time" in capsys.readouterr().out
     assert _jobs_run(tmp_path, monkeypatch, 5) == 2
+    assert _jobs_run(tmp_path, monkeypatch, 6) == 3
     assert _jobs_run(tmp_path, monkeypatch, 64) == 3  # never more than the notebooks
-    assert _jobs_run(tmp_path, monkeypatch, 8, "--override", "threads=4") == 2
+    assert _jobs_run(tmp_path, monkeypatch, 16, "--override", "threads=8") == 2
+    assert _jobs_run(tmp_path, monkeypatch, 12, "--override", "threads=4") == 3
     assert _jobs_run(tmp_path, monkeypatch, 1) == 1
     assert _jobs_run(tmp_path, monkeypatch, 64, "--jobs", "1") == 1  # as given
     assert "default: auto" in pf._parser().format_help()
+    # a kernel that drives a GPU with every core's threads runs alone; the CPU's second kernel is a CPU's
+    monkeypatch.setattr(machine, "usable_cores", lambda: 16)
+    assert pf.notebooks_at_once("auto", 8, {"threads": 16, "device": "cuda"}) == 1
+    assert pf.notebooks_at_once("auto", 8, {"threads": 16, "device": "cpu"}) == 2
 
 
 def test_the_progress_of_a_failed_training_is_dropped_before_the_notebooks(tmp_path, monkeypatch, capsys):
