@@ -430,7 +430,7 @@ run.finish()
 #   denoisers fail: side 3 predicts the U-Nets' low-noise denoising of new digits and none of their samples. A side that grows with $\sigma$, the ELS paper's calibration, is the step
 #   this notebook does not take.
 #
-# - **Disjoint training sets** (pre-registered in replications/02_disjoint_data.md; replicate 0 only so far).
+# - **Disjoint training sets** (pre-registered in replications/02_disjoint_data.md; the numbers below are replicate 0's).
 #   Built on set A and on set B (no shared image), the theories agree with themselves across the two sets as
 #   follows (RP on 200 seeds; the trained width-8 pairs of notebook 02 on the same seeds beside them):
 #
@@ -448,6 +448,8 @@ run.finish()
 #   agreement too early and too fully: its two denoisers agree on every seed from N = 128 on, the trained pair on
 #   0.825 at N = 896, a gap of 0.175 against the 0.15 allowed (interval 0.130-0.225). The trained pair's curve
 #   lies between $D^*$'s and the Gaussian's at every N from 64 on.
+#   Both claims fail in all three training replicates: $D^*$ is no trained model (0.385 in each), and the
+#   Gaussian pair's gap is 0.175 / 0.255 / 0.220.
 #
 # Wall time at cpu on 2 cores after notebook 02, every theory sampled afresh: 96 s without the disjoint sets, and
 # their theory samples about 55 s more (2026-12-07, beside other work).
