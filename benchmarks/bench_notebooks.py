@@ -9,7 +9,9 @@ Each variant is a fresh ``paper_figures.py`` process (its kernels read ``OMP_WAI
 throwaway figure and executed folders; the variants are interleaved so that machine drift hits all alike. A run
 that had to train, or whose claims differ from the first variant's (values, intervals, details), is an error: a
 variant may change the time only. Prints (and with ``--write`` appends to ``benchmarks/results.md``) the median
-wall time of each variant and its speed-up over one notebook at a time with spinning threads (libgomp's default).
+wall time of each variant and its speed-up over one notebook at a time with spinning threads. "Spin" is
+``OMP_WAIT_POLICY=ACTIVE`` (spin always): libgomp's default, with the variable unset, spins for a while and then
+sleeps, and the runner now sets PASSIVE when it is unset, so the default is no longer one of the variants.
 """
 
 from __future__ import annotations
