@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -29,6 +28,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from reprolib import claims  # noqa: E402
+
 VARIANTS = {  # name: (--jobs, OMP_WAIT_POLICY)
     "1 at a time, threads spin": (1, "ACTIVE"),
     "2 at a time, threads spin": (2, "ACTIVE"),
@@ -38,9 +40,9 @@ VARIANTS = {  # name: (--jobs, OMP_WAIT_POLICY)
 
 
 def claims_of(path: Path) -> dict:
-    """{claim id: (value, low, high, detail)} of a run's claims.json."""
-    every = json.loads(path.read_text(encoding="utf-8"))["claims"]
-    return {c["id"]: (c["value"], c["low"], c["high"], c["detail"]) for cs in every.values() for c in cs}
+    """{claim id: (value, low, high, detail)} of a run's claims.json (``claims.read_json``)."""
+    _, by_stem = claims.read_json(path.read_text(encoding="utf-8"))
+    return {c.id: (c.value, c.low, c.high, c.detail) for cs in by_stem.values() for c in cs}
 
 
 def run(profile: str, jobs: int, policy: str, folder: Path) -> tuple[float, dict]:
