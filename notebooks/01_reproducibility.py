@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from reprolib import banks, baselines, claims, data, fitting, hub, metrics, notebook, plotting, zoo
+from reprolib import banks, baselines, claims, data, fitting, hub, metrics, notebook, plotting, replicates, zoo
 
 run = notebook.start("01", profile, overrides)
 P, store = run.P, run.store
@@ -264,6 +264,48 @@ else:
           "compares each model with itself trained again")
 
 # %% [markdown]
+# ## Which training moves a claim between models
+#
+# In a run of several replicates each row's replicates can be paired with every other row's: row a of replicate r
+# against row b of replicate s, on the same seeds. Rows of one training keep one replicate (`zoo.lineage`): the
+# U-Net EDM's two samplers and its distilled student, the consistency network's two samples. The claims between
+# models below then get an interval in which each training's replicates are resampled on their own
+# (`replicates.crossed`; the addendum of
+# [replications/training_replicates.md](../replications/training_replicates.md), stated before its run), and two
+# answers: which training's replicates move each claim most (its share of the variance between replicates), and each
+# added family's claim at each of its own replicates, whichever replicates the other rows come from.
+
+# %%
+floor = 1 / len(seeds)  # a chance rate of zero counts as one seed's
+crossed = {}  # claim family: the replicate level of its RP and of its RP over chance, each training on its own
+if P.replicates > 1:
+    by_replicate = []
+    for r in range(P.replicates):
+        Q = P.replace(replicate=r)
+        fitting.fit_all(zoo.plan("01", Q, store), store, Q)  # nothing to train in a run of replicates
+        by_replicate.append({v.name: banks.generate(v, store, seeds, Q) for v in zoo.section1(Q)
+                             if v.name in deterministic})
+    lineages = list(dict.fromkeys(zoo.lineage(v.cfg) for v in variants))
+    lineage = {v.name: lineages.index(zoo.lineage(v.cfg)) for v in variants}
+    first = {k: next(n for n in names if lineage[n] == k) for k in range(len(lineages))}
+    for f, pairs in {"diffusion": off, **added}.items():
+        groups = [(lineage[a], lineage[b]) for a, b in pairs]
+        rates = claims.crossed_rates(sim, pairs, by_replicate, THRESHOLD)
+        ratio = rates / np.maximum(claims.crossed_rates(sim, pairs, by_replicate, THRESHOLD, chance=True), floor)
+        crossed[f] = replicates.crossed(rates, groups), replicates.crossed(ratio, groups)
+        shares = crossed[f][0].shares
+        print(f"{f}_rp: the variance between replicates, by training: " + ", ".join(
+            f"{first[k]} {shares[k]:.2f}" for k in np.argsort(shares)[::-1][:3]))
+        if f != "diffusion":
+            values, idx = replicates.every_world(rates, groups)
+            own = list(np.unique(groups)).index(lineage[pairs[0][0]])
+            print("   " + "; ".join(f"at its replicate {r}: {values[idx[:, own] == r].min():.3f}-"
+                                    f"{values[idx[:, own] == r].max():.3f}" for r in range(P.replicates))
+                  + " over the others' replicates")
+else:
+    print("one training replicate in this run: nothing to pair across replicates")
+
+# %% [markdown]
 # ## Claims
 #
 # Thresholds stated here, before the runs that judge them, never tuned to pass:
@@ -292,19 +334,19 @@ def agree(pairs, sets=samples, chance=False):
     return claims.agreement(sim, pairs, sets, THRESHOLD, chance)
 
 
-floor = 1 / len(seeds)
 ratio = diff_rp / np.maximum(diff_chance, floor)
 hits, misses = agree(off), agree(off, chance=True)  # the 95% intervals resample the seeds (claims.bootstrap)
 k = int(diff_rp.argmin())
 run.claims.check("diffusion_rp", "every pair of diffusion models: RP >= 0.6", diff_rp.min(), ">=", 0.6,
                  source="paper, Fig. 1, 6, 12", paper="RP 0.70-0.91 between models (SSCD > 0.6, CIFAR-10)",
                  detail=f"lowest pair {off[k][0]} / {off[k][1]}; median {np.median(diff_rp):.3f}",
-                 interval=claims.rate_interval(hits))
+                 interval=claims.rate_interval(hits), between=crossed.get("diffusion", (None, None))[0])
 k = int(ratio.argmin())
 run.claims.check("diffusion_vs_chance", "every pair of diffusion models: RP >= 10 x chance", ratio.min(), ">=", 10,
                  source="paper, Fig. 1, 6, 12",
                  detail=f"lowest ratio {off[k][0]} / {off[k][1]}; chance at most {diff_chance.max():.3f}",
-                 interval=claims.rate_interval(hits, chance=misses, floor=floor))
+                 interval=claims.rate_interval(hits, chance=misses, floor=floor),
+                 between=crossed.get("diffusion", (None, None))[1])
 for label, (r, c) in baseline_rp.items():
     kind = label.split()[0].lower()
     run.claims.check(f"{kind}_not_reproducible", f"{label}: RP <= 3 x chance + 0.05", r, "<=", 3 * c + 0.05,
@@ -328,12 +370,13 @@ for f, pairs in added.items():
     run.claims.check(f"{f}_rp", f"{label} against every other deterministic sample: RP >= 0.6", r.min(), ">=", 0.6,
                      source=f"paper, {where}", paper=paper,
                      detail=f"lowest pair {pairs[k][0]} / {pairs[k][1]}; median {np.median(r):.3f}",
-                     interval=claims.rate_interval(hits))
+                     interval=claims.rate_interval(hits), between=crossed.get(f, (None, None))[0])
     k = int(q.argmin())
     run.claims.check(f"{f}_vs_chance", f"{label} against every other deterministic sample: RP >= 10 x chance", q.min(),
                      ">=", 10, source=f"paper, {where}",
                      detail=f"lowest ratio {pairs[k][0]} / {pairs[k][1]}; chance at most {c.max():.3f}",
-                     interval=claims.rate_interval(hits, chance=misses, floor=floor))
+                     interval=claims.rate_interval(hits, chance=misses, floor=floor),
+                     between=crossed.get(f, (None, None))[1])
 fresh = list(range(200_000, 200_000 + P.seeds))  # drawn for this claim only
 drawn = {v.name: banks.generate(v, store, fresh, P) for v in variants}
 hits = agree(against_renoised, drawn)

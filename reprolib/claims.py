@@ -69,7 +69,11 @@ class Claim:
     # the bootstrap distribution over the seeds that interval was read off, as DRAW_QUANTILES of its quantiles:
     # what a second level of resampling draws from (``replicates.two_level``)
     draws: tuple | None = None
-    unstable: str = ""  # its verdict differs between training replicates (``replicates``): k of R hold, and the range
+    unstable: str = ""  # its verdict differs between training replicates (``replicates``): k of R, and the range
+    # a claim between models in a run of replicates: its replicate level with each training resampled on its own
+    # (``replicates.crossed``), as DRAW_QUANTILES quantiles, and that level's degrees of freedom
+    between: tuple | None = None
+    between_dof: float | None = None
 
     @property
     def ours(self) -> bool:
@@ -187,9 +191,11 @@ class Claims:
         self.items: list[Claim] = []
 
     def check(self, name: str, statement: str, value, op: str, threshold, *, source: str = "paper",
-              paper: str = "", detail: str = "", interval: tuple[float, float] | None = None) -> Claim:
+              paper: str = "", detail: str = "", interval: tuple[float, float] | None = None,
+              between: tuple | None = None) -> Claim:
         """Record the claim ``value op threshold``; ``source`` is "paper, <where>" or "ours, <file>";
-        ``interval``: the value's 95% interval (``bootstrap``); one with an end that is NaN or infinite is absent.
+        ``interval``: the value's 95% interval (``bootstrap``); one with an end that is NaN or infinite is absent;
+        ``between``: (draws, dof) of ``replicates.crossed``, in a run of replicates, for a claim between models.
 
         A value that is not a number (NaN, None) does not hold: a claim that cannot be measured is not met.
         """
@@ -206,11 +212,12 @@ class Claims:
         if low is None or not (math.isfinite(low) and math.isfinite(high)):
             low = high = None
         draws = getattr(interval, "draws", None) if low is not None else None
+        crossed, dof = (None, None) if between is None else (_quantiles(between[0]), float(between[1]))
         claim = Claim(id=cid, statement=statement, source=source, value=value, op=op, threshold=threshold,
                       holds=not math.isnan(value) and _compare(op, value, threshold), profile=self.profile,
                       judged=self.judged, expected=cid not in self._not_holding, paper=paper, detail=detail,
                       replicate=self.replicate, low=low, high=high, draws=draws,
-                      unstable=self._unstable.get(cid, ""))
+                      unstable=self._unstable.get(cid, ""), between=crossed, between_dof=dof)
         self.items.append(claim)
         return claim
 
@@ -233,6 +240,11 @@ class Claims:
 DRAW_QUANTILES = 50  # how many quantiles of a seed bootstrap a claim keeps (``Claim.draws``)
 
 
+def _quantiles(values) -> tuple:
+    """DRAW_QUANTILES evenly spaced quantiles of a bootstrap's values: what a claim keeps of a distribution."""
+    return tuple(round(float(q), 6) for q in np.quantile(values, (np.arange(DRAW_QUANTILES) + 0.5) / DRAW_QUANTILES))
+
+
 class Interval(tuple):
     """(low, high) of a bootstrap, with ``draws``: DRAW_QUANTILES evenly spaced quantiles of the resampled values
     it was read off, which a claim keeps for a second level of resampling (``replicates.two_level``)."""
@@ -241,8 +253,7 @@ class Interval(tuple):
 
     def __new__(cls, low: float, high: float, values=None):
         self = super().__new__(cls, (low, high))
-        self.draws = None if values is None or len(values) == 0 else tuple(
-            round(float(q), 6) for q in np.quantile(values, (np.arange(DRAW_QUANTILES) + 0.5) / DRAW_QUANTILES))
+        self.draws = None if values is None or len(values) == 0 else _quantiles(values)
         return self
 
 
@@ -268,6 +279,15 @@ def agreement(sim, pairs, sets: dict, threshold: float, chance: bool = False) ->
 
     score = metrics.unpaired if chance else metrics.paired
     return np.stack([(score(sim, sets[a], sets[b]) > threshold).numpy() for a, b in pairs])
+
+
+def crossed_rates(sim, pairs, by_replicate: list[dict], threshold: float, chance: bool = False) -> np.ndarray:
+    """(pairs, R, R): the RP of each pair (a, b) with a's samples from training replicate r and b's from
+    replicate s (``by_replicate[r]``: {name: samples}), or their chance rate: what ``replicates.crossed``
+    resamples."""
+    R = len(by_replicate)
+    return np.array([[[agreement(sim, [(a, b)], {a: by_replicate[r][a], b: by_replicate[s][b]}, threshold,
+                                 chance).mean() for s in range(R)] for r in range(R)] for a, b in pairs])
 
 
 def rate_interval(hits, reduce=np.min, chance=None, floor: float = 0.0) -> tuple[float, float]:
@@ -329,9 +349,8 @@ def _jsonable(c: Claim) -> dict:
 
 
 def _from_json(d: dict) -> Claim:
-    draws = d.get("draws")
-    return Claim(**{**d, "value": math.nan if d["value"] is None else float(d["value"]),
-                    "draws": None if draws is None else tuple(draws)})
+    tupled = {k: None if d.get(k) is None else tuple(d[k]) for k in ("draws", "between")}
+    return Claim(**{**d, "value": math.nan if d["value"] is None else float(d["value"]), **tupled})
 
 
 def from_notebook(nb: dict) -> list[Claim]:

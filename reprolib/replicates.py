@@ -15,18 +15,21 @@ a single-replicate run reads (``unstable``) so that a verdict one training run d
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .paths import repo_root
 
 
-def two_level(values, draws=None, level: float = 0.95, resamples: int = 2000, seed: int = 0):
+def two_level(values, draws=None, level: float = 0.95, resamples: int = 2000, seed: int = 0, between=None,
+              dof=None):
     """(mean, low, high): the mean of a claim's values over R training replicates and its ``level`` interval, by a
     two-level bootstrap (Davison & Hinkley 1997, sec. 3.8): R replicates drawn with replacement, then in each a
     resample of its seeds (one of its seed bootstrap's ``draws``, ``claims.Interval``; a replicate without draws
@@ -40,7 +43,10 @@ def two_level(values, draws=None, level: float = 0.95, resamples: int = 2000, se
     R seed resamples): replicates that agree more closely than their seeds can tell do not make the interval
     vanish. One replicate (R = 1) gives the percentile interval of its seed bootstrap.
 
-    ``values``: (R,) or (studies, R) for many studies at once; ``draws``: None, or (R, K) / (studies, R, K)."""
+    ``values``: (R,) or (studies, R) for many studies at once; ``draws``: None, or (R, K) / (studies, R, K).
+    ``between`` and ``dof``: the replicate level resampled otherwise, with its degrees of freedom (``crossed``:
+    each training's replicates on their own), (B,) or (studies, B); by default the replicates resampled whole,
+    R - 1."""
     from scipy import stats
 
     v = np.asarray(values, dtype=float)
@@ -52,16 +58,70 @@ def two_level(values, draws=None, level: float = 0.95, resamples: int = 2000, se
     rows = np.arange(studies)[:, None, None]
     outer = rng.integers(0, R, (studies, resamples, R))
     inner = rng.integers(0, d.shape[-1], (studies, resamples, R))
-    between = v[rows, outer].mean(-1)  # the replicates resampled
+    if between is None:
+        between = v[rows, outer].mean(-1)  # the replicates resampled
+    between = np.atleast_2d(np.asarray(between, dtype=float))
+    dof = np.broadcast_to(np.asarray(R - 1 if dof is None else dof, dtype=float), (studies,))
     within = (d[rows, outer, inner] - v[rows, outer]).mean(-1)  # then the seeds within each, as a deviation
     mean, tail = v.mean(1), (1 - level) / 2
     if R == 1:
         low, high = np.quantile(between + within, tail, axis=1), np.quantile(between + within, 1 - tail, axis=1)
     else:
-        half = np.maximum(stats.t.ppf(1 - tail, R - 1) * math.sqrt(R / (R - 1)) * between.std(1, ddof=1),
+        half = np.maximum(stats.t.ppf(1 - tail, dof) * math.sqrt(R / (R - 1)) * between.std(1, ddof=1),
                           stats.norm.ppf(1 - tail) * within.std(1, ddof=1))
         low, high = mean - half, mean + half
     return (float(mean[0]), float(low[0]), float(high[0])) if single else (mean, low, high)
+
+
+class Crossed(NamedTuple):
+    """``crossed``'s replicate level: ``draws`` (resamples,) and ``dof`` for ``two_level``; ``shares`` (lineages,):
+    each lineage's part of the summed variances, what its own replicates move."""
+
+    draws: np.ndarray
+    dof: float
+    shares: np.ndarray
+
+
+def crossed(rates, groups, reduce=np.min, resamples: int = 2000, seed: int = 0):
+    """The replicate level of a claim between models, each training's replicates resampled on its own
+    (replications/training_replicates.md, addendum): ``Crossed`` (draws, dof, shares), the first two for
+    ``two_level``'s ``between`` and ``dof``.
+
+    ``rates``: (pairs, R, R) or (studies, pairs, R, R), the value of each pair of rows with its first row from
+    training replicate r and its second from s (on all seeds); ``groups``: (pairs, 2) ints, the training lineage of
+    each side (rows of one lineage share a replicate: only their diagonal is read). A resample draws R replicates
+    per lineage with replacement; world i pairs every lineage's i-th draw; the claim is ``reduce`` over the pairs
+    in each world, averaged over the worlds. ``dof`` is Satterthwaite's (Welch 1947): each lineage resampled alone
+    gives its share v_g of the variance with R - 1 degrees of freedom, dof = (R - 1) (sum v_g)^2 / sum v_g^2."""
+    r = np.asarray(rates, dtype=float)
+    single = r.ndim == 3
+    r = r[None] if single else r
+    g = np.asarray(groups, dtype=int)
+    pairs, R, G = r.shape[1], r.shape[2], int(g.max()) + 1
+    rng = np.random.default_rng(seed)
+    p = np.arange(pairs)[:, None]
+
+    def worlds(idx):  # idx: (resamples, G, R), the replicate of each lineage in each world
+        values = r[:, p, idx[:, g[:, 0]], idx[:, g[:, 1]]]  # (studies, resamples, pairs, R)
+        return reduce(values, axis=-2).mean(-1)
+
+    draws = worlds(rng.integers(0, R, (resamples, G, R)))
+    alone = np.stack([worlds(np.where(np.arange(G)[None, :, None] == k, rng.integers(0, R, (resamples, G, R)),
+                                      np.arange(R))).var(-1) for k in range(G)], -1)  # (studies, G)
+    total = alone.sum(-1)
+    dof = np.where(total > 0, (R - 1) * total ** 2 / np.maximum((alone ** 2).sum(-1), 1e-300), R - 1)
+    shares = alone / np.where(total > 0, total, 1)[:, None]
+    return Crossed(draws[0], float(dof[0]), shares[0]) if single else Crossed(draws, dof, shares)
+
+
+def every_world(rates, groups, reduce=np.min):
+    """The claim in every world, each lineage of ``groups`` at each of its R replicates (R^G worlds: for a few
+    lineages): (values (R^G,), replicates (R^G, G)), the lineages in ``np.unique(groups)``'s order."""
+    r = np.asarray(rates, dtype=float)
+    ids, g = np.unique(np.asarray(groups, dtype=int), return_inverse=True)
+    g = g.reshape(-1, 2)
+    idx = np.array(list(itertools.product(range(r.shape[-1]), repeat=len(ids))))
+    return reduce(r[np.arange(len(g)), idx[:, g[:, 0]], idx[:, g[:, 1]]], axis=-1), idx
 
 
 @dataclass(frozen=True)
@@ -80,6 +140,7 @@ class Replicated:
     high: float | None
     expected: bool  # the verdict recorded for the profile (expected_verdicts.toml)
     judged: bool
+    crossed: bool = False  # the interval resampled each training's replicates on its own (``crossed``)
 
     @property
     def k(self) -> int:
@@ -125,14 +186,20 @@ def combine(runs: list[dict]) -> dict[str, list[Replicated]]:
             measured = [(x.value, x.draws or (x.value,)) for x in found if x is not None and not math.isnan(x.value)]
             low = high = None
             mean = math.nan
+            # a claim between models carries its replicate level crossed over every replicate's trainings: the
+            # same in each replicate's run, so the first that has it gives it (only when all were measured)
+            cross = next((x for x in found if x is not None and x.between), None)
+            cross = cross if len(measured) == len(runs) > 1 else None
             if measured:
                 k = max(len(dr) for _, dr in measured)
                 # a replicate without a seed bootstrap (or with one of another size) contributes its value alone
                 draws = np.array([dr if len(dr) == k else (val,) * k for val, dr in measured])
-                mean, low, high = two_level([val for val, _ in measured], draws)
+                mean, low, high = two_level([val for val, _ in measured], draws,
+                                            **({} if cross is None else {"between": cross.between,
+                                                                         "dof": cross.between_dof}))
                 low, high = (low, high) if math.isfinite(low) and math.isfinite(high) else (None, None)
             rows.append(Replicated(c.id, c.statement, c.source, c.op, c.threshold, tuple(values.tolist()), holds,
-                                   mean, low, high, c.expected, c.judged))
+                                   mean, low, high, c.expected, c.judged, cross is not None))
         out[stem] = rows
     return out
 
@@ -177,13 +244,15 @@ def report(by_stem: dict[str, list[Replicated]], profile: str, here: str = "") -
     lines.append("- Each replicate trains every model again with its training seeds moved (initial weights, "
                  "minibatches, training noise), on the same data, and samples it on the same seeds. A verdict is "
                  "the majority's; the interval resamples the replicates, then the seeds within each "
-                 "(`replicates.two_level`).")
+                 "(`replicates.two_level`); marked x, a claim between models whose interval resamples each "
+                 "training's replicates on its own (`replicates.crossed`).")
     lines += summary(by_stem, profile)
     head = ["claim", "threshold"] + [f"r{i}" for i in range(R)] + ["mean [two-level 95%]", "k of R", "verdict"]
     for stem, rs in by_stem.items():
         lines += ["", f"## {stem}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rs:
             interval = f" [{_num(r.low)}, {_num(r.high)}]" if r.low is not None else ""
+            interval += " x" if r.crossed and interval else ""
             word = ("holds" if r.verdict else "does not hold") if r.decided else "tie"
             word += " (unstable)" if r.unstable else ""
             word += " (differs from the record)" if r.unexpected else ""
@@ -199,7 +268,7 @@ def to_json(by_stem: dict[str, list[Replicated]], machine: dict) -> str:
                 "values": [None if math.isnan(x) else x for x in r.values], "holds": list(r.holds),
                 "mean": None if math.isnan(r.mean) else r.mean, "low": r.low, "high": r.high, "k": r.k,
                 "verdict": r.verdict, "unstable": r.unstable, "spread": r.spread(), "expected": r.expected,
-                "judged": r.judged}
+                "judged": r.judged, "crossed": r.crossed}
 
     rows = [r for rs in by_stem.values() for r in rs]
     return json.dumps({"machine": machine, "replicates": len(rows[0].values) if rows else 0,
@@ -215,7 +284,8 @@ def from_json(text: str) -> dict[str, list[Replicated]]:
 
     return {stem: [Replicated(row["id"], row["statement"], row["source"], row["op"], row["threshold"],
                               tuple(nan(x) for x in row["values"]), tuple(row["holds"]), nan(row["mean"]),
-                              row["low"], row["high"], row.get("expected", row["verdict"]), row.get("judged", True))
+                              row["low"], row["high"], row.get("expected", row["verdict"]), row.get("judged", True),
+                              row.get("crossed", False))
                    for row in rows] for stem, rows in json.loads(text)["claims"].items()}
 
 

@@ -9,6 +9,7 @@ lists; ``banks`` draws and keeps the samples.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -54,6 +55,15 @@ class Variant:
     @property
     def trained_steps(self) -> int:
         return self.snapshot or self.cfg.steps
+
+
+def lineage(cfg: TrainConfig) -> str:
+    """The training ``cfg`` descends from: the first config of its chain of ``init``s (a distilled student's or a
+    fine-tuning's), itself if it has none. Rows of one lineage share a training replicate (``replicates.crossed``)."""
+    root = asdict(cfg)
+    while root.get("init"):
+        root = root["init"]
+    return json.dumps(root, sort_keys=True, default=str)
 
 
 def nets(P: dict) -> dict:
