@@ -425,7 +425,11 @@ run.finish()
 # row is the low one, and it is the lowest pair of the other two. These three verdicts are **unstable** over
 # three training replicates (`consistency_rp` 0.321 / 0.659 / 0.605, 2 of 3 hold;
 # `distilled_rp` 0.445 / 0.676 / 0.705; `subvp_rp` 0.547 / 0.751 / 0.734): one training of a 6,000-step
-# consistency model decides them. Its one-step samples sit at the threshold's edge (replicate 0's median Pearson
+# consistency model decides them. Paired across replicates, the consistency network's own training carries 1.00 of
+# `consistency_rp`'s variance between replicates, 0.97 of `distilled_rp`'s and 0.89 of `subvp_rp`'s: with its
+# replicate 0, `consistency_rp` is 0.321-0.335 whichever replicates the other rows come from, with its replicates
+# 1 and 2 0.605-0.687. The multi-step models' `diffusion_rp` holds with each training resampled on its own too
+# (0.637 [0.612, 0.661]). The one-step samples sit at the threshold's edge (replicate 0's median Pearson
 # with the U-Net EDM's sample is 0.889, against RP's 0.9) and blurrier than replicate 1's, and
 # training it twice as long does not help: it is sharpest mid-run and declines through the curriculum's finest
 # stages ([replications/training_replicates.md](../replications/training_replicates.md)). The

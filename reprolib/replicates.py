@@ -5,7 +5,9 @@ training seeds moved, on the same data, and samples it on the same seeds. ``pape
 every notebook at replicates 0 .. R-1 and hands their claims to ``combine``, which gives each claim:
 
 - its value in each replicate, their range, and in how many of them it holds (k of R);
-- a two-level interval (``two_level``): the replicates resampled, then the seeds within each;
+- a two-level interval (``two_level``): the replicates resampled, then the seeds within each; for a claim between
+  models that carries its replicate level crossed over every pairing of replicates (``crossed``), each training's
+  replicates resampled on their own;
 - its verdict by the rule pre-registered in replications/training_replicates.md: the verdict of the majority of
   the replicates; a claim whose verdict differs between replicates is *unstable*.
 
