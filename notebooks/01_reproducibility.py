@@ -281,9 +281,9 @@ crossed = {}  # claim family: the replicate level of its RP and of its RP over c
 if P.replicates > 1:
     by_replicate = []
     for r in range(P.replicates):
-        Q = P.replace(replicate=r)
-        fitting.fit_all(zoo.plan("01", Q, store), store, Q)  # nothing to train in a run of replicates
-        by_replicate.append({v.name: banks.generate(v, store, seeds, Q) for v in zoo.section1(Q)
+        Pr = P.replace(replicate=r)
+        fitting.fit_all(zoo.plan("01", Pr, store), store, Pr)  # nothing to train in a run of replicates
+        by_replicate.append({v.name: banks.generate(v, store, seeds, Pr) for v in zoo.section1(Pr)
                              if v.name in deterministic})
     lineages = list(dict.fromkeys(zoo.lineage(v.cfg) for v in variants))
     lineage = {v.name: lineages.index(zoo.lineage(v.cfg)) for v in variants}

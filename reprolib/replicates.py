@@ -196,9 +196,8 @@ def combine(runs: list[dict]) -> dict[str, list[Replicated]]:
                 k = max(len(dr) for _, dr in measured)
                 # a replicate without a seed bootstrap (or with one of another size) contributes its value alone
                 draws = np.array([dr if len(dr) == k else (val,) * k for val, dr in measured])
-                mean, low, high = two_level([val for val, _ in measured], draws,
-                                            **({} if cross is None else {"between": cross.between,
-                                                                         "dof": cross.between_dof}))
+                mean, low, high = two_level([val for val, _ in measured], draws, between=cross and cross.between,
+                                            dof=cross and cross.between_dof)
                 low, high = (low, high) if math.isfinite(low) and math.isfinite(high) else (None, None)
             rows.append(Replicated(c.id, c.statement, c.source, c.op, c.threshold, tuple(values.tolist()), holds,
                                    mean, low, high, c.expected, c.judged, cross is not None))
