@@ -273,11 +273,14 @@ else:
 # (`replicates.crossed`; the addendum of
 # [replications/training_replicates.md](../replications/training_replicates.md), stated before its run), and two
 # answers: which training's replicates move each claim most (its share of the variance between replicates), and each
-# added family's claim at each of its own replicates, whichever replicates the other rows come from.
+# added family's claim at each of its own replicates, whichever replicates the other rows come from. The figure shows
+# each added family's claim in every world (every training at one of its replicates), split by the replicate of the
+# training that moves it most.
 
 # %%
 floor = 1 / len(seeds)  # a chance rate of zero counts as one seed's
 crossed = {}  # claim family: the replicate level of its RP and of its RP over chance, each training on its own
+worlds = {}  # added family: its claim in every world, and the training whose replicates move it most
 if P.replicates > 1:
     by_replicate = []
     for r in range(P.replicates):
@@ -302,6 +305,18 @@ if P.replicates > 1:
             print("   " + "; ".join(f"at its replicate {r}: {values[idx[:, own] == r].min():.3f}-"
                                     f"{values[idx[:, own] == r].max():.3f}" for r in range(P.replicates))
                   + " over the others' replicates")
+            worlds[f] = values, idx, int(np.argmax(shares)), list(np.unique(groups))
+    fig, axes = plt.subplots(1, len(worlds), figsize=(4 * len(worlds), 3), sharey=True)
+    jitter = np.random.default_rng(0)
+    for ax, (f, (values, idx, top, ids)) in zip(axes, worlds.items()):
+        for r in range(P.replicates):
+            v = values[idx[:, ids.index(top)] == r]
+            ax.scatter(r + jitter.uniform(-0.3, 0.3, len(v)), v, s=2, alpha=0.1, color="tab:purple")
+        ax.axhline(0.6, color="k", ls=":", lw=1)
+        ax.set(xticks=range(P.replicates), xlabel=f"replicate of {first[top]}", title=f"{f}_rp in every world")
+    axes[0].set_ylabel("lowest pair's RP")
+    fig.tight_layout()
+    plotting.save(fig, "01_crossed_replicates")
 else:
     print("one training replicate in this run: nothing to pair across replicates")
 
@@ -428,7 +443,8 @@ run.finish()
 # consistency model decides them. Paired across replicates, the consistency network's own training carries 1.00 of
 # `consistency_rp`'s variance between replicates, 0.97 of `distilled_rp`'s and 0.89 of `subvp_rp`'s: with its
 # replicate 0, `consistency_rp` is 0.321-0.335 whichever replicates the other rows come from, with its replicates
-# 1 and 2 0.605-0.687. The multi-step models' `diffusion_rp` holds with each training resampled on its own too
+# 1 and 2 0.605-0.687; `distilled_rp` and `subvp_rp` fall below 0.6 only in worlds where the consistency network is
+# its replicate 0 (the figure of every world above). The multi-step models' `diffusion_rp` holds with each training resampled on its own too
 # (0.637 [0.612, 0.661]). The one-step samples sit at the threshold's edge (replicate 0's median Pearson
 # with the U-Net EDM's sample is 0.889, against RP's 0.9) and blurrier than replicate 1's, and
 # training it twice as long does not help: it is sharpest mid-run and declines through the curriculum's finest
