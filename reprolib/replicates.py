@@ -116,13 +116,17 @@ def crossed(rates, groups, reduce=np.min, resamples: int = 2000, seed: int = 0):
     return Crossed(draws[0], float(dof[0]), shares[0]) if single else Crossed(draws, dof, shares)
 
 
-def every_world(rates, groups, reduce=np.min):
-    """The claim in every world, each lineage of ``groups`` at each of its R replicates (R^G worlds: for a few
-    lineages): (values (R^G,), replicates (R^G, G)), the lineages in ``np.unique(groups)``'s order."""
+def every_world(rates, groups, reduce=np.min, most: int = 100_000, seed: int = 0):
+    """The claim in every world, each lineage of ``groups`` at each of its R replicates: (values (W,), replicates
+    (W, G)), the lineages in ``np.unique(groups)``'s order. All R^G worlds where there are at most ``most``, else
+    ``most`` of them drawn at random."""
     r = np.asarray(rates, dtype=float)
     ids, g = np.unique(np.asarray(groups, dtype=int), return_inverse=True)
-    g = g.reshape(-1, 2)
-    idx = np.array(list(itertools.product(range(r.shape[-1]), repeat=len(ids))))
+    g, R = g.reshape(-1, 2), r.shape[-1]
+    if R ** len(ids) <= most:
+        idx = np.array(list(itertools.product(range(R), repeat=len(ids))))
+    else:
+        idx = np.random.default_rng(seed).integers(0, R, (most, len(ids)))
     return reduce(r[np.arange(len(g)), idx[:, g[:, 0]], idx[:, g[:, 1]]], axis=-1), idx
 
 

@@ -205,6 +205,8 @@ def test_rows_of_one_training_share_its_replicate():
     assert len(values) == 9 and idx.shape == (9, 2)
     expected = [min(0.6 + 0.1 * r, 0.9 if r == s else 0.5) for r, s in idx]
     assert np.allclose(values, expected)
+    values, idx = replicates.every_world(rates, groups, most=5)  # too many worlds to list: a random few
+    assert len(values) == 5 and np.allclose(values, [min(0.6 + 0.1 * r, 0.9 if r == s else 0.5) for r, s in idx])
 
 
 def test_crossed_rates_pair_replicate_r_of_one_row_with_s_of_the_other():
