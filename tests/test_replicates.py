@@ -4,6 +4,10 @@ over replicates (two-level intervals, the majority's verdict, unstable claims)."
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -320,3 +324,22 @@ def test_the_consistency_study_reads_a_store_and_says_what_is_missing(tmp_path, 
     assert "lacks a replicate's notebook 01 samples" in str(stop.value)
     assert "--profile smoke --replicates R" in str(stop.value) and f"REPRO_STORE={tmp_path}" in str(stop.value)
     assert not any(tmp_path.rglob("*.pt"))
+
+
+def test_notebook_01_pairs_every_training_across_replicates_at_smoke(tmp_path):
+    """The real notebook 01 in a run of two replicates at smoke: its claims between models carry the crossed
+    replicate level (marked in the replicates record), the others do not, and it draws every world."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "REPRO_STORE": str(tmp_path / "store"), "REPRO_PROFILE": "smoke"}
+    proc = subprocess.run([sys.executable, str(root / "paper_figures.py"), "--only", "01", "--profile", "smoke",
+                           "--replicates", "2", "--figures", str(tmp_path / "figures"), "--executed",
+                           str(tmp_path / "executed"), "--override", "seeds=32"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "figures" / "claims_smoke_replicates.json").read_text())
+    crossed = {row["id"]: row["crossed"] for row in record["claims"]["01_reproducibility"]}
+    assert crossed["01.diffusion_rp"] and crossed["01.consistency_rp"] and crossed["01.subvp_vs_chance"]
+    assert not crossed["01.gan_not_reproducible"] and not crossed["01.self_agreement_diffusion"]
+    assert (tmp_path / "figures" / "01_crossed_replicates.png").stat().st_size > 1000
+    executed = (tmp_path / "executed" / "01_reproducibility.ipynb").read_text()
+    assert "the variance between replicates, by training" in executed
