@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from reprolib import baselines, claims, fitting, metrics, profiles, replicates, train, zoo
+from reprolib import baselines, claims, metrics, profiles, replicates, train, zoo
 from reprolib.store import Store
 
 
