@@ -234,10 +234,15 @@ for a in [n for n in names if families[n]]:
 
 # %%
 self_rp, self_hits = {}, {}
+by_replicate = []  # every replicate's deterministic samples, on the same seeds
 if P.replicates > 1:
+    for r in range(P.replicates):
+        Pr = P.replace(replicate=r)
+        fitting.fit_all(zoo.plan("01", Pr, store), store, Pr)  # nothing to train in a run of replicates
+        by_replicate.append({v.name: banks.generate(v, store, seeds, Pr) for v in zoo.section1(Pr)
+                             if v.name in deterministic})
     Q = P.replace(replicate=(P.replicate + 1) % P.replicates)
-    fitting.fit_all(zoo.plan("01", Q, store), store, Q)  # nothing to train in a run of replicates
-    twins = {v.name: banks.generate(v, store, seeds, P) for v in zoo.section1(Q) if v.name in deterministic}
+    twins = dict(by_replicate[Q.replicate])
     for kind, cfgs in zip(("GAN", "VAE"), zoo.section1_baselines(Q)):
         for k, cfg in enumerate(cfgs):
             model = fitting.fit(cfg, store, progress=False, device=P.device)
@@ -282,12 +287,6 @@ floor = 1 / len(seeds)  # a chance rate of zero counts as one seed's
 crossed = {}  # claim family: the replicate level of its RP and of its RP over chance, each training on its own
 worlds = {}  # added family: its claim in every world, and the training whose replicates move it most
 if P.replicates > 1:
-    by_replicate = []
-    for r in range(P.replicates):
-        Pr = P.replace(replicate=r)
-        fitting.fit_all(zoo.plan("01", Pr, store), store, Pr)  # nothing to train in a run of replicates
-        by_replicate.append({v.name: banks.generate(v, store, seeds, Pr) for v in zoo.section1(Pr)
-                             if v.name in deterministic})
     lineages = list(dict.fromkeys(zoo.lineage(v.cfg) for v in variants))
     lineage = {v.name: lineages.index(zoo.lineage(v.cfg)) for v in variants}
     first = {k: next(n for n in names if lineage[n] == k) for k in range(len(lineages))}
