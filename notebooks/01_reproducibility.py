@@ -443,8 +443,8 @@ run.finish()
 # `consistency_rp`'s variance between replicates, 0.97 of `distilled_rp`'s and 0.89 of `subvp_rp`'s: with its
 # replicate 0, `consistency_rp` is 0.321-0.335 whichever replicates the other rows come from, with its replicates
 # 1 and 2 0.605-0.687; `distilled_rp` and `subvp_rp` fall below 0.6 only in worlds where the consistency network is
-# its replicate 0 (the figure of every world above). The multi-step models' `diffusion_rp` holds with each training resampled on its own too
-# (0.637 [0.612, 0.661]). The one-step samples sit at the threshold's edge (replicate 0's median Pearson
+# its replicate 0 (the figure of every world above). The multi-step models' `diffusion_rp` holds with each
+# training resampled on its own too (0.637 [0.612, 0.661]). The one-step samples sit at the threshold's edge (replicate 0's median Pearson
 # with the U-Net EDM's sample is 0.889, against RP's 0.9) and blurrier than replicate 1's, and
 # training it twice as long does not help: it is sharpest mid-run and declines through the curriculum's finest
 # stages ([replications/training_replicates.md](../replications/training_replicates.md)). The
