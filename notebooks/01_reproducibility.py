@@ -300,11 +300,12 @@ if P.replicates > 1:
             f"{first[k]} {shares[k]:.2f}" for k in np.argsort(shares)[::-1][:3]))
         if f != "diffusion":
             values, idx = replicates.every_world(rates, groups)
-            own = list(np.unique(groups)).index(lineage[pairs[0][0]])
+            ids = list(np.unique(groups))  # every_world's order of the lineages
+            own = ids.index(lineage[pairs[0][0]])
             print("   " + "; ".join(f"at its replicate {r}: {values[idx[:, own] == r].min():.3f}-"
                                     f"{values[idx[:, own] == r].max():.3f}" for r in range(P.replicates))
                   + " over the others' replicates")
-            worlds[f] = values, idx, int(np.argmax(shares)), list(np.unique(groups))
+            worlds[f] = values, idx, int(np.argmax(shares)), ids
     fig, axes = plt.subplots(1, len(worlds), figsize=(4 * len(worlds), 3), sharey=True)
     jitter = np.random.default_rng(0)
     for ax, (f, (values, idx, top, ids)) in zip(axes, worlds.items()):

@@ -9,14 +9,13 @@ lists; ``banks`` draws and keeps the samples.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from . import baselines, fitting, profiles
 from .profiles import training_seed
-from .store import Store
+from .store import Store, config_key
 from .train import TrainConfig
 
 # Two details of EDM's DDPM++ (``networks.UNet``) that the section-1 U-Nets, trained and verified first, lack:
@@ -58,12 +57,10 @@ class Variant:
 
 
 def lineage(cfg: TrainConfig) -> str:
-    """The training ``cfg`` descends from: the first config of its chain of ``init``s (a distilled student's or a
-    fine-tuning's), itself if it has none. Rows of one lineage share a training replicate (``replicates.crossed``)."""
-    root = asdict(cfg)
-    while root.get("init"):
-        root = root["init"]
-    return json.dumps(root, sort_keys=True, default=str)
+    """The store key of the training ``cfg`` descends from: its first ancestor (``fitting.ancestors``, a distilled
+    student's or a fine-tuning's), itself if it has none. Rows of one lineage share a training replicate
+    (``replicates.crossed``)."""
+    return config_key((fitting.ancestors(cfg) or [cfg])[-1].key_dict())
 
 
 def nets(P: dict) -> dict:
